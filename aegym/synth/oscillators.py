@@ -1,0 +1,159 @@
+"""Oscillators: phase accumulation, band-limited wavetables, noise.
+
+Pitch is constant within a render, so each voice's waveform is periodic and can be
+band-limited exactly: one period is built by additive synthesis from its Fourier
+series, keeping only harmonics below Nyquist, and read back at the running phase
+with linear interpolation. Harmonics fade out linearly between 90 % and 100 % of
+Nyquist, so the table (and the sound) is continuous — and differentiable — in pitch.
+
+Fourier series used (phase φ in [0, 1)):
+
+* sine      ``sin(2πφ)``
+* triangle  ``1 - 4|φ - 1/2| = -(8/π²) Σ_{h odd} cos(2πhφ) / h²``
+* saw       ``2φ - 1 = -(2/π) Σ_h sin(2πhφ) / h``
+* pulse     ``saw(φ) - saw(φ + 1 - w) - (2w - 1)``: -1 for φ < w, +1 after.
+
+All functions are batched over voices ``[B]`` and samples ``[B, T]``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+TABLE_SIZE = 2048
+TAPER_START = 0.9  # fraction of Nyquist where harmonics start to fade
+
+
+def phase_ramp(
+    freq_hz: torch.Tensor, n_samples: int, sample_rate: float, phase0: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised phase in [0, 1) for a constant frequency per voice.
+
+    ``φ[n] = frac(φ0 + n·f/fs)`` for ``freq_hz [B]``, ``n = 0..T-1`` -> (``φ [B, T]``,
+    the phase of the next sample ``[B]`` for streaming). Accumulated in float64 so long
+    notes keep their phase accuracy; the gradient w.r.t. frequency is ``n/fs``.
+    """
+    dt = (freq_hz.double() / sample_rate)[:, None]
+    n = torch.arange(n_samples, device=freq_hz.device, dtype=torch.float64)
+    start = torch.zeros_like(dt) if phase0 is None else phase0.double()[:, None]
+    total = start + n * dt
+    phase = total - total.detach().floor()
+    end = (start + n_samples * dt).detach()
+    end = end - end.floor()
+    return phase.to(freq_hz.dtype), end[:, 0].to(freq_hz.dtype)
+
+
+def harmonic_taper(freq_hz: torch.Tensor, sample_rate: float, n_harmonics: int) -> torch.Tensor:
+    """Gain of harmonics ``h = 1..H`` of ``freq_hz [B]``: 1 below 0.9·Nyquist, 0 above
+    Nyquist, linear in between -> ``[B, H]``."""
+    nyq = sample_rate / 2
+    h = torch.arange(1, n_harmonics + 1, device=freq_hz.device, dtype=freq_hz.dtype)
+    fh = freq_hz[:, None] * h
+    return ((nyq - fh) / ((1 - TAPER_START) * nyq)).clamp(0.0, 1.0)
+
+
+def wave_spectra(n_harmonics: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Sine coefficients ``s_h`` and cosine coefficients ``c_h`` of sine, triangle, saw.
+
+    Returns ``[3, 2, H]``: wave (sine, triangle, saw) x (sin, cos) x harmonic.
+    """
+    h = torch.arange(1, n_harmonics + 1, device=device, dtype=dtype)
+    out = torch.zeros(3, 2, n_harmonics, device=device, dtype=dtype)
+    out[0, 0, 0] = 1.0
+    odd = (h % 2 == 1).to(dtype)
+    out[1, 1] = -(8 / math.pi**2) * odd / h**2
+    out[2, 0] = -(2 / math.pi) / h
+    return out
+
+
+def build_tables(
+    freq_hz: torch.Tensor, weights: torch.Tensor, sample_rate: float, size: int = TABLE_SIZE
+) -> torch.Tensor:
+    """One band-limited period per voice: ``Σ_w weights[:, w] · wave_w`` -> ``[B, size]``.
+
+    ``weights [B, 3]`` mixes sine, triangle, saw; harmonics are tapered near Nyquist.
+    """
+    n_h = size // 2 - 1
+    spectra = wave_spectra(n_h, freq_hz.device, freq_hz.dtype)  # [3, 2, H]
+    coef = (
+        torch.einsum("bw,wch->bch", weights, spectra)
+        * harmonic_taper(freq_hz, sample_rate, n_h)[:, None]
+    )
+    # x[n] = Σ s_h sin(2πhn/L) + c_h cos(2πhn/L)  <=>  X[h] = (L/2)(c_h - i s_h)
+    spec = torch.complex(coef[:, 1], -coef[:, 0]) * (size / 2)
+    spec = torch.cat([torch.zeros_like(spec[:, :1]), spec, torch.zeros_like(spec[:, :1])], -1)
+    return torch.fft.irfft(spec, n=size)
+
+
+def read_table(table: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+    """Linear-interpolated lookup of ``table [B, L]`` at ``phase [B, T]`` in [0, 1)."""
+    size = table.shape[-1]
+    pos = phase * size
+    i0 = pos.detach().floor().long().clamp(0, size - 1)
+    frac = pos - i0.to(pos.dtype)
+    i1 = (i0 + 1) % size
+    a = torch.gather(table, 1, i0)
+    b = torch.gather(table, 1, i1)
+    return a + frac * (b - a)
+
+
+def morph_weights(shape: torch.Tensor, n_waves: int = 4) -> torch.Tensor:
+    """Triangular crossfade weights ``w_i = max(0, 1 - |s(n-1) - i|)`` -> ``[B, n_waves]``.
+
+    ``shape`` in [0, 1] walks sine (0) -> triangle (1/3) -> saw (2/3) -> pulse (1);
+    neighbouring weights sum to 1.
+    """
+    pos = shape.clamp(0.0, 1.0)[:, None] * (n_waves - 1)
+    idx = torch.arange(n_waves, device=shape.device, dtype=shape.dtype)
+    return (1.0 - (pos - idx).abs()).clamp_min(0.0)
+
+
+def morph_oscillator(
+    phase: torch.Tensor,
+    freq_hz: torch.Tensor,
+    shape: torch.Tensor,
+    width: torch.Tensor,
+    sample_rate: float,
+) -> torch.Tensor:
+    """Band-limited morph sine -> triangle -> saw -> pulse by ``shape [B]`` in [0, 1].
+
+    ``phase [B, T]``, ``freq_hz [B]``, pulse ``width [B]`` in (0, 1) -> ``[B, T]``.
+    """
+    w = morph_weights(shape)
+    one = torch.ones_like(w[:, :1])
+    zero = torch.zeros_like(one)
+    tables = build_tables(
+        torch.cat([freq_hz, freq_hz]),
+        torch.cat([w[:, :3], torch.cat([zero, zero, one], -1)]),
+        sample_rate,
+    )
+    mixed, saw_table = tables.chunk(2)
+    shifted = phase + (1.0 - width)[:, None]
+    shifted = shifted - shifted.detach().floor()
+    pulse = read_table(saw_table, phase) - read_table(saw_table, shifted)
+    pulse = pulse - (2.0 * width - 1.0)[:, None]
+    return read_table(mixed, phase) + w[:, 3:] * pulse
+
+
+def sine(phase: torch.Tensor) -> torch.Tensor:
+    """Naive ``sin(2πφ)`` (reference)."""
+    return torch.sin(2 * math.pi * phase)
+
+
+def naive_saw(phase: torch.Tensor) -> torch.Tensor:
+    """Aliasing reference saw ``2φ - 1`` (for tests and comparisons)."""
+    return 2.0 * phase - 1.0
+
+
+def noise_table(n: int, seed: int = 0, device=None) -> torch.Tensor:
+    """Fixed table of uniform white noise in [-1, 1) (reproducible frozen noise)."""
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, generator=gen) * 2.0 - 1.0).to(device)
+
+
+def read_noise(table: torch.Tensor, offsets: torch.Tensor, n_samples: int) -> torch.Tensor:
+    """Read ``n_samples`` of cyclic noise from ``table`` starting at ``offsets [B]``."""
+    idx = (offsets[:, None] + torch.arange(n_samples, device=table.device)) % table.numel()
+    return table[idx]

@@ -1,0 +1,246 @@
+"""The voice: the one place where oscillators, shaper, filter and envelopes are wired.
+
+Patch diagram (every arrow batched over voices, differentiable in every knob)::
+
+    osc1 (morph, pitch) ─┐
+    osc2 (morph, pitch·detune) ─┼─ mix ─ + noise ─ waveshaper ─ ladder VCF ─ VCA ─ gain ─> out
+                                                  cutoff·2^(amount·filter ADSR) ┘   amp ADSR ┘
+
+Knobs arrive normalized (``[B, K]`` in [0, 1], clamped) and are mapped to physical
+values by the :class:`~aegym.synth.knobs.KnobSpace`. Filter cutoff and envelopes run
+at control rate (one value per ``control_block`` samples); oscillators, shaper and VCA
+at audio rate. :meth:`Voice.render` carries a :class:`VoiceState` so consecutive calls
+continue the same note without clicks (oscillator phase, filter state, envelope time,
+noise position): the streaming form behind the windowed loop.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from aegym._checks import check_int, check_positive, check_tensor
+from aegym.synth.envelopes import adsr
+from aegym.synth.filters import FilterState, ladder_filter
+from aegym.synth.knobs import KnobSpace, Patch
+from aegym.synth.oscillators import morph_oscillator, noise_table, phase_ramp, read_noise
+from aegym.synth.shaper import soft_clip
+
+NOISE_TABLE_SIZE = 1 << 16
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Settings shared by every module of a voice.
+
+    :param sample_rate: audio sample rate in Hz (>= 4000).
+    :param duration_s: length of a one-shot render (``Voice.forward``) in seconds.
+    :param note_off_s: note-off time of a one-shot render; ``None`` = 75 % of the
+        duration. Streaming renders hold the note (no release).
+    :param control_block: samples per control-rate step (filter cutoff, envelopes).
+    :param noise_seed: seed of the frozen noise table (renders are deterministic).
+    """
+
+    sample_rate: int = 16_000
+    duration_s: float = 1.0
+    note_off_s: float | None = None
+    control_block: int = 128
+    noise_seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_int("sample_rate", self.sample_rate, 4000)
+        check_positive("duration_s", self.duration_s)
+        if self.note_off_s is not None:
+            check_positive("note_off_s", self.note_off_s)
+        check_int("control_block", self.control_block, 4)
+        check_int("noise_seed", self.noise_seed, 0)
+        if self.n_samples < self.control_block:
+            raise ValueError(
+                f"duration_s={self.duration_s} gives {self.n_samples} samples, fewer than "
+                f"one control block ({self.control_block})"
+            )
+
+    @property
+    def n_samples(self) -> int:
+        """Samples in a one-shot render."""
+        return round(self.duration_s * self.sample_rate)
+
+    @property
+    def note_off(self) -> float:
+        """Note-off time in seconds of a one-shot render."""
+        return 0.75 * self.duration_s if self.note_off_s is None else self.note_off_s
+
+
+class VoiceState(NamedTuple):
+    """Everything a render needs to continue a note: ``[B]`` tensors and the filter state."""
+
+    phase1: torch.Tensor
+    phase2: torch.Tensor
+    noise_pos: torch.Tensor
+    filter: FilterState
+    time_s: float
+
+    @classmethod
+    def initial(cls, batch: int, device=None, dtype=torch.float32) -> VoiceState:
+        z = torch.zeros(batch, device=device, dtype=dtype)
+        return cls(
+            z,
+            z.clone(),
+            torch.zeros(batch, dtype=torch.long, device=device),
+            FilterState.zeros(batch, device, dtype),
+            0.0,
+        )
+
+    def detach(self) -> VoiceState:
+        """Cut the autograd history (truncated backpropagation between windows)."""
+        return VoiceState(
+            self.phase1.detach(),
+            self.phase2.detach(),
+            self.noise_pos,
+            self.filter.detach(),
+            self.time_s,
+        )
+
+
+def midi_to_hz(pitch_midi: torch.Tensor) -> torch.Tensor:
+    """``440 · 2^((m - 69)/12)``."""
+    return 440.0 * torch.pow(2.0, (pitch_midi - 69.0) / 12.0)
+
+
+class Voice(nn.Module):
+    """A batched, differentiable subtractive synth voice.
+
+    Shape: ``forward(unit_knobs [B, K]) -> audio [B, T]`` with ``T = config.n_samples``.
+    """
+
+    def __init__(self, config: SynthConfig | None = None, knob_space: KnobSpace | None = None):
+        super().__init__()
+        self.config = config or SynthConfig()
+        self.knob_space = knob_space or KnobSpace()
+        self.register_buffer(
+            "noise", noise_table(NOISE_TABLE_SIZE, self.config.noise_seed), persistent=False
+        )
+        self._idx = {name: self.knob_space.index(name) for name in self.knob_space.names}
+
+    @property
+    def n_knobs(self) -> int:
+        return len(self.knob_space)
+
+    def forward(self, unit_knobs: torch.Tensor) -> torch.Tensor:
+        """One-shot note: note-on at 0, note-off at ``config.note_off``."""
+        audio, _ = self.render(unit_knobs, self.config.n_samples, note_off_s=self.config.note_off)
+        return audio
+
+    def render_patch(self, patch: Patch) -> torch.Tensor:
+        """Render one patch; returns ``[T]`` audio."""
+        return self(patch.to_unit(self.knob_space)[None].to(self.noise.device))[0]
+
+    def initial_state(self, batch: int) -> VoiceState:
+        return VoiceState.initial(batch, self.noise.device)
+
+    def render(
+        self,
+        unit_knobs: torch.Tensor,
+        n_samples: int,
+        state: VoiceState | None = None,
+        note_off_s: float | None = None,
+    ) -> tuple[torch.Tensor, VoiceState]:
+        """Render ``n_samples`` continuing from ``state`` (``None`` = note-on now).
+
+        Knobs are held for the whole call. ``note_off_s=None`` holds the note.
+        Returns ``(audio [B, n_samples], new state)``.
+        """
+        check_tensor("unit_knobs", unit_knobs, ndim=2, last_dim=self.n_knobs)
+        check_int("n_samples", n_samples, 1)
+        cfg = self.config
+        bsz = unit_knobs.shape[0]
+        state = state or self.initial_state(bsz)
+        if state.phase1.shape[0] != bsz:
+            raise ValueError(f"state batch {state.phase1.shape[0]} != knob batch {bsz}")
+        sr = float(cfg.sample_rate)
+        block = cfg.control_block
+        n_pad = -(-n_samples // block) * block
+        knob = self.knob_space.to_physical(unit_knobs)
+
+        def k(name: str) -> torch.Tensor:
+            return knob[:, self._idx[name]]
+
+        # Oscillators.
+        f1 = midi_to_hz(k("pitch_midi"))
+        f2 = f1 * torch.pow(2.0, k("osc2_detune_cents") / 1200.0)
+        ph1, end1 = phase_ramp(f1, n_pad, sr, state.phase1)
+        ph2, end2 = phase_ramp(f2, n_pad, sr, state.phase2)
+        width = k("pulse_width")
+        osc1 = morph_oscillator(ph1, f1, k("osc1_shape"), width, sr)
+        osc2 = morph_oscillator(ph2, f2, k("osc2_shape"), width, sr)
+        mix = k("osc_mix")[:, None]
+        noise = read_noise(self.noise, state.noise_pos, n_pad)
+        x = (1.0 - mix) * osc1 + mix * osc2 + k("noise_level")[:, None] * noise
+        # Shaper and filter with its envelope at control rate.
+        x = soft_clip(x, k("drive_db"))
+        t0 = state.time_s
+        ctrl_t = t0 + torch.arange(n_pad // block, device=x.device, dtype=x.dtype) * (block / sr)
+        fenv = adsr(
+            ctrl_t,
+            k("filter_attack_s"),
+            k("filter_decay_s"),
+            k("filter_sustain"),
+            k("filter_release_s"),
+            math.inf if note_off_s is None else note_off_s,
+        )
+        cutoff = k("cutoff_hz")[:, None] * torch.pow(2.0, k("filter_env_octaves")[:, None] * fenv)
+        res = k("resonance")[:, None].expand_as(cutoff)
+        y, fstate = ladder_filter(x, cutoff, res, sr, block, state.filter)
+        # VCA and output gain.
+        t = t0 + torch.arange(n_pad, device=x.device, dtype=x.dtype) / sr
+        amp = adsr(
+            t,
+            k("amp_attack_s"),
+            k("amp_decay_s"),
+            k("amp_sustain"),
+            k("amp_release_s"),
+            math.inf if note_off_s is None else note_off_s,
+        )
+        out = y * amp * torch.pow(10.0, k("gain_db") / 20.0)[:, None]
+        if n_pad != n_samples:  # trailing samples of the last block are dropped
+            out = out[:, :n_samples]
+        new_state = VoiceState(
+            end1, end2, (state.noise_pos + n_pad) % self.noise.numel(), fstate, t0 + n_pad / sr
+        )
+        return out, new_state
+
+
+class WindowedStream:
+    """Overlapping analysis windows over one continuous note (the seed's §7 loop).
+
+    Each :meth:`step` renders ``hop`` new samples with the given knobs, continuing
+    phase and filter state, and returns the latest ``window`` samples ``[B, window]``
+    (the first call left-pads with silence). Gradients flow into the new hop only;
+    the carried state is detached (truncated backpropagation).
+    """
+
+    def __init__(self, voice: Voice, batch: int, window_s: float, hop_s: float) -> None:
+        sr = voice.config.sample_rate
+        block = voice.config.control_block
+        check_positive("window_s", window_s)
+        check_positive("hop_s", hop_s)
+        self.voice = voice
+        self.hop = max(block, round(hop_s * sr / block) * block)
+        self.window = max(self.hop, round(window_s * sr))
+        self.batch = check_int("batch", batch, 1)
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = self.voice.initial_state(self.batch)
+        self.buffer = torch.zeros(self.batch, self.window, device=self.voice.noise.device)
+
+    def step(self, unit_knobs: torch.Tensor) -> torch.Tensor:
+        new, state = self.voice.render(unit_knobs, self.hop, self.state)
+        self.state = state.detach()
+        window = torch.cat([self.buffer[:, self.hop :], new], -1)
+        self.buffer = window.detach()
+        return window
