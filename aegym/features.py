@@ -27,7 +27,6 @@ class FeatureConfig:
     :param f_min_hz: lowest mel band edge.
     :param log_eps: ε in ``log(mel + ε)``.
     :param rolloff_fraction: energy fraction of the roll-off frequency (0.95).
-    :param rolloff_temperature: width of the soft roll-off step, in energy fraction.
     """
 
     sample_rate: int = 16_000
@@ -37,7 +36,6 @@ class FeatureConfig:
     f_min_hz: float = 20.0
     log_eps: float = 1e-5
     rolloff_fraction: float = 0.95
-    rolloff_temperature: float = 0.01
 
     def __post_init__(self) -> None:
         check_int("sample_rate", self.sample_rate, 1000)
@@ -52,7 +50,6 @@ class FeatureConfig:
             raise ValueError(f"f_min_hz must be below Nyquist, got {self.f_min_hz}")
         check_positive("log_eps", self.log_eps)
         check_range("rolloff_fraction", self.rolloff_fraction, 0.5, 0.999)
-        check_positive("rolloff_temperature", self.rolloff_temperature)
 
 
 class Features(NamedTuple):
@@ -99,18 +96,23 @@ def spectral_centroid(power: torch.Tensor, freqs_hz: torch.Tensor) -> torch.Tens
     return (power * freqs_hz).sum(-1) / power.sum(-1).clamp_min(1e-12)
 
 
-def soft_rolloff(
-    power: torch.Tensor, freqs_hz: torch.Tensor, fraction: float, temperature: float
-) -> torch.Tensor:
+def soft_rolloff(power: torch.Tensor, freqs_hz: torch.Tensor, fraction: float) -> torch.Tensor:
     """Differentiable roll-off frequency of ``[B, F]`` power spectra, in Hz.
 
-    With cumulative energy fraction ``c(f)``, the hard roll-off is the first ``f`` with
-    ``c(f) >= fraction``. The soft form sums bin widths weighted by
-    ``sigmoid((fraction - c(f)) / temperature)``: ≈1 below the crossing, ≈0 above.
+    With cumulative energy fraction ``c_i`` at bin ``i``, the roll-off is where ``c``
+    crosses ``fraction``, linearly interpolated between the two bins around it::
+
+        f = f_{i-1} + (fraction - c_{i-1}) / (c_i - c_{i-1}) · Δf
+
+    The bin index is chosen without gradient; the interpolation carries the gradient
+    to every bin's power (unlike a hard arg-threshold, which has none).
     """
     c = torch.cumsum(power, -1) / power.sum(-1, keepdim=True).clamp_min(1e-12)
+    idx = (c.detach() < fraction).sum(-1, keepdim=True).clamp(1, c.shape[-1] - 1)
+    c_lo, c_hi = c.gather(-1, idx - 1), c.gather(-1, idx)
     width = freqs_hz[1] - freqs_hz[0]
-    return width * torch.sigmoid((fraction - c) / temperature).sum(-1)
+    frac = ((fraction - c_lo) / (c_hi - c_lo).clamp_min(1e-12)).clamp(0.0, 1.0)
+    return (freqs_hz[idx - 1] + frac * width).squeeze(-1)
 
 
 def spectral_flatness(power: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
@@ -185,9 +187,7 @@ class FeatureEncoder(nn.Module):
             mel=tuple(mels),
             log_mel=tuple(log_mels),
             centroid_hz=spectral_centroid(avg_power, self.freqs_hz),
-            rolloff_hz=soft_rolloff(
-                avg_power, self.freqs_hz, cfg.rolloff_fraction, cfg.rolloff_temperature
-            ),
+            rolloff_hz=soft_rolloff(avg_power, self.freqs_hz, cfg.rolloff_fraction),
             flatness=spectral_flatness(avg_power),
             peakiness_db=spectral_peakiness_db(avg_power),
             loudness_db=rms_dbfs(audio),

@@ -27,10 +27,20 @@ from aegym._checks import check_int, check_positive, check_tensor
 from aegym.synth.envelopes import adsr
 from aegym.synth.filters import FilterState, ladder_filter
 from aegym.synth.knobs import KnobSpace, Patch
-from aegym.synth.oscillators import morph_oscillator, noise_table, phase_ramp, read_noise
+from aegym.synth.oscillators import (
+    build_tables,
+    morph_weights,
+    noise_table,
+    phase_ramp,
+    read_noise,
+    read_table,
+)
 from aegym.synth.shaper import soft_clip
 
 NOISE_TABLE_SIZE = 1 << 16
+# The amp envelope is evaluated every AMP_ENV_STEP samples and interpolated linearly in
+# between: exact on its linear segments, corners rounded over < 1 ms at 16 kHz.
+AMP_ENV_STEP = 16
 
 
 @dataclass(frozen=True)
@@ -41,7 +51,8 @@ class SynthConfig:
     :param duration_s: length of a one-shot render (``Voice.forward``) in seconds.
     :param note_off_s: note-off time of a one-shot render; ``None`` = 75 % of the
         duration. Streaming renders hold the note (no release).
-    :param control_block: samples per control-rate step (filter cutoff, envelopes).
+    :param control_block: samples per control-rate step of the filter cutoff and its
+        envelope (a multiple of 16; the amp envelope runs every 16 samples).
     :param noise_seed: seed of the frozen noise table (renders are deterministic).
     """
 
@@ -56,7 +67,11 @@ class SynthConfig:
         check_positive("duration_s", self.duration_s)
         if self.note_off_s is not None:
             check_positive("note_off_s", self.note_off_s)
-        check_int("control_block", self.control_block, 4)
+        check_int("control_block", self.control_block, AMP_ENV_STEP)
+        if self.control_block % AMP_ENV_STEP:
+            raise ValueError(
+                f"control_block must be a multiple of {AMP_ENV_STEP}, got {self.control_block}"
+            )
         check_int("noise_seed", self.noise_seed, 0)
         if self.n_samples < self.control_block:
             raise ValueError(
@@ -76,11 +91,12 @@ class SynthConfig:
 
 
 class VoiceState(NamedTuple):
-    """Everything a render needs to continue a note: ``[B]`` tensors and the filter state."""
+    """Everything a render needs to continue a note: ``[B]`` phases, the noise read
+    position (shared by the batch), the filter state and the time since note-on."""
 
     phase1: torch.Tensor
     phase2: torch.Tensor
-    noise_pos: torch.Tensor
+    noise_pos: int
     filter: FilterState
     time_s: float
 
@@ -90,7 +106,7 @@ class VoiceState(NamedTuple):
         return cls(
             z,
             z.clone(),
-            torch.zeros(batch, dtype=torch.long, device=device),
+            0,
             FilterState.zeros(batch, device, dtype),
             0.0,
         )
@@ -169,20 +185,22 @@ class Voice(nn.Module):
         def k(name: str) -> torch.Tensor:
             return knob[:, self._idx[name]]
 
-        # Oscillators.
+        # Oscillators, mixed by scaling their one-period tables.
         f1 = midi_to_hz(k("pitch_midi"))
         f2 = f1 * torch.pow(2.0, k("osc2_detune_cents") / 1200.0)
         ph1, end1 = phase_ramp(f1, n_pad, sr, state.phase1)
         ph2, end2 = phase_ramp(f2, n_pad, sr, state.phase2)
         width = k("pulse_width")
-        osc1 = morph_oscillator(ph1, f1, k("osc1_shape"), width, sr)
-        osc2 = morph_oscillator(ph2, f2, k("osc2_shape"), width, sr)
         mix = k("osc_mix")[:, None]
+        tab1 = build_tables(f1, morph_weights(k("osc1_shape")), width, sr) * (1.0 - mix)
+        tab2 = build_tables(f2, morph_weights(k("osc2_shape")), width, sr) * mix
+        x = read_table(tab1, ph1) + read_table(tab2, ph2)
         noise = read_noise(self.noise, state.noise_pos, n_pad)
-        x = (1.0 - mix) * osc1 + mix * osc2 + k("noise_level")[:, None] * noise
+        x = torch.addcmul(x, k("noise_level")[:, None], noise[None])
         # Shaper and filter with its envelope at control rate.
         x = soft_clip(x, k("drive_db"))
         t0 = state.time_s
+        off = math.inf if note_off_s is None else note_off_s
         ctrl_t = t0 + torch.arange(n_pad // block, device=x.device, dtype=x.dtype) * (block / sr)
         fenv = adsr(
             ctrl_t,
@@ -190,22 +208,29 @@ class Voice(nn.Module):
             k("filter_decay_s"),
             k("filter_sustain"),
             k("filter_release_s"),
-            math.inf if note_off_s is None else note_off_s,
+            off,
         )
         cutoff = k("cutoff_hz")[:, None] * torch.pow(2.0, k("filter_env_octaves")[:, None] * fenv)
         res = k("resonance")[:, None].expand_as(cutoff)
         y, fstate = ladder_filter(x, cutoff, res, sr, block, state.filter)
-        # VCA and output gain.
-        t = t0 + torch.arange(n_pad, device=x.device, dtype=x.dtype) / sr
-        amp = adsr(
-            t,
-            k("amp_attack_s"),
-            k("amp_decay_s"),
-            k("amp_sustain"),
-            k("amp_release_s"),
-            math.inf if note_off_s is None else note_off_s,
+        # VCA with the output gain folded into its envelope.
+        step = AMP_ENV_STEP
+        amp_t = t0 + torch.arange(n_pad // step + 1, device=x.device, dtype=x.dtype) * (step / sr)
+        amp = (
+            adsr(
+                amp_t,
+                k("amp_attack_s"),
+                k("amp_decay_s"),
+                k("amp_sustain"),
+                k("amp_release_s"),
+                off,
+            )
+            * torch.pow(10.0, k("gain_db") / 20.0)[:, None]
         )
-        out = y * amp * torch.pow(10.0, k("gain_db") / 20.0)[:, None]
+        amp = torch.nn.functional.interpolate(
+            amp[:, None], size=n_pad + 1, mode="linear", align_corners=True
+        )[:, 0, :n_pad]
+        out = y * amp
         if n_pad != n_samples:  # trailing samples of the last block are dropped
             out = out[:, :n_samples]
         new_state = VoiceState(
