@@ -50,15 +50,15 @@ def run(batch_sizes: list[int], sample_rate: int, duration_s: float, repeats: in
         target = enc(voice(torch.rand(1, voice.n_knobs, generator=gen).to(device)).detach())
         audio_s = bsz * duration_s
 
-        def render():
+        def render(knobs=knobs):
             with torch.no_grad():
                 voice(knobs)
 
-        def render_features():
+        def render_features(knobs=knobs):
             with torch.no_grad():
                 enc(voice(knobs))
 
-        def forward_backward():
+        def forward_backward(knobs=knobs, target=target):
             u = knobs.clone().requires_grad_(True)
             spectral_distance(enc(voice(u)), target).sum().backward()
 
@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'B':>5} {'render':>10} {'render+feat':>12} {'fwd+bwd':>10} {'peak MB':>9}")
     for r in rows:
         print(
-            f"{r['batch']:>5} {r['render_x_realtime']:>10.0f} {r['render_features_x_realtime']:>12.0f} "
+            f"{r['batch']:>5} {r['render_x_realtime']:>10.0f} "
+            f"{r['render_features_x_realtime']:>12.0f} "
             f"{r['forward_backward_x_realtime']:>10.0f} {r['peak_rss_mb']:>9.0f}"
         )
     if args.json:

@@ -27,7 +27,7 @@ def tone(freq, n=SR, amp=1.0):
 def test_shapes(enc):
     f = enc(torch.randn(3, 8000))
     assert len(f.mel) == 2
-    for m, lm in zip(f.mel, f.log_mel):
+    for m, lm in zip(f.mel, f.log_mel, strict=True):
         assert m.shape == (3, 64, 1 + 8000 // 256) and lm.shape == m.shape
     for s in (f.centroid_hz, f.rolloff_hz, f.flatness, f.peakiness_db, f.loudness_db):
         assert s.shape == (3,)

@@ -95,7 +95,11 @@ def test_gradients_finite_and_nonzero_for_every_knob(voice):
     loss = spectral_distance(enc(voice(u)), enc(target)).sum() + voice(u).pow(2).mean()
     loss.backward()
     assert torch.isfinite(u.grad).all()
-    zero = [n for n, g in zip(voice.knob_space.names, u.grad.abs().sum(0)) if float(g) == 0.0]
+    zero = [
+        n
+        for n, g in zip(voice.knob_space.names, u.grad.abs().sum(0), strict=True)
+        if float(g) == 0.0
+    ]
     assert not zero, f"knobs without gradient: {zero}"
 
 
@@ -132,7 +136,7 @@ def test_bad_inputs(voice):
         voice(torch.zeros(k))
     with pytest.raises(TypeError, match="floating"):
         voice(torch.zeros(1, k, dtype=torch.int64))
-    with pytest.raises(TypeError, match="torch.Tensor"):
+    with pytest.raises(TypeError, match=r"torch\.Tensor"):
         voice([[0.5] * k])
     with pytest.raises(ValueError, match="sample_rate must be >= 4000"):
         SynthConfig(sample_rate=0)
