@@ -17,18 +17,27 @@ zero-delay-feedback (TPT) ladder computes, which :func:`ladder_reference` implem
 sample by sample and the tests use to validate :func:`ladder_filter`.
 
 Fast form. Coefficients are constant within control blocks of ``block_size`` samples
-(the cutoff envelope is sampled once per block). The filter runs as the FIR numerator
-``(1 + z⁻¹)⁴`` followed by two all-pole biquads (one per conjugate pole pair, which stays
-well conditioned at any resonance). Each biquad is solved for *all blocks at once*:
+(the cutoff envelope is sampled once per block) and the result equals the TPT ladder
+run sample by sample with those coefficients — including across abrupt cutoff jumps —
+without a Python loop over samples or blocks:
 
-1. a zero-state pass of every block in parallel (rows of one ``lfilter`` call);
-2. the block-to-block recursion of the 2-sample output history
-   ``h_k = C_k^N h_{k-1} + e_k`` (``C_k`` the companion matrix) by a parallel prefix scan;
-3. a second parallel pass where each block's true initial history enters as a
-   correction of its first two input samples (exact for an all-pole section).
+1. *Zero-state pass*: every block is filtered from rest, all blocks in parallel as rows
+   of one all-pole ``lfilter`` call per section. Within a block the filter is LTI, so
+   any realization gives this response; we use the FIR numerator ``(1 + z⁻¹)⁴`` and two
+   all-pole biquads (one per conjugate pole pair: well conditioned at any resonance).
+2. *State hand-over in TPT coordinates*: the TPT state (four integrator states at signal
+   level, whatever the cutoff) is what carries a note across a coefficient change. Per
+   block, small float64 maps convert the direct-form end state of the zero-state pass to
+   TPT coordinates (by matching 4 samples of zero-input response), and the TPT transition
+   ``A_k^N`` propagates it; a parallel prefix scan over blocks gives every block's start
+   state. (Carrying direct-form histories instead blows up when the cutoff jumps: a
+   history is re-read as a much larger oscillation under the new poles.)
+3. *Corrected pass*: each block's start state, converted to biquad output histories,
+   enters as corrections of the first two input samples of each section (exact for an
+   all-pole section).
 
-The result equals the sample-by-sample recursion up to float rounding, costs about two
-``lfilter`` passes, and is differentiable in the input, cutoff and resonance.
+Cost: about four ``lfilter`` passes plus O(blocks) 4x4 algebra; differentiable in the
+input, cutoff and resonance.
 """
 
 from __future__ import annotations
@@ -65,10 +74,12 @@ def clamp_cutoff(cutoff_hz: torch.Tensor, sample_rate: float) -> torch.Tensor:
 
 
 class LadderCoefficients(NamedTuple):
-    """Discrete ladder coefficients, each ``[..., ]`` matching cutoff's shape.
+    """Discrete ladder coefficients, each ``[...]`` matching cutoff's shape.
 
-    ``gain = b0⁴/a0``; ``a1``/``a2`` are ``[..., 2]``: the two biquads' denominators
-    ``1 + a1 z⁻¹ + a2 z⁻²``.
+    ``a1``/``a2`` are ``[..., 2]``: the two biquads' denominators ``1 + a1 z⁻¹ + a2 z⁻²``.
+    ``gain = 1 / (16 (1 + k))``: with each biquad scaled to unit DC gain (its input
+    multiplied by ``1 + a1 + a2``) and the FIR ``(1 + z⁻¹)⁴`` (DC gain 16), this
+    restores ``H(1) = 1/(1+k)``, because ``D(1) = 16 b0⁴ (1 + k)``.
     """
 
     gain: torch.Tensor
@@ -97,8 +108,8 @@ def ladder_coefficients(
         zabs2 = (nr * nr + ni * ni) / den
         a1s.append(-2.0 * zr)
         a2s.append(zabs2)
-    a0 = 1.0 + feedback * b0**4
-    return LadderCoefficients(b0**4 / a0, torch.stack(a1s, -1), torch.stack(a2s, -1))
+    gain = 1.0 / (16.0 * (1.0 + feedback))
+    return LadderCoefficients(gain, torch.stack(a1s, -1), torch.stack(a2s, -1))
 
 
 def ladder_response(
@@ -121,34 +132,84 @@ def ladder_response(
 
 
 class FilterState(NamedTuple):
-    """Streaming state: last 4 inputs and each biquad's last 2 outputs.
+    """Streaming state: the four TPT integrator states, ``[B, 4]``."""
 
-    ``x_hist``: ``[B, 4]`` as (x[-1], x[-2], x[-3], x[-4]); ``y_hist``: ``[B, 2, 2]`` as
-    (section, (y[-1], y[-2])).
-    """
-
-    x_hist: torch.Tensor
-    y_hist: torch.Tensor
+    tpt: torch.Tensor
 
     @classmethod
     def zeros(cls, batch: int, device=None, dtype=torch.float32) -> FilterState:
-        return cls(
-            torch.zeros(batch, 4, device=device, dtype=dtype),
-            torch.zeros(batch, 2, 2, device=device, dtype=dtype),
-        )
+        return cls(torch.zeros(batch, 4, device=device, dtype=dtype))
 
     def detach(self) -> FilterState:
-        return FilterState(self.x_hist.detach(), self.y_hist.detach())
+        return FilterState(self.tpt.detach())
 
 
-def _binomial_fir(x: torch.Tensor, x_hist: torch.Tensor) -> torch.Tensor:
-    """``(1 + z⁻¹)⁴ x`` with the previous 4 input samples taken from ``x_hist``.
+def tpt_step(
+    s: torch.Tensor, x: torch.Tensor, g: torch.Tensor, k: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One sample of the zero-delay-feedback ladder: ``(state [..., 4], x) -> (state', y)``.
 
-    Four cascaded two-tap sums (one add each), cheaper than a 5-tap convolution.
+    Each stage is a TPT one-pole ``v = (u - s)·G``, ``y = v + s``, ``s ← y + v`` with
+    ``G = g/(1+g)``; the feedback loop ``u = x - k·y4`` is solved in closed form:
+    ``y4 = (G⁴ x + Σ) / (1 + k G⁴)`` with ``Σ = (G³ s1 + G² s2 + G s3 + s4)/(1+g)``.
     """
-    y = torch.cat([x_hist.flip(-1), x], -1)  # [B, 4 + T], oldest first
+    big_g = g / (1 + g)
+    sigma = (big_g**3 * s[..., 0] + big_g**2 * s[..., 1] + big_g * s[..., 2] + s[..., 3]) / (1 + g)
+    y4 = (big_g**4 * x + sigma) / (1 + k * big_g**4)
+    u = x - k * y4
+    new = []
+    for i in range(4):
+        v = (u - s[..., i]) * big_g
+        out = v + s[..., i]
+        new.append(out + v)
+        u = out
+    return torch.stack(new, -1), u
+
+
+def _tpt_matrices(g: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """TPT transition ``A [..., 4, 4]`` and 4-sample observability ``O [..., 4, 4]``.
+
+    ``s' = A s`` and the zero-input outputs ``y[n] = (O s)_n``, n = 0..3.
+    """
+    eye = torch.eye(4, dtype=g.dtype, device=g.device).expand(*g.shape, 4, 4)
+    gb, kb = g[..., None], k[..., None]
+    state, rows = eye, []  # state[..., j, :] evolves from basis vector e_j
     for _ in range(4):
-        y = y[:, 1:] + y[:, :-1]
+        state, y = tpt_step(state, torch.zeros_like(state[..., 0]), gb, kb)
+        rows.append(y)
+    obs = torch.stack(rows, -2)  # [..., n, j]
+    a_cols, _ = tpt_step(eye, torch.zeros_like(eye[..., 0]), gb, kb)
+    return a_cols.transpose(-1, -2), obs
+
+
+def _df_observability(coef: LadderCoefficients) -> torch.Tensor:
+    """Zero-input outputs (n = 0..3) of the direct-form cascade from its 8-dim state.
+
+    State: ``(x[-1..-4], v[-1], v[-2], y[-1], y[-2])`` where ``v`` is section 1's output.
+    Returns ``[..., 4, 8]``.
+    """
+    shape = coef.gain.shape
+    st = torch.eye(8, dtype=coef.gain.dtype, device=coef.gain.device).expand(*shape, 8, 8)
+    x1, x2, x3, x4, v1, v2, y1, y2 = st.unbind(-1)
+    gain = coef.gain[..., None]
+    a1, a2 = coef.a1[..., None, :], coef.a2[..., None, :]
+    norm = 1.0 + a1 + a2
+    rows = []
+    for _ in range(4):
+        w = gain * (4 * x1 + 6 * x2 + 4 * x3 + x4)
+        v = norm[..., 0] * w - a1[..., 0] * v1 - a2[..., 0] * v2
+        y = norm[..., 1] * v - a1[..., 1] * y1 - a2[..., 1] * y2
+        rows.append(y)
+        x4, x3, x2, x1 = x3, x2, x1, torch.zeros_like(x1)
+        v2, v1, y2, y1 = v1, v, y1, y
+    return torch.stack(rows, -2)
+
+
+def _binomial_fir(x: torch.Tensor) -> torch.Tensor:
+    """``(1 + z⁻¹)⁴ x`` along the last dim from rest (four two-tap sums)."""
+    y = torch.nn.functional.pad(x, (4, 0))
+    for _ in range(4):
+        y = y[..., 1:] + y[..., :-1]
     return y
 
 
@@ -159,6 +220,24 @@ def _allpole(x: torch.Tensor, a_coeffs: torch.Tensor) -> torch.Tensor:
     b_coeffs = torch.zeros_like(a_coeffs)
     b_coeffs[:, 0] = 1.0
     return AF.lfilter(x, a_coeffs, b_coeffs, clamp=False, batching=True)
+
+
+def _section(
+    w: torch.Tensor, a1: torch.Tensor, a2: torch.Tensor, hist: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Unit-DC-gain all-pole biquad per block: ``y = (1+a1+a2) w - a1 y[n-1] - a2 y[n-2]``.
+
+    ``w [B, K, N]``, ``a1, a2 [B, K]``; ``hist [B, K, 2]`` = (y[-1], y[-2]) of each block
+    enters as corrections of the first two inputs (``None`` = from rest).
+    """
+    w = w * (1.0 + a1 + a2)[..., None]
+    if hist is not None:
+        h1, h2 = hist[..., 0], hist[..., 1]
+        head = torch.stack([w[..., 0] - a1 * h1 - a2 * h2, w[..., 1] - a2 * h1], -1)
+        w = torch.cat([head, w[..., 2:]], -1)
+    bsz, nblk, n = w.shape
+    a_coeffs = torch.stack([torch.ones_like(a1), a1, a2], -1).reshape(bsz * nblk, 3)
+    return _allpole(w.reshape(bsz * nblk, n), a_coeffs).reshape(bsz, nblk, n)
 
 
 def _matpow(m: torch.Tensor, n: int) -> torch.Tensor:
@@ -178,9 +257,9 @@ def _matpow(m: torch.Tensor, n: int) -> torch.Tensor:
 def _prefix_scan(mats: torch.Tensor, vecs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Inclusive scan of affine maps ``h -> M_k h + e_k`` over dim 1.
 
-    ``mats [B, K, 2, 2]``, ``vecs [B, K, 2]`` -> ``[B, K, 2]``: the composition of maps
-    0..k applied to a zero start, and the composed matrices ``[B, K, 2, 2]``
-    (Hillis–Steele, log2(K) vectorised steps).
+    ``mats [B, K, D, D]``, ``vecs [B, K, D]`` -> (``[B, K, D]``: maps 0..k composed and
+    applied to a zero start, ``[B, K, D, D]``: the composed matrices). Hillis–Steele,
+    log2(K) vectorised steps.
     """
     m, e = mats, vecs
     d = 1
@@ -194,38 +273,6 @@ def _prefix_scan(mats: torch.Tensor, vecs: torch.Tensor) -> tuple[torch.Tensor, 
     return e, m
 
 
-def _allpole_biquad_blocks(
-    w: torch.Tensor, a1: torch.Tensor, a2: torch.Tensor, y_hist0: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run ``y[n] = w[n] - a1 y[n-1] - a2 y[n-2]`` with block-constant coefficients.
-
-    ``w [B, K, N]``, ``a1, a2 [B, K]``, ``y_hist0 [B, 2]`` (y[-1], y[-2]) ->
-    (``y [B, K, N]``, final history ``[B, 2]``). Exact; see the module docstring.
-    """
-    bsz, nblk, n = w.shape
-    a_coeffs = torch.stack([torch.ones_like(a1), a1, a2], -1).reshape(bsz * nblk, 3)
-    zs = _allpole(w.reshape(bsz * nblk, n), a_coeffs).reshape(bsz, nblk, n)
-    # Companion matrix of the history (y[n-1], y[n-2]) and its N-th power.
-    comp = torch.stack(
-        [torch.stack([-a1, -a2], -1), torch.stack([torch.ones_like(a1), torch.zeros_like(a1)], -1)],
-        -2,
-    )
-    transfer = _matpow(comp, n)  # [B, K, 2, 2]
-    zs_tail = torch.stack([zs[..., -1], zs[..., -2]], -1)  # [B, K, 2]
-    ends, prods = _prefix_scan(transfer, zs_tail)
-    # History at the end of block k = P_k h0 + E_k; blocks start with the previous end.
-    ends = ends + (prods @ y_hist0[:, None, :, None]).squeeze(-1)
-    starts = torch.cat([y_hist0[:, None], ends[:, :-1]], 1)  # [B, K, 2]
-    h1, h2 = starts[..., 0], starts[..., 1]
-    corr0 = -(a1 * h1 + a2 * h2)
-    corr1 = -(a2 * h1)
-    w_corr = torch.cat(
-        [(w[..., 0] + corr0)[..., None], (w[..., 1] + corr1)[..., None], w[..., 2:]], -1
-    )
-    y = _allpole(w_corr.reshape(bsz * nblk, n), a_coeffs)
-    return y.reshape(bsz, nblk, n), ends[:, -1]
-
-
 def ladder_filter(
     x: torch.Tensor,
     cutoff_hz: torch.Tensor,
@@ -234,7 +281,7 @@ def ladder_filter(
     block_size: int = 128,
     state: FilterState | None = None,
 ) -> tuple[torch.Tensor, FilterState]:
-    """Fast time-varying ladder low-pass.
+    """Fast time-varying ladder low-pass (see the module docstring).
 
     Shapes: ``x [B, T]`` with ``T`` a multiple of ``block_size``; ``cutoff_hz`` and
     ``resonance`` are ``[B]`` (static) or ``[B, T // block_size]`` (one value per control
@@ -254,16 +301,37 @@ def ladder_filter(
             f"{tuple(cutoff_hz.shape)} and {tuple(resonance.shape)}"
         )
     state = state or FilterState.zeros(bsz, x.device, x.dtype)
-    coef = ladder_coefficients(cutoff_hz, resonance_to_feedback(resonance), sample_rate)
-    w = _binomial_fir(x, state.x_hist).reshape(bsz, nblk, block_size) * coef.gain[..., None]
-    y_hists = []
-    for sec in range(2):
-        w, last = _allpole_biquad_blocks(
-            w, coef.a1[..., sec], coef.a2[..., sec], state.y_hist[:, sec]
-        )
-        y_hists.append(last)
-    new_state = FilterState(x[:, -4:].flip(-1), torch.stack(y_hists, 1))
-    return w.reshape(bsz, t), new_state
+    feedback = resonance_to_feedback(resonance)
+    coef = ladder_coefficients(cutoff_hz, feedback, sample_rate)
+    a1, a2 = coef.a1.unbind(-1), coef.a2.unbind(-1)
+    xb = x.reshape(bsz, nblk, block_size)
+    w = _binomial_fir(xb) * coef.gain[..., None]
+    # 1. zero-state pass, every block from rest.
+    v_zs = _section(w, a1[0], a2[0])
+    y_zs = _section(v_zs, a1[1], a2[1])
+    # 2. hand-over in TPT coordinates (float64: the 4x4 maps are ill-conditioned at
+    #    low cutoff, but tiny).
+    f64 = torch.float64
+    coef64 = LadderCoefficients(*(c.to(f64) for c in coef))
+    g = torch.tan(math.pi * clamp_cutoff(cutoff_hz.to(f64), sample_rate) / sample_rate)
+    trans, obs_tpt = _tpt_matrices(g, feedback.to(f64))
+    obs_df = _df_observability(coef64)  # [B, K, 4, 8]
+    end_df = torch.cat(
+        [xb.flip(-1)[..., :4], v_zs.flip(-1)[..., :2], y_zs.flip(-1)[..., :2]], -1
+    ).to(f64)
+    to_tpt = torch.linalg.solve(obs_tpt, obs_df)  # DF state -> TPT state
+    e = (to_tpt @ end_df[..., None])[..., 0]
+    step = _matpow(trans, block_size)
+    ends, prods = _prefix_scan(step, e)
+    s0 = state.tpt.to(f64)
+    ends = ends + (prods @ s0[:, None, :, None])[..., 0]
+    starts = torch.cat([s0[:, None], ends[:, :-1]], 1)  # TPT state entering each block
+    # 3. corrected pass: TPT start state -> section histories (zero input history).
+    hists = torch.linalg.solve(obs_df[..., 4:], obs_tpt @ starts[..., None])[..., 0]
+    hists = hists.to(x.dtype)
+    v = _section(w, a1[0], a2[0], hists[..., 0:2])
+    y = _section(v, a1[1], a2[1], hists[..., 2:4])
+    return y.reshape(bsz, t), FilterState(ends[:, -1].to(x.dtype))
 
 
 def ladder_reference(
@@ -273,11 +341,8 @@ def ladder_reference(
     sample_rate: float,
     block_size: int = 1,
 ) -> torch.Tensor:
-    """Zero-delay-feedback (TPT) ladder, sample by sample. Slow; for tests.
+    """Zero-delay-feedback (TPT) ladder, sample by sample in float64. Slow; for tests.
 
-    Each stage is a TPT one-pole ``v = (u - s)·G``, ``y = v + s``, ``s ← y + v`` with
-    ``G = g/(1+g)``; the feedback loop ``u = x - k·y4`` is solved in closed form each
-    sample: ``y4 = (G⁴ x + Σ) / (1 + k G⁴)`` with ``Σ = (G³ s1 + G² s2 + G s3 + s4)/(1+g)``.
     ``cutoff_hz``/``resonance`` are ``[B]`` or ``[B, T // block_size]``.
     """
     bsz, t = x.shape
@@ -291,17 +356,5 @@ def ladder_reference(
     s = torch.zeros(bsz, 4, dtype=torch.float64, device=x.device)
     y = torch.empty(bsz, t, dtype=torch.float64, device=x.device)
     for n in range(t):
-        g, k = g_all[:, n // block_size], k_all[:, n // block_size]
-        big_g = g / (1 + g)
-        sigma = (big_g**3 * s[:, 0] + big_g**2 * s[:, 1] + big_g * s[:, 2] + s[:, 3]) / (1 + g)
-        y4 = (big_g**4 * x64[:, n] + sigma) / (1 + k * big_g**4)
-        u = x64[:, n] - k * y4
-        new_s = torch.empty_like(s)
-        for i in range(4):
-            v = (u - s[:, i]) * big_g
-            out = v + s[:, i]
-            new_s[:, i] = out + v
-            u = out
-        s = new_s
-        y[:, n] = u
+        s, y[:, n] = tpt_step(s, x64[:, n], g_all[:, n // block_size], k_all[:, n // block_size])
     return y.to(x.dtype)
