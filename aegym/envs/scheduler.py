@@ -1,0 +1,682 @@
+"""Scheduler control: set the gains of gradient descent on the synth (SchedulerGains-v0)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from aegym._checks import check_int, check_positive
+from aegym.audio_io import write_wav
+from aegym.controller import (
+    AEConfig,
+    AEController,
+    alpha_factor,
+    next_alpha,
+    next_momentum,
+    next_sigma,
+)
+from aegym.envs._common import check_action, limit_threads_in_worker, spectrogram_image
+from aegym.envs.sound_match import SoundMatchConfig, index_features
+from aegym.features import FeatureConfig, FeatureEncoder, spectral_distance
+from aegym.reward import CompositeReward, RewardConfig
+from aegym.synth import SynthConfig, Voice
+from aegym.targets import TargetSet, resolve_targets
+
+#: Observation entries, in order (see :class:`SchedulerGainsEnv`).
+SIGNAL_NAMES: tuple[str, ...] = (
+    "loss_ema",
+    "delta_loss",
+    "variance",
+    "reward_ema",
+    "delta_reward",
+    "grad_norm",
+    "update_norm",
+    "alpha",
+    "momentum",
+    "sigma",
+    "plateau_count",
+    "success_rate",
+    "progress",
+    "distance",
+)
+OBS_CLIP = 50.0
+
+
+def symlog(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """``sign(x)·log(1 + |x|·scale)``: invertible compression of signed signals."""
+    return torch.sign(x) * torch.log1p(x.abs() * scale)
+
+
+def symexp(y: torch.Tensor, scale: float) -> torch.Tensor:
+    """Inverse of :func:`symlog`."""
+    return torch.sign(y) * torch.expm1(y.abs()) / scale
+
+
+# Scales of the invertible observation transforms (one place, used both ways).
+_DELTA_SCALE = 100.0  # relative Δℓ of 1 % -> symlog 0.69
+_VAR_SCALE = 1e4  # relative variance (1 % std)^2 -> 0.69
+_NORM_SCALE = 1e3
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """Settings of the scheduler-control env (validated).
+
+    :param sample_rate: audio rate in Hz.
+    :param duration_s: length of the rendered note and of every target.
+    :param free_knobs: knobs the inner optimizer fits (preset name or names).
+    :param inner_steps: gradient steps per env step.
+    :param episode_steps: env steps per episode (truncation).
+    :param alpha0: reference learning rate α0 (Adam step in normalized knob units).
+    :param alpha_range: α stays in ``[lo, hi]·α0``.
+    :param sigma_range: σ stays in ``[lo, hi]``.
+    :param momentum_max: μ stays in ``[0, momentum_max]``.
+    :param success_distance: terminate when the distance falls below.
+    :param divergence_factor: a loss above ``factor·ℓ̄`` (or non-finite) diverges.
+    :param divergence_penalty: subtracted from the reward on divergence.
+    :param history: steps of gradient/update history for R_opt (>= 4).
+    :param law: the AE law's constants: the signal filters, dither floor, Adam β2,
+        local tests (``n_probes``, ``probe_scale``, ``rho``) and the baseline policy.
+    :param reward: composite reward settings.
+    """
+
+    sample_rate: int = 16_000
+    duration_s: float = 0.5
+    free_knobs: tuple[str, ...] = ("cutoff_hz", "resonance", "osc1_shape", "gain_db")
+    inner_steps: int = 5
+    episode_steps: int = 20
+    alpha0: float = 0.02
+    alpha_range: tuple[float, float] = (0.01, 10.0)
+    sigma_range: tuple[float, float] = (1e-5, 0.1)
+    momentum_max: float = 0.99
+    success_distance: float = 0.3
+    divergence_factor: float = 3.0
+    divergence_penalty: float = 2.0
+    history: int = 8
+    law: AEConfig = field(default_factory=AEConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+
+    def __post_init__(self) -> None:
+        # Reuse the knob-env validation for the shared fields.
+        base = SoundMatchConfig(
+            sample_rate=self.sample_rate,
+            duration_s=self.duration_s,
+            free_knobs=self.free_knobs,
+            success_distance=self.success_distance,
+            history=self.history,
+            reward=self.reward,
+        )
+        object.__setattr__(self, "free_knobs", base.free_knobs)
+        check_int("inner_steps", self.inner_steps, 1)
+        check_int("episode_steps", self.episode_steps, 1)
+        check_positive("alpha0", self.alpha0)
+        for name, (lo, hi) in (
+            ("alpha_range", self.alpha_range),
+            ("sigma_range", self.sigma_range),
+        ):
+            check_positive(f"{name}[0]", lo)
+            check_positive(f"{name}[1]", hi)
+            if lo >= hi:
+                raise ValueError(f"{name} must be (low, high) with low < high, got {(lo, hi)}")
+        if not 0.0 < self.momentum_max < 1.0:
+            raise ValueError(f"momentum_max must be in (0, 1), got {self.momentum_max!r}")
+        check_positive("divergence_factor", self.divergence_factor)
+        if self.divergence_factor <= 1.0:
+            raise ValueError(f"divergence_factor must be > 1, got {self.divergence_factor!r}")
+        check_positive("divergence_penalty", self.divergence_penalty)
+        if not isinstance(self.law, AEConfig):
+            raise TypeError(f"law must be an AEConfig, got {type(self.law).__name__}")
+        if self.law.n_probes < 1:
+            raise ValueError("law.n_probes must be >= 1 (local tests are an action)")
+
+    @property
+    def test_every_env_steps(self) -> int:
+        """The law's local-test period (in gradient steps) in env steps."""
+        return max(1, math.ceil(self.law.test_every / self.inner_steps))
+
+    @property
+    def alpha_bounds(self) -> tuple[float, float]:
+        return self.alpha_range[0] * self.alpha0, self.alpha_range[1] * self.alpha0
+
+
+class Gains(NamedTuple):
+    """Per-env gains ``[B]``."""
+
+    alpha: torch.Tensor
+    momentum: torch.Tensor
+    sigma: torch.Tensor
+
+
+# Action i multiplies a gain by BASE_i ** a_i (a_i in [-1, 1]): lr x/÷2, (1-μ) x/÷2,
+# σ x/÷4 per env step.
+LR_BASE, MOMENTUM_BASE, SIGMA_BASE = 2.0, 2.0, 4.0
+
+
+def apply_gain_action(gains: Gains, action: torch.Tensor, cfg: SchedulerConfig) -> Gains:
+    """New gains from an action ``[B, 4]`` (clipped to [-1, 1]).
+
+    ``α ← clip(α·2^{a0})``, ``(1-μ) ← clip((1-μ)·2^{-a1})``, ``σ ← clip(σ·4^{a2})``.
+    """
+    a = action.clamp(-1.0, 1.0)
+    lo, hi = cfg.alpha_bounds
+    alpha = (gains.alpha * LR_BASE ** a[:, 0]).clamp(lo, hi)
+    one_minus = ((1.0 - gains.momentum) * MOMENTUM_BASE ** (-a[:, 1])).clamp(
+        1.0 - cfg.momentum_max, 1.0
+    )
+    sigma = (gains.sigma * SIGMA_BASE ** a[:, 2]).clamp(*cfg.sigma_range)
+    return Gains(alpha, 1.0 - one_minus, sigma)
+
+
+class SchedulerCore:
+    """Batched state and dynamics of ``batch`` SchedulerGains episodes.
+
+    Inside each episode gradient descent (Adam with β1 = μ, as in
+    :class:`aegym.controller.AEOptimizer`) fits the free knobs of a synth patch to the
+    target; all episodes step together in one batched render. Per-episode
+    :class:`~aegym.controller.AEController` objects serve as the feedback filters
+    (EMA, windowed variance, trends, plateau, success rate); their own gains are unused.
+    """
+
+    def __init__(
+        self, config: SchedulerConfig, targets: TargetSet, batch: int, device: str = "cpu"
+    ) -> None:
+        self.config = config
+        self.batch = check_int("batch", batch, 1)
+        self.device = torch.device(device)
+        self.voice = Voice(SynthConfig(config.sample_rate, config.duration_s)).to(self.device)
+        self.space = self.voice.knob_space
+        self.encoder = FeatureEncoder(FeatureConfig(sample_rate=config.sample_rate)).to(self.device)
+        self.reward_fn = CompositeReward(config.reward)
+        self.targets = targets
+        self.free_idx = torch.tensor(self.space.indices(config.free_knobs), device=self.device)
+        self.n_free = len(config.free_knobs)
+        base = self.space.default_unit(len(targets)).to(self.device)
+        for i, t in enumerate(targets):
+            if t.unit_knobs is not None:
+                base[i] = t.unit_knobs.to(self.device)
+        self.target_base = base
+        with torch.no_grad():
+            self.target_features = self.encoder(targets.audio_batch().to(self.device))
+        b, f, w = self.batch, self.n_free, config.history
+        self.knobs = self.space.default_unit(b).to(self.device)
+        self.target_idx = torch.zeros(b, dtype=torch.long, device=self.device)
+        self.m = torch.zeros(b, f, device=self.device)
+        self.v = torch.zeros(b, f, device=self.device)
+        self.bias1 = torch.ones(b, device=self.device)
+        self.bias2 = torch.ones(b, device=self.device)
+        self.gains = self._initial_gains(b)
+        self.grad_hist = torch.zeros(b, w, device=self.device)
+        self.update_hist = torch.zeros(b, w, f, device=self.device)
+        self.trajectory = torch.zeros(b, w, f, device=self.device)
+        self.loss = torch.zeros(b, device=self.device)
+        self.grad_norm = torch.zeros(b, device=self.device)
+        self.update_norm = torch.zeros(b, device=self.device)
+        self.steps = torch.zeros(b, dtype=torch.long, device=self.device)
+        self.filters = [AEController(config.alpha0, config.law) for _ in range(b)]
+        self.audio = torch.zeros(b, self.voice.config.n_samples, device=self.device)
+        self.generator = torch.Generator(device=self.device).manual_seed(0)
+
+    def _initial_gains(self, b: int) -> Gains:
+        ones = torch.ones(b, device=self.device)
+        return Gains(
+            ones * self.config.alpha0,
+            ones * self.config.law.momentum0,
+            ones * self.config.law.sigma0,
+        )
+
+    def _full(self, free: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
+        base = self.knobs if idx is None else self.knobs[idx]
+        return base.index_copy(1, self.free_idx, free)
+
+    def _loss(self, free: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        audio = self.voice(self._full(free, idx))
+        feats = self.encoder(audio)
+        return spectral_distance(
+            feats, index_features(self.target_features, self.target_idx[idx])
+        ), (
+            audio,
+            feats,
+        )
+
+    def seed(self, seed: int) -> None:
+        self.generator.manual_seed(seed)
+
+    @torch.no_grad()
+    def reset(self, mask: torch.Tensor, target_idx: torch.Tensor, start_free: torch.Tensor) -> None:
+        """Start new episodes where ``mask`` (free knobs at ``start_free [B, F]``)."""
+        m = mask.to(self.device)
+        self.target_idx = torch.where(m, target_idx.to(self.device), self.target_idx)
+        knobs = self.target_base[self.target_idx].clone()
+        knobs[:, self.free_idx] = start_free.to(self.device)
+        self.knobs = torch.where(m[:, None], knobs, self.knobs)
+        fresh = self._initial_gains(self.batch)
+        self.gains = Gains(*(torch.where(m, n, o) for n, o in zip(fresh, self.gains, strict=True)))
+        for name in ("m", "v"):
+            setattr(self, name, torch.where(m[:, None], 0.0, getattr(self, name)))
+        self.bias1 = torch.where(m, 1.0, self.bias1)
+        self.bias2 = torch.where(m, 1.0, self.bias2)
+        free = self.knobs[:, self.free_idx]
+        self.trajectory = torch.where(
+            m[:, None, None], free[:, None].expand_as(self.trajectory), self.trajectory
+        )
+        self.grad_hist = torch.where(m[:, None], 0.0, self.grad_hist)
+        self.update_hist = torch.where(m[:, None, None], 0.0, self.update_hist)
+        self.steps = torch.where(m, 0, self.steps)
+        for i in torch.nonzero(m).flatten().tolist():
+            self.filters[i] = AEController(self.config.alpha0, self.config.law)
+        all_idx = torch.arange(self.batch, device=self.device)
+        loss, (audio, _) = self._loss(free, all_idx)
+        self.audio = audio
+        self.loss = torch.where(m, loss, self.loss)
+        for i in torch.nonzero(m).flatten().tolist():
+            self.filters[i].observe(float(loss[i]))
+
+    def _inner_step(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One Adam(β1 = μ) step + dither on every episode -> (loss, grad, update)."""
+        cfg = self.config
+        all_idx = torch.arange(self.batch, device=self.device)
+        free = self.knobs[:, self.free_idx].clone().requires_grad_(True)
+        with torch.enable_grad():
+            loss, _ = self._loss(free, all_idx)
+            (grad,) = torch.autograd.grad(loss.sum(), free)
+        with torch.no_grad():
+            mu = self.gains.momentum[:, None]
+            beta2 = cfg.law.adam_beta2
+            self.m = mu * self.m + (1.0 - mu) * grad
+            self.v = beta2 * self.v + (1.0 - beta2) * grad * grad
+            self.bias1 = self.bias1 * self.gains.momentum
+            self.bias2 = self.bias2 * beta2
+            m_hat = self.m / (1.0 - self.bias1).clamp_min(1e-12)[:, None]
+            v_hat = self.v / (1.0 - self.bias2)[:, None]
+            update = self.gains.alpha[:, None] * m_hat / (v_hat.sqrt() + cfg.law.adam_eps)
+            theta = free.detach()
+            shape = theta.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(cfg.law.dither_floor)
+            noise = torch.randn(theta.shape, generator=self.generator, device=self.device)
+            new = (theta - update + self.gains.sigma[:, None] * shape * noise).clamp(0.0, 1.0)
+            self.knobs = self._full(new)
+        return loss.detach(), grad, update
+
+    @torch.no_grad()
+    def _local_test(self, mask: torch.Tensor) -> torch.Tensor:
+        """Probe ``n_probes`` perturbed copies of each masked episode in one render.
+
+        If the best probe beats the current loss, average it in by ``rho``. Returns the
+        per-episode success fraction (share of probes that beat the current loss).
+        """
+        cfg = self.config
+        idx = torch.nonzero(mask).flatten()
+        if idx.numel() == 0:
+            return torch.zeros(0, device=self.device)
+        n = cfg.law.n_probes
+        theta = self.knobs[idx][:, self.free_idx]
+        shape = theta.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(cfg.law.dither_floor)
+        noise = torch.randn(
+            idx.numel(), n, self.n_free, generator=self.generator, device=self.device
+        )
+        probes = (theta[:, None] + cfg.law.probe_scale * shape[:, None] * noise).clamp(0.0, 1.0)
+        rep = idx.repeat_interleave(n)
+        loss, _ = self._loss(probes.reshape(-1, self.n_free), rep)
+        loss = loss.reshape(-1, n)
+        current = self.loss[idx]
+        best, arg = loss.min(-1)
+        win = best < current
+        best_theta = probes[torch.arange(idx.numel()), arg]
+        mixed = torch.where(
+            win[:, None], (1 - cfg.law.rho) * theta + cfg.law.rho * best_theta, theta
+        )
+        knobs = self.knobs.clone()
+        knobs[idx[:, None], self.free_idx[None]] = mixed
+        self.knobs = knobs
+        return (loss < current[:, None]).float().mean(-1)
+
+    def step(self, action: torch.Tensor) -> dict[str, Any]:
+        """Apply gains from ``action [B, 4]``, run ``inner_steps`` gradient steps."""
+        cfg = self.config
+        action = action.to(self.device).clamp(-1.0, 1.0)
+        self.gains = apply_gain_action(self.gains, action, cfg)
+        start_free = self.knobs[:, self.free_idx].clone()
+        diverged = torch.zeros(self.batch, dtype=torch.bool, device=self.device)
+        for _ in range(cfg.inner_steps):
+            loss, grad, update = self._inner_step()
+            level = torch.tensor(
+                [f.loss_ema if f.loss_ema is not None else math.inf for f in self.filters],
+                device=self.device,
+            )
+            bad = ~torch.isfinite(loss) | (loss > cfg.divergence_factor * level)
+            diverged |= bad
+            self.loss = torch.where(torch.isfinite(loss), loss, self.loss)
+            self.grad_norm = grad.norm(dim=-1).nan_to_num(0.0, 0.0, 0.0)
+            self.update_norm = update.norm(dim=-1).nan_to_num(0.0, 0.0, 0.0)
+            self.grad_hist = torch.cat([self.grad_hist[:, 1:], self.grad_norm[:, None]], 1)
+            self.update_hist = torch.cat([self.update_hist[:, 1:], update[:, None]], 1)
+            for i, f in enumerate(self.filters):
+                if not bad[i]:
+                    f.observe(float(loss[i]), grad_norm=float(self.grad_norm[i]))
+                    f.observe_update(float(self.update_norm[i]))
+        test = action[:, 3] > 0
+        if bool(test.any()):
+            rates = self._local_test(test)
+            for j, i in enumerate(torch.nonzero(test).flatten().tolist()):
+                self.filters[i].record_local_test(float(rates[j]))
+        # Final evaluation of the episode state (features for reward and observation).
+        with torch.no_grad():
+            all_idx = torch.arange(self.batch, device=self.device)
+            free = self.knobs[:, self.free_idx]
+            loss, (audio, feats) = self._loss(free, all_idx)
+            self.audio = audio
+            self.loss = loss
+            self.trajectory = torch.cat([self.trajectory[:, 1:], free[:, None]], 1)
+            out = self.reward_fn(
+                feats,
+                index_features(self.target_features, self.target_idx),
+                grad_norms=self.grad_hist,
+                updates=self.update_hist,
+                knob_trajectory=self.trajectory,
+                knob_delta=free - start_free,
+            )
+        self.steps = self.steps + 1
+        self.current_features = feats
+        reward = out.total - cfg.divergence_penalty * diverged.float()
+        terminated = diverged | (loss < cfg.success_distance)
+        truncated = (self.steps >= cfg.episode_steps) & ~terminated
+        return {
+            "obs": self.observation(),
+            "reward": reward,
+            "terminated": terminated,
+            "truncated": truncated,
+            "diverged": diverged,
+            "distance": loss,
+            "reward_terms": out.terms,
+        }
+
+    def observation(self) -> torch.Tensor:
+        """Normalized feedback signals ``[B, 14]`` in the order of :data:`SIGNAL_NAMES`."""
+        cfg = self.config
+        sig = [f.signals for f in self.filters]
+
+        def col(name: str) -> torch.Tensor:
+            vals = [getattr(s, name) for s in sig]
+            return torch.tensor(
+                [0.0 if v is None or not math.isfinite(v) else float(v) for v in vals],
+                device=self.device,
+            )
+
+        g = self.gains
+        cols = [
+            torch.log(col("loss_ema").clamp_min(1e-6)),
+            symlog(col("delta_loss"), _DELTA_SCALE),
+            symlog(col("variance"), _VAR_SCALE),
+            col("reward_ema"),
+            symlog(col("delta_reward"), _DELTA_SCALE),
+            symlog(self.grad_norm, _NORM_SCALE),
+            symlog(self.update_norm, _NORM_SCALE),
+            torch.log2(g.alpha / cfg.alpha0),
+            -torch.log2((1.0 - g.momentum).clamp_min(1e-6)),
+            torch.log10(g.sigma / cfg.law.sigma0),
+            col("plateau_count") / cfg.law.plateau_steps,
+            col("success_rate"),
+            self.steps.float() / cfg.episode_steps,
+            self.loss,
+        ]
+        return torch.stack(cols, -1).clamp(-OBS_CLIP, OBS_CLIP).float()
+
+
+class DecodedSignals(NamedTuple):
+    """Raw feedback signals recovered from a SchedulerGains observation (``[B]`` each)."""
+
+    delta_loss: torch.Tensor
+    variance: torch.Tensor
+    delta_reward: torch.Tensor
+    alpha: torch.Tensor
+    momentum: torch.Tensor
+    sigma: torch.Tensor
+    plateau_count: torch.Tensor
+    success_rate: torch.Tensor
+    step: torch.Tensor
+
+
+def decode_observation(obs: torch.Tensor | np.ndarray, cfg: SchedulerConfig) -> DecodedSignals:
+    """Invert the observation transforms of :meth:`SchedulerCore.observation`."""
+    o = torch.as_tensor(np.asarray(obs), dtype=torch.float64)
+    if o.ndim == 1:
+        o = o[None]
+    col = {n: o[:, i] for i, n in enumerate(SIGNAL_NAMES)}
+    return DecodedSignals(
+        delta_loss=symexp(col["delta_loss"], _DELTA_SCALE),
+        variance=symexp(col["variance"], _VAR_SCALE),
+        delta_reward=symexp(col["delta_reward"], _DELTA_SCALE),
+        alpha=cfg.alpha0 * torch.pow(2.0, col["alpha"]),
+        momentum=1.0 - torch.pow(2.0, -col["momentum"]),
+        sigma=cfg.law.sigma0 * torch.pow(10.0, col["sigma"]),
+        plateau_count=torch.round(col["plateau_count"] * cfg.law.plateau_steps),
+        success_rate=col["success_rate"],
+        step=torch.round(col["progress"] * cfg.episode_steps),
+    )
+
+
+def ae_law_action(obs: torch.Tensor | np.ndarray, cfg: SchedulerConfig) -> np.ndarray:
+    """The AE controller's adaptive law as a policy in SchedulerGains' action space.
+
+    From the observed signals: ``α' = next_alpha(α, f_α(Δℓ, v))``,
+    ``μ' = next_momentum(μ, Δr)``, ``σ' = next_sigma(σ, plateau, v, success)``; then
+    ``a = (log2(α'/α), -log2((1-μ')/(1-μ)), log4(σ'/σ), ±1)`` clipped to [-1, 1], with
+    the local test (+1) every ``law.test_every`` gradient steps (rounded up to env
+    steps). Returns ``[B, 4]`` float32.
+    """
+    d = decode_observation(obs, cfg)
+    law = cfg.law
+    out = np.zeros((d.alpha.shape[0], 4), dtype=np.float32)
+    for i in range(d.alpha.shape[0]):
+        a, mu, s = float(d.alpha[i]), float(d.momentum[i]), float(d.sigma[i])
+        dl, v, dr = float(d.delta_loss[i]), float(d.variance[i]), float(d.delta_reward[i])
+        a_new = next_alpha(a, alpha_factor(dl, v, law), cfg.alpha0, law)
+        mu_new = min(next_momentum(mu, dr, law), cfg.momentum_max)
+        s_new = next_sigma(s, int(d.plateau_count[i]), v, float(d.success_rate[i]), law)
+        out[i, 0] = math.log2(a_new / a)
+        out[i, 1] = -math.log2(max(1.0 - mu_new, 1e-6) / max(1.0 - mu, 1e-6))
+        out[i, 2] = math.log(s_new / s) / math.log(SIGMA_BASE)
+        out[i, 3] = 1.0 if int(d.step[i]) % cfg.test_every_env_steps == 0 else -1.0
+    return np.clip(out, -1.0, 1.0)
+
+
+class SchedulerGainsEnv(gym.Env):
+    """Control the gains of gradient descent that fits a synth patch to a target.
+
+    ## Description
+    Inside the env, Adam (with β1 = μ) plus dither fits the free knobs of a
+    differentiable synth to a target sound, minimising the multi-resolution spectral
+    distance. Each env step runs ``inner_steps`` gradient steps; the agent sets the
+    scheduler's gains between them — the role the AE controller's adaptive law plays
+    (in the manner of dynamic algorithm configuration benchmarks).
+
+    ## Action Space
+    ``Box(-1, 1, (4,), float32)``: multipliers on a log scale, applied each env step.
+
+    | index | name       | effect                                               |
+    |-------|------------|------------------------------------------------------|
+    | 0     | lr         | ``α ← clip(α·2^a)`` within ``alpha_range·α0``         |
+    | 1     | momentum   | ``(1-μ) ← clip((1-μ)·2^-a)``, μ in [0, momentum_max]  |
+    | 2     | dither     | ``σ ← clip(σ·4^a)`` within ``sigma_range``            |
+    | 3     | local_test | > 0: probe ``n_probes`` perturbed copies this step    |
+
+    Actions outside [-1, 1] are clipped; NaN/inf or a wrong shape raise ``ValueError``.
+
+    ## Observation Space
+    ``Box(-50, 50, (14,), float32)``, the AE controller's feedback signals:
+
+    | idx | name          | transform                                     |
+    |-----|---------------|-----------------------------------------------|
+    | 0   | loss_ema      | ``ln ℓ̄``                                       |
+    | 1   | delta_loss    | ``symlog(Δℓ/ℓ̄, 100)`` (relative, > 0 improving) |
+    | 2   | variance      | ``symlog(v/ℓ̄², 1e4)``                          |
+    | 3   | reward_ema    | ``r̄`` (the filters use r = -ℓ)                 |
+    | 4   | delta_reward  | ``symlog(Δr, 100)``                            |
+    | 5   | grad_norm     | ``symlog(‖g‖, 1e3)``                           |
+    | 6   | update_norm   | ``symlog(‖u‖, 1e3)``                           |
+    | 7   | alpha         | ``log2(α/α0)``                                 |
+    | 8   | momentum      | ``-log2(1-μ)``                                 |
+    | 9   | sigma         | ``log10(σ/σ0)``                                |
+    | 10  | plateau_count | ``count / p``                                  |
+    | 11  | success_rate  | local-test success rate (EMA)                  |
+    | 12  | progress      | ``step / episode_steps``                       |
+    | 13  | distance      | current spectral distance                      |
+
+    ``symlog(x, s) = sign(x)·ln(1 + |x|·s)``; :func:`decode_observation` inverts them.
+
+    ## Rewards
+    The composite ``R = w_aud·R_aud + w_opt·R_opt + w_pol·R_pol − P`` on the state after
+    the inner steps: audio match, optimizer health (gradient norms under threshold,
+    coherent bounded updates, small updates over the last ``history`` inner steps),
+    knob-trajectory terms, loudness and slew penalties; ``divergence_penalty`` is
+    subtracted on divergence. ``info["reward_terms"]`` holds the composite's terms.
+
+    ## Starting State
+    A target from the target set (env RNG, or ``options={"target_index": i}``); free
+    knobs uniform in [0, 1]; ``α = α0``, ``μ = law.momentum0``, ``σ = law.sigma0``.
+
+    ## Episode End
+    - Termination: distance < ``success_distance`` (``info["is_success"]``), or
+      divergence — a non-finite loss or one above ``divergence_factor·ℓ̄`` —
+      (``info["diverged"] = True``, with the penalty; never a NaN).
+    - Truncation: after ``episode_steps`` env steps (20 by default, also the
+      registered ``max_episode_steps``).
+
+    ## Arguments
+    ``gymnasium.make("AEGym/SchedulerGains-v0", target=None, free_knobs="easy",
+    inner_steps=5, episode_steps=20, duration_s=0.5, sample_rate=16000, alpha0=0.02,
+    success_distance=0.3, config=None, target_seed=0, render_mode=None, device="cpu")``
+    — ``target`` as in SoundMatch-v0; ``config`` a full :class:`SchedulerConfig`
+    (overrides the other settings).
+
+    ## Version History
+    - v0: initial release.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(
+        self,
+        target: Any = None,
+        free_knobs: str | Sequence[str] = "easy",
+        inner_steps: int = 5,
+        episode_steps: int = 20,
+        duration_s: float = 0.5,
+        sample_rate: int = 16_000,
+        alpha0: float = 0.02,
+        success_distance: float = 0.3,
+        config: SchedulerConfig | None = None,
+        target_seed: int = 0,
+        render_mode: str | None = None,
+        device: str = "cpu",
+    ) -> None:
+        limit_threads_in_worker()
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.config = config or SchedulerConfig(
+            sample_rate=sample_rate,
+            duration_s=duration_s,
+            free_knobs=free_knobs,  # type: ignore[arg-type]
+            inner_steps=inner_steps,
+            episode_steps=episode_steps,
+            alpha0=alpha0,
+            success_distance=success_distance,
+        )
+        cfg = self.config
+        targets = resolve_targets(
+            target, sample_rate=cfg.sample_rate, duration_s=cfg.duration_s, seed=target_seed
+        )
+        self.core = SchedulerCore(cfg, targets, 1, device)
+        self.render_mode = render_mode
+        self.action_space = spaces.Box(-1.0, 1.0, (4,), np.float32)
+        n = len(SIGNAL_NAMES)
+        self.observation_space = spaces.Box(-OBS_CLIP, OBS_CLIP, (n,), np.float32)
+
+    @property
+    def targets(self) -> TargetSet:
+        return self.core.targets
+
+    def _info(self) -> dict[str, Any]:
+        core = self.core
+        idx = int(core.target_idx[0])
+        phys = core.space.to_physical(core.knobs[0].cpu())
+        g = core.gains
+        return {
+            "distance": float(core.loss[0]),
+            "is_success": bool(core.loss[0] < self.config.success_distance),
+            "knobs": dict(zip(core.space.names, phys.tolist(), strict=True)),
+            "gains": {
+                "alpha": float(g.alpha[0]),
+                "momentum": float(g.momentum[0]),
+                "sigma": float(g.sigma[0]),
+            },
+            "signals": core.filters[0].signals._asdict(),
+            "target_index": idx,
+            "target_name": core.targets[idx].name,
+        }
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        options = options or {}
+        n = len(self.core.targets)
+        idx = options.get("target_index")
+        if idx is None:
+            idx = int(self.np_random.integers(n))
+        elif isinstance(idx, bool) or not isinstance(idx, (int, np.integer)) or not 0 <= idx < n:
+            raise ValueError(f"options['target_index'] must be an int in [0, {n}), got {idx!r}")
+        self.core.seed(int(self.np_random.integers(2**62)))
+        start = torch.from_numpy(self.np_random.random(self.core.n_free).astype(np.float32))
+        self.core.reset(torch.tensor([True]), torch.tensor([int(idx)]), start[None])
+        info = self._info()
+        info.update(diverged=False, reward_terms={})
+        return self.core.observation()[0].cpu().numpy(), info
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        arr = check_action(action, self.action_space.shape)
+        res = self.core.step(torch.from_numpy(arr)[None])
+        info = self._info()
+        info["diverged"] = bool(res["diverged"][0])
+        info["reward_terms"] = {k: float(v[0]) for k, v in res["reward_terms"].items()}
+        return (
+            res["obs"][0].cpu().numpy(),
+            float(res["reward"][0]),
+            bool(res["terminated"][0]),
+            bool(res["truncated"][0]),
+            info,
+        )
+
+    def law_action(self, obs: np.ndarray) -> np.ndarray:
+        """The AE law's action for ``obs`` (see :func:`ae_law_action`)."""
+        return ae_law_action(obs, self.config)[0]
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        core = self.core
+        tgt = core.target_features.log_mel[0][core.target_idx[0]]
+        cur = core.encoder(core.audio[:1]).log_mel[0][0]
+        return spectrogram_image([tgt, cur])
+
+    def current_audio(self) -> np.ndarray:
+        return self.core.audio[0].detach().cpu().numpy()
+
+    def save_wav(self, path: str | Path, which: str = "current") -> Path:
+        """Write the current fit (``"current"``) or the target as a WAV file."""
+        if which not in ("current", "target"):
+            raise ValueError(f"which must be 'current' or 'target', got {which!r}")
+        audio = (
+            self.current_audio()
+            if which == "current"
+            else self.core.targets[int(self.core.target_idx[0])].audio.numpy()
+        )
+        write_wav(path, audio, self.config.sample_rate)
+        return Path(path)

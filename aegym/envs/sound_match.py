@@ -1,0 +1,394 @@
+"""Knob control: move the synth's knobs until it sounds like a target (SoundMatch-v0)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from aegym._checks import check_int, check_positive, check_range
+from aegym.audio_io import write_wav
+from aegym.envs._common import (
+    N_STATS,
+    OBS_LIMIT,
+    PROFILE_BANDS,
+    check_action,
+    limit_threads_in_worker,
+    resolve_free_knobs,
+    spectral_profile,
+    spectrogram_image,
+)
+from aegym.features import FeatureConfig, FeatureEncoder, Features, spectral_distance
+from aegym.reward import CompositeReward, RewardConfig
+from aegym.synth import KnobSpace, SynthConfig, Voice
+from aegym.targets import TargetSet, resolve_targets
+
+
+@dataclass(frozen=True)
+class SoundMatchConfig:
+    """Settings of the knob-control envs (validated).
+
+    :param sample_rate: audio rate in Hz.
+    :param duration_s: length of the rendered note and of every target.
+    :param free_knobs: names of the knobs the agent moves (the rest are fixed: to the
+        target's true values for in-domain targets, else to their defaults).
+    :param max_move: largest change of a normalized knob in one step (action ±1).
+    :param success_distance: episodes terminate when the spectral distance falls below.
+    :param history: steps of knob/move history fed to R_opt and R_pol (>= 4).
+    :param start: ``"random"`` (uniform free knobs) or ``"default"`` (knob defaults).
+    :param reward: composite reward weights and scales.
+    """
+
+    sample_rate: int = 16_000
+    duration_s: float = 0.5
+    free_knobs: tuple[str, ...] = ("cutoff_hz", "resonance", "osc1_shape", "gain_db")
+    max_move: float = 0.1
+    success_distance: float = 0.3
+    history: int = 8
+    start: str = "random"
+    reward: RewardConfig = field(default_factory=RewardConfig)
+
+    def __post_init__(self) -> None:
+        check_int("sample_rate", self.sample_rate, 4000)
+        check_positive("duration_s", self.duration_s)
+        object.__setattr__(self, "free_knobs", resolve_free_knobs(self.free_knobs, KnobSpace()))
+        check_range("max_move", self.max_move, 1e-4, 1.0)
+        check_positive("success_distance", self.success_distance)
+        check_int("history", self.history, 4)
+        if self.start not in ("random", "default"):
+            raise ValueError(f"start must be 'random' or 'default', got {self.start!r}")
+        if not isinstance(self.reward, RewardConfig):
+            raise TypeError(f"reward must be a RewardConfig, got {type(self.reward).__name__}")
+
+
+class StepResult(NamedTuple):
+    """Batched outcome of one core step (tensors with leading dim B)."""
+
+    obs: torch.Tensor
+    reward: torch.Tensor
+    terminated: torch.Tensor
+    distance: torch.Tensor
+    reward_terms: dict[str, torch.Tensor]
+
+
+def observation_size(n_free: int) -> int:
+    """``F + 2·16 + 2·5 + 1`` (see the env docstring's table)."""
+    return n_free + 2 * PROFILE_BANDS + 2 * N_STATS + 1
+
+
+def observation_space(n_free: int) -> spaces.Box:
+    n = observation_size(n_free)
+    low = np.full(n, -OBS_LIMIT, np.float32)
+    high = np.full(n, OBS_LIMIT, np.float32)
+    low[:n_free], high[:n_free] = 0.0, 1.0
+    return spaces.Box(low, high, dtype=np.float32)
+
+
+def build_observation(
+    free_unit: torch.Tensor, current: Features, target: Features, distance: torch.Tensor
+) -> torch.Tensor:
+    """``[knobs | target profile | profile diff | target stats | stats diff | distance]``."""
+    t_prof, t_stats = spectral_profile(target), target.stats()
+    parts = [
+        t_prof,
+        spectral_profile(current) - t_prof,
+        t_stats,
+        current.stats() - t_stats,
+        distance[:, None],
+    ]
+    rest = torch.cat(parts, -1).clamp(-OBS_LIMIT, OBS_LIMIT)
+    return torch.cat([free_unit.clamp(0.0, 1.0), rest], -1)
+
+
+def index_features(feats: Features, idx: torch.Tensor) -> Features:
+    """Select items ``idx`` of a batched :class:`Features`."""
+    return Features(
+        mel=tuple(m[idx] for m in feats.mel),
+        log_mel=tuple(m[idx] for m in feats.log_mel),
+        centroid_hz=feats.centroid_hz[idx],
+        rolloff_hz=feats.rolloff_hz[idx],
+        flatness=feats.flatness[idx],
+        peakiness_db=feats.peakiness_db[idx],
+        loudness_db=feats.loudness_db[idx],
+    )
+
+
+class SoundMatchCore:
+    """Batched state and dynamics of ``batch`` SoundMatch episodes, all in torch.
+
+    The single env drives it with ``batch=1``; the native vector env with ``batch=N``.
+    Nothing here loops over episodes: every step renders and featurizes all voices in
+    one call.
+    """
+
+    def __init__(
+        self, config: SoundMatchConfig, targets: TargetSet, batch: int, device: str = "cpu"
+    ) -> None:
+        self.config = config
+        self.batch = check_int("batch", batch, 1)
+        self.device = torch.device(device)
+        self.voice = Voice(SynthConfig(config.sample_rate, config.duration_s)).to(self.device)
+        self.space = self.voice.knob_space
+        self.encoder = FeatureEncoder(FeatureConfig(sample_rate=config.sample_rate)).to(self.device)
+        self.reward_fn = CompositeReward(config.reward)
+        self.targets = targets
+        self.free_idx = torch.tensor(self.space.indices(config.free_knobs), device=self.device)
+        n_free = len(config.free_knobs)
+        self.n_free = n_free
+        # Fixed (non-free) knobs per target: true knobs when known, else defaults.
+        base = self.space.default_unit(len(targets)).to(self.device)
+        for i, t in enumerate(targets):
+            if t.unit_knobs is not None:
+                base[i] = t.unit_knobs.to(self.device)
+        self.target_base = base
+        with torch.no_grad():
+            audio = targets.audio_batch().to(self.device)
+            if audio.shape[-1] != self.voice.config.n_samples:
+                raise ValueError(
+                    f"targets have {audio.shape[-1]} samples, the voice renders "
+                    f"{self.voice.config.n_samples}"
+                )
+            self.target_features = self.encoder(audio)
+        b, w = self.batch, config.history
+        self.knobs = self.space.default_unit(b).to(self.device)
+        self.target_idx = torch.zeros(b, dtype=torch.long, device=self.device)
+        self.trajectory = torch.zeros(b, w, n_free, device=self.device)
+        self.moves = torch.zeros(b, w, n_free, device=self.device)
+        self.audio = torch.zeros(b, self.voice.config.n_samples, device=self.device)
+        self.distance = torch.zeros(b, device=self.device)
+        self.current_features: Features | None = None
+
+    def target_feats(self) -> Features:
+        return index_features(self.target_features, self.target_idx)
+
+    @torch.no_grad()
+    def _evaluate(self) -> tuple[Features, Features, torch.Tensor]:
+        self.audio = self.voice(self.knobs)
+        cur = self.encoder(self.audio)
+        tgt = self.target_feats()
+        self.distance = spectral_distance(cur, tgt)
+        self.current_features = cur
+        return cur, tgt, self.distance
+
+    @torch.no_grad()
+    def reset(
+        self, mask: torch.Tensor, target_idx: torch.Tensor, start_free: torch.Tensor
+    ) -> torch.Tensor:
+        """Start new episodes where ``mask``; returns observations of all B."""
+        self.target_idx = torch.where(mask, target_idx.to(self.device), self.target_idx)
+        knobs = self.target_base[self.target_idx].clone()
+        knobs[:, self.free_idx] = start_free.to(self.device)
+        self.knobs = torch.where(mask[:, None], knobs, self.knobs)
+        free = self.knobs[:, self.free_idx]
+        hist = free[:, None].expand_as(self.trajectory)
+        self.trajectory = torch.where(mask[:, None, None], hist, self.trajectory)
+        self.moves = torch.where(mask[:, None, None], torch.zeros_like(self.moves), self.moves)
+        cur, tgt, dist = self._evaluate()
+        return build_observation(free, cur, tgt, dist)
+
+    @torch.no_grad()
+    def step(self, action: torch.Tensor) -> StepResult:
+        """Apply ``action [B, F]`` (clipped to [-1, 1]) as knob moves."""
+        move = action.to(self.device).clamp(-1.0, 1.0) * self.config.max_move
+        free = self.knobs[:, self.free_idx]
+        new_free = (free + move).clamp(0.0, 1.0)
+        applied = new_free - free
+        self.knobs = self.knobs.index_copy(1, self.free_idx, new_free)
+        self.trajectory = torch.cat([self.trajectory[:, 1:], new_free[:, None]], 1)
+        self.moves = torch.cat([self.moves[:, 1:], applied[:, None]], 1)
+        cur, tgt, dist = self._evaluate()
+        out = self.reward_fn(
+            cur, tgt, updates=self.moves, knob_trajectory=self.trajectory, knob_delta=applied
+        )
+        terminated = dist < self.config.success_distance
+        obs = build_observation(new_free, cur, tgt, dist)
+        return StepResult(obs, out.total, terminated, dist, out.terms)
+
+    def physical_knobs(self, i: int) -> dict[str, float]:
+        phys = self.space.to_physical(self.knobs[i].cpu())
+        return dict(zip(self.space.names, phys.tolist(), strict=True))
+
+    def image(self, i: int) -> np.ndarray:
+        """Target (top) vs current (bottom) log-mel spectrogram of episode ``i``."""
+        tgt = self.target_features.log_mel[0][self.target_idx[i]]
+        assert self.current_features is not None
+        return spectrogram_image([tgt, self.current_features.log_mel[0][i]])
+
+
+class SoundMatchEnv(gym.Env):
+    """Match a target sound by moving the synth's knobs.
+
+    ## Description
+    A differentiable subtractive synth (two morphing oscillators, noise, waveshaper,
+    resonant ladder low-pass with its own ADSR, amp ADSR) plays a note of
+    ``duration_s``. Each step the agent nudges the *free* knobs; the rest stay fixed
+    (at the target's true values for in-domain targets, at defaults otherwise). The
+    goal is a rendered note whose multi-resolution spectrum matches the target's.
+
+    ## Action Space
+    ``Box(-1, 1, (F,), float32)`` with ``F = len(free_knobs)``: knob ``i`` moves by
+    ``max_move · a_i`` in normalized units, then is clamped to [0, 1]. Actions outside
+    [-1, 1] are clipped; NaN/inf or a wrong shape raise ``ValueError``.
+
+    ## Observation Space
+    ``Box(float32, (F + 43,))``; every entry past the knobs is clipped to [-10, 10].
+
+    | slice            | name            | meaning                                           |
+    |------------------|-----------------|---------------------------------------------------|
+    | ``[0, F)``       | knobs_unit      | free knobs, normalized [0, 1]                     |
+    | ``[F, F+16)``    | target_profile  | target's time-averaged log-mel, 16 bands, scaled  |
+    | ``[F+16, F+32)`` | profile_diff    | current profile − target profile                  |
+    | ``[F+32, F+37)`` | target_stats    | log2 centroid/kHz, log2 rolloff/kHz, flatness,    |
+    |                  |                 | peakiness dB/40, loudness dBFS/60                  |
+    | ``[F+37, F+42)`` | stats_diff      | current stats − target stats                      |
+    | ``F+42``         | distance        | multi-resolution spectral distance to the target  |
+
+    ## Rewards
+    The composite ``R = w_aud·R_aud + w_opt·R_opt + w_pol·R_pol − P``
+    (:class:`aegym.reward.CompositeReward`): ``R_aud`` from the match of the current
+    note to the target, ``R_opt`` on the last ``history`` knob moves (coherent, small
+    updates), ``R_pol`` on the knob trajectory, ``P`` for RMS loudness over the cap and
+    knob slew over the limit. ``info["reward_terms"]`` holds every weighted term; they
+    sum to the reward.
+
+    ## Starting State
+    A target is drawn from the target set with the env's RNG (or chosen with
+    ``reset(options={"target_index": i})``). Free knobs start uniform in [0, 1]
+    (``start="random"``) or at their defaults (``start="default"``).
+
+    ## Episode End
+    - Termination: ``info["distance"] < success_distance`` (``info["is_success"]``).
+    - Truncation: after ``max_episode_steps`` (50 for ``AEGym/SoundMatch-v0``).
+
+    ## Arguments
+    ``gymnasium.make("AEGym/SoundMatch-v0", target=None, free_knobs="easy",
+    max_move=0.1, duration_s=0.5, sample_rate=16000, success_distance=0.3,
+    start="random", reward_config=None, target_seed=0, render_mode=None,
+    device="cpu")``
+
+    - ``target``: ``None``/``"random"`` (seeded random synth patches, ``target_seed``),
+      ``"train"``/``"test"`` (fixed sets), a WAV path, a directory or a list of paths,
+      or a :class:`aegym.targets.TargetSet`.
+    - ``free_knobs``: ``"easy"`` (cutoff, resonance, osc1 shape, gain), ``"medium"``
+      (10 knobs), ``"all"`` (20) or a list of knob names.
+    - ``render_mode="rgb_array"``: :meth:`render` returns a uint8 image of the target
+      (top) and current (bottom) log-mel spectrograms. :meth:`save_wav` writes the note.
+
+    ## Info
+    ``distance``, ``is_success``, ``reward_terms`` (dict), ``knobs`` (physical units),
+    ``target_index``, ``target_name``.
+
+    ## Version History
+    - v0: initial release.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(
+        self,
+        target: Any = None,
+        free_knobs: str | Sequence[str] = "easy",
+        max_move: float = 0.1,
+        duration_s: float = 0.5,
+        sample_rate: int = 16_000,
+        success_distance: float = 0.3,
+        start: str = "random",
+        reward_config: RewardConfig | None = None,
+        target_seed: int = 0,
+        render_mode: str | None = None,
+        device: str = "cpu",
+    ) -> None:
+        limit_threads_in_worker()
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.config = SoundMatchConfig(
+            sample_rate=sample_rate,
+            duration_s=duration_s,
+            free_knobs=free_knobs,  # type: ignore[arg-type]
+            max_move=max_move,
+            success_distance=success_distance,
+            start=start,
+            reward=reward_config or RewardConfig(),
+        )
+        targets = resolve_targets(
+            target, sample_rate=sample_rate, duration_s=duration_s, seed=target_seed
+        )
+        self.core = SoundMatchCore(self.config, targets, 1, device)
+        self.render_mode = render_mode
+        n_free = self.core.n_free
+        self.action_space = spaces.Box(-1.0, 1.0, (n_free,), np.float32)
+        self.observation_space = observation_space(n_free)
+
+    @property
+    def targets(self) -> TargetSet:
+        return self.core.targets
+
+    def _info(self) -> dict[str, Any]:
+        core = self.core
+        idx = int(core.target_idx[0])
+        return {
+            "distance": float(core.distance[0]),
+            "is_success": bool(core.distance[0] < self.config.success_distance),
+            "knobs": core.physical_knobs(0),
+            "target_index": idx,
+            "target_name": core.targets[idx].name,
+        }
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        options = options or {}
+        n = len(self.core.targets)
+        idx = options.get("target_index")
+        if idx is None:
+            idx = int(self.np_random.integers(n))
+        elif isinstance(idx, bool) or not isinstance(idx, (int, np.integer)) or not 0 <= idx < n:
+            raise ValueError(f"options['target_index'] must be an int in [0, {n}), got {idx!r}")
+        if self.config.start == "random":
+            start = torch.from_numpy(self.np_random.random(self.core.n_free).astype(np.float32))
+        else:
+            start = self.core.space.default_unit()[self.core.free_idx.cpu()]
+        obs = self.core.reset(torch.tensor([True]), torch.tensor([int(idx)]), start[None])
+        info = self._info()
+        info["reward_terms"] = {}
+        return obs[0].cpu().numpy(), info
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        arr = check_action(action, self.action_space.shape)
+        res = self.core.step(torch.from_numpy(arr)[None])
+        info = self._info()
+        info["reward_terms"] = {k: float(v[0]) for k, v in res.reward_terms.items()}
+        return (
+            res.obs[0].cpu().numpy(),
+            float(res.reward[0]),
+            bool(res.terminated[0]),
+            False,
+            info,
+        )
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        return self.core.image(0)
+
+    def current_audio(self) -> np.ndarray:
+        """The note rendered at the current knobs, float32 ``[T]``."""
+        return self.core.audio[0].cpu().numpy()
+
+    def target_audio(self) -> np.ndarray:
+        return self.core.targets[int(self.core.target_idx[0])].audio.numpy()
+
+    def save_wav(self, path: str | Path, which: str = "current") -> Path:
+        """Write the current note (``which="current"``) or the target as a WAV file."""
+        if which not in ("current", "target"):
+            raise ValueError(f"which must be 'current' or 'target', got {which!r}")
+        audio = self.current_audio() if which == "current" else self.target_audio()
+        write_wav(path, audio, self.config.sample_rate)
+        return Path(path)
