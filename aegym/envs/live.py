@@ -185,6 +185,18 @@ class LiveCore:
         self.current_features, self.target_features = cur, tgt
         return build_observation(free, cur, tgt, self.distance), (cur, tgt)
 
+    def loss_and_grad(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Distance of the next window if the current knobs were held, against the current
+        target window, and its gradient w.r.t. the free knobs (state unchanged)."""
+        free = self.knobs[:, self.free_idx].clone().requires_grad_(True)
+        with torch.enable_grad():
+            knobs = self.knobs.index_copy(1, self.free_idx, free)
+            new, _ = self.voice.render(knobs, self.hop, self.agent_state)
+            window = torch.cat([self.agent_buf[:, self.hop :], new], -1)
+            dist = spectral_distance(self.encoder(window), self.target_features)
+            (grad,) = torch.autograd.grad(dist.sum(), free)
+        return dist.detach(), grad
+
     @torch.no_grad()
     def step(self, action: torch.Tensor) -> dict[str, Any]:
         cfg = self.config

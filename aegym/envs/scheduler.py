@@ -93,7 +93,7 @@ class SchedulerConfig:
     free_knobs: tuple[str, ...] = ("cutoff_hz", "resonance", "osc1_shape", "gain_db")
     inner_steps: int = 5
     episode_steps: int = 20
-    alpha0: float = 0.02
+    alpha0: float = 0.1
     alpha_range: tuple[float, float] = (0.01, 10.0)
     sigma_range: tuple[float, float] = (1e-5, 0.1)
     momentum_max: float = 0.99
@@ -551,7 +551,7 @@ class SchedulerGainsEnv(gym.Env):
 
     ## Arguments
     ``gymnasium.make("AEGym/SchedulerGains-v0", target=None, free_knobs="easy",
-    inner_steps=5, episode_steps=20, duration_s=0.5, sample_rate=16000, alpha0=0.02,
+    inner_steps=5, episode_steps=20, duration_s=0.5, sample_rate=16000, alpha0=0.1,
     success_distance=0.3, config=None, target_seed=0, render_mode=None, device="cpu")``
     — ``target`` as in SoundMatch-v0; ``config`` a full :class:`SchedulerConfig`
     (overrides the other settings).
@@ -570,7 +570,7 @@ class SchedulerGainsEnv(gym.Env):
         episode_steps: int = 20,
         duration_s: float = 0.5,
         sample_rate: int = 16_000,
-        alpha0: float = 0.02,
+        alpha0: float = 0.1,
         success_distance: float = 0.3,
         config: SchedulerConfig | None = None,
         target_seed: int = 0,

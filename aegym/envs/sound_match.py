@@ -210,6 +210,16 @@ class SoundMatchCore:
         obs = build_observation(new_free, cur, tgt, dist)
         return StepResult(obs, out.total, terminated, dist, out.terms)
 
+    def loss_and_grad(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Distance at the current knobs and its gradient w.r.t. the free knobs,
+        ``([B], [B, F])``; the plant is differentiable, the state is not changed."""
+        free = self.knobs[:, self.free_idx].clone().requires_grad_(True)
+        with torch.enable_grad():
+            audio = self.voice(self.knobs.index_copy(1, self.free_idx, free))
+            dist = spectral_distance(self.encoder(audio), self.target_feats())
+            (grad,) = torch.autograd.grad(dist.sum(), free)
+        return dist.detach(), grad
+
     def physical_knobs(self, i: int) -> dict[str, float]:
         phys = self.space.to_physical(self.knobs[i].cpu())
         return dict(zip(self.space.names, phys.tolist(), strict=True))
