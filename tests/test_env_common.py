@@ -80,7 +80,7 @@ def test_reward_terms_sum_to_reward_and_info(env_id):
     env = gym.make(env_id, **FAST[env_id])
     env.reset(seed=0)
     for _ in range(2):
-        obs, reward, term, trunc, info = env.step(env.action_space.sample())
+        obs, reward, _term, _trunc, info = env.step(env.action_space.sample())
         assert np.isfinite(obs).all() and np.isfinite(reward)
         assert env.observation_space.contains(obs)
         total = sum(info["reward_terms"].values()) - 2.0 * info.get("diverged", False)
@@ -154,7 +154,7 @@ def test_make_vec(env_id, mode):
     try:
         obs, _ = envs.reset(seed=0)
         assert obs.shape == (2, *envs.single_observation_space.shape)
-        obs, rew, term, trunc, _ = envs.step(envs.action_space.sample())
+        obs, rew, _term, _trunc, _ = envs.step(envs.action_space.sample())
         assert np.isfinite(obs).all() and np.isfinite(rew).all()
     finally:
         envs.close()
@@ -168,7 +168,7 @@ def test_stereo_wav_targets_at_other_rates(env_id, sample_rate, tmp_path):
     write_wav(tmp_path / "a.wav", np.stack([tone, 0.5 * tone]), sample_rate)
     write_wav(tmp_path / "b.wav", np.stack([0.5 * tone, tone]), sample_rate)
     env = gym.make(env_id, target=str(tmp_path), **FAST[env_id])
-    obs, info = env.reset(seed=0)
+    obs, _info = env.reset(seed=0)
     obs, r, *_ = env.step(env.action_space.sample())
     assert np.isfinite(obs).all() and np.isfinite(r)
 
@@ -177,5 +177,5 @@ def test_stereo_wav_targets_at_other_rates(env_id, sample_rate, tmp_path):
 def test_unreadable_wav_names_the_file(env_id, tmp_path):
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"not a wave file at all")
-    with pytest.raises(ValueError, match="broken.wav"):
+    with pytest.raises(ValueError, match=r"broken\.wav"):
         gym.make(env_id, target=str(bad))

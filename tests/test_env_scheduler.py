@@ -122,7 +122,7 @@ def test_divergence_terminates_with_penalty_and_no_nan():
     env = make(config=cfg)
     obs, _ = env.reset(seed=0)
     for _ in range(20):
-        obs, reward, term, trunc, info = env.step(np.array([1.0, 1.0, 1.0, -1.0], np.float32))
+        obs, reward, term, _trunc, info = env.step(np.array([1.0, 1.0, 1.0, -1.0], np.float32))
         assert np.isfinite(obs).all() and np.isfinite(reward)
         if info["diverged"]:
             break
