@@ -85,6 +85,18 @@ def check_action(action: Any, shape: tuple[int, ...]) -> np.ndarray:
     return arr
 
 
+def target_index_option(
+    options: dict[str, Any] | None, n_targets: int, rng: np.random.Generator
+) -> int:
+    """``options["target_index"]`` if given (validated), else a uniform draw from ``rng``."""
+    idx = (options or {}).get("target_index")
+    if idx is None:
+        return int(rng.integers(n_targets))
+    if isinstance(idx, bool) or not isinstance(idx, (int, np.integer)) or not 0 <= idx < n_targets:
+        raise ValueError(f"options['target_index'] must be an int in [0, {n_targets}), got {idx!r}")
+    return int(idx)
+
+
 def limit_threads_in_worker() -> None:
     """Use one torch thread inside subprocess workers (AsyncVectorEnv).
 

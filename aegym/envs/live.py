@@ -19,6 +19,7 @@ from aegym.envs._common import (
     limit_threads_in_worker,
     resolve_free_knobs,
     spectrogram_image,
+    target_index_option,
 )
 from aegym.envs.sound_match import build_observation, observation_space
 from aegym.features import FeatureConfig, FeatureEncoder, spectral_distance
@@ -222,6 +223,18 @@ class LiveCore:
         return {"obs": obs, "reward": out.total, "distance": self.distance, "terms": out.terms}
 
 
+def draw_reset(
+    rng: np.random.Generator, core: LiveCore, options: dict[str, Any] | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One episode's random start: (glide waypoints [2], free knobs, audio offset)."""
+    n = len(core.targets)
+    idx = target_index_option(options, n, rng)
+    nxt = int(rng.integers(n))
+    start = torch.from_numpy(rng.random(core.n_free).astype(np.float32))
+    offset = idx * core.targets.num_samples
+    return torch.tensor([idx, nxt]), start, torch.tensor(offset)
+
+
 class SoundMatchLiveEnv(gym.Env):
     """Track a moving target sound live, one overlapping window per step.
 
@@ -315,22 +328,8 @@ class SoundMatchLiveEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        options = options or {}
-        n = len(self.core.targets)
-        idx = options.get("target_index")
-        if idx is None:
-            idx = int(self.np_random.integers(n))
-        elif isinstance(idx, bool) or not isinstance(idx, (int, np.integer)) or not 0 <= idx < n:
-            raise ValueError(f"options['target_index'] must be an int in [0, {n}), got {idx!r}")
-        nxt = int(self.np_random.integers(n))
-        start = torch.from_numpy(self.np_random.random(self.core.n_free).astype(np.float32))
-        offset = int(idx) * self.core.targets.num_samples
-        obs = self.core.reset(
-            torch.tensor([True]),
-            torch.tensor([[int(idx), nxt]]),
-            start[None],
-            torch.tensor([offset]),
-        )
+        args = draw_reset(self.np_random, self.core, options)
+        obs = self.core.reset(torch.tensor([True]), *(a[None] for a in args))
         info = self._info()
         info["reward_terms"] = {}
         return obs[0].cpu().numpy(), info

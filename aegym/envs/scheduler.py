@@ -23,7 +23,12 @@ from aegym.controller import (
     next_momentum,
     next_sigma,
 )
-from aegym.envs._common import check_action, limit_threads_in_worker, spectrogram_image
+from aegym.envs._common import (
+    check_action,
+    limit_threads_in_worker,
+    spectrogram_image,
+    target_index_option,
+)
 from aegym.envs.sound_match import SoundMatchConfig, index_features
 from aegym.features import FeatureConfig, FeatureEncoder, spectral_distance
 from aegym.reward import CompositeReward, RewardConfig
@@ -222,7 +227,8 @@ class SchedulerCore:
         self.steps = torch.zeros(b, dtype=torch.long, device=self.device)
         self.filters = [AEController(config.alpha0, config.law) for _ in range(b)]
         self.audio = torch.zeros(b, self.voice.config.n_samples, device=self.device)
-        self.generator = torch.Generator(device=self.device).manual_seed(0)
+        # One noise generator per episode, so a batch reproduces independent episodes.
+        self.generators = [torch.Generator(device=self.device).manual_seed(i) for i in range(b)]
 
     def _initial_gains(self, b: int) -> Gains:
         ones = torch.ones(b, device=self.device)
@@ -246,13 +252,25 @@ class SchedulerCore:
             feats,
         )
 
-    def seed(self, seed: int) -> None:
-        self.generator.manual_seed(seed)
+    def _randn(self, shape: tuple[int, ...], idx: list[int]) -> torch.Tensor:
+        """Standard normal noise ``[len(idx), *shape]``, row i from episode idx[i]'s generator."""
+        return torch.stack(
+            [torch.randn(shape, generator=self.generators[i], device=self.device) for i in idx]
+        )
 
     @torch.no_grad()
-    def reset(self, mask: torch.Tensor, target_idx: torch.Tensor, start_free: torch.Tensor) -> None:
-        """Start new episodes where ``mask`` (free knobs at ``start_free [B, F]``)."""
+    def reset(
+        self,
+        mask: torch.Tensor,
+        target_idx: torch.Tensor,
+        start_free: torch.Tensor,
+        noise_seed: torch.Tensor,
+    ) -> torch.Tensor:
+        """Start new episodes where ``mask``: target indices ``[B]``, free knobs
+        ``start_free [B, F]``, noise seeds ``[B]``. Returns observations of all B."""
         m = mask.to(self.device)
+        for i in torch.nonzero(m).flatten().tolist():
+            self.generators[i].manual_seed(int(noise_seed[i]))
         self.target_idx = torch.where(m, target_idx.to(self.device), self.target_idx)
         knobs = self.target_base[self.target_idx].clone()
         knobs[:, self.free_idx] = start_free.to(self.device)
@@ -278,6 +296,7 @@ class SchedulerCore:
         self.loss = torch.where(m, loss, self.loss)
         for i in torch.nonzero(m).flatten().tolist():
             self.filters[i].observe(float(loss[i]))
+        return self.observation()
 
     def _inner_step(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One Adam(β1 = μ) step + dither on every episode -> (loss, grad, update)."""
@@ -288,20 +307,27 @@ class SchedulerCore:
             loss, _ = self._loss(free, all_idx)
             (grad,) = torch.autograd.grad(loss.sum(), free)
         with torch.no_grad():
+            # A non-finite loss or gradient leaves that episode's θ and moments as they
+            # were (rollback); the step loop reports it as a divergence.
+            good = (torch.isfinite(loss) & torch.isfinite(grad).all(-1))[:, None]
+            grad = torch.where(good, grad, 0.0)
             mu = self.gains.momentum[:, None]
             beta2 = cfg.law.adam_beta2
-            self.m = mu * self.m + (1.0 - mu) * grad
-            self.v = beta2 * self.v + (1.0 - beta2) * grad * grad
-            self.bias1 = self.bias1 * self.gains.momentum
-            self.bias2 = self.bias2 * beta2
+            m = mu * self.m + (1.0 - mu) * grad
+            v = beta2 * self.v + (1.0 - beta2) * grad * grad
+            self.m = torch.where(good, m, self.m)
+            self.v = torch.where(good, v, self.v)
+            self.bias1 = torch.where(good[:, 0], self.bias1 * self.gains.momentum, self.bias1)
+            self.bias2 = torch.where(good[:, 0], self.bias2 * beta2, self.bias2)
             m_hat = self.m / (1.0 - self.bias1).clamp_min(1e-12)[:, None]
-            v_hat = self.v / (1.0 - self.bias2)[:, None]
+            v_hat = self.v / (1.0 - self.bias2).clamp_min(1e-12)[:, None]
             update = self.gains.alpha[:, None] * m_hat / (v_hat.sqrt() + cfg.law.adam_eps)
+            update = torch.where(good, update, 0.0)
             theta = free.detach()
             shape = theta.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(cfg.law.dither_floor)
-            noise = torch.randn(theta.shape, generator=self.generator, device=self.device)
+            noise = self._randn(theta.shape[1:], list(range(self.batch)))
             new = (theta - update + self.gains.sigma[:, None] * shape * noise).clamp(0.0, 1.0)
-            self.knobs = self._full(new)
+            self.knobs = self._full(torch.where(good, new, theta))
         return loss.detach(), grad, update
 
     @torch.no_grad()
@@ -318,9 +344,7 @@ class SchedulerCore:
         n = cfg.law.n_probes
         theta = self.knobs[idx][:, self.free_idx]
         shape = theta.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(cfg.law.dither_floor)
-        noise = torch.randn(
-            idx.numel(), n, self.n_free, generator=self.generator, device=self.device
-        )
+        noise = self._randn((n, self.n_free), idx.tolist())
         probes = (theta[:, None] + cfg.law.probe_scale * shape[:, None] * noise).clamp(0.0, 1.0)
         rep = idx.repeat_interleave(n)
         loss, _ = self._loss(probes.reshape(-1, self.n_free), rep)
@@ -371,6 +395,9 @@ class SchedulerCore:
             all_idx = torch.arange(self.batch, device=self.device)
             free = self.knobs[:, self.free_idx]
             loss, (audio, feats) = self._loss(free, all_idx)
+            finite = torch.isfinite(loss)
+            diverged |= ~finite
+            loss = torch.where(finite, loss, self.loss)  # last finite distance
             self.audio = audio
             self.loss = loss
             self.trajectory = torch.cat([self.trajectory[:, 1:], free[:, None]], 1)
@@ -485,6 +512,16 @@ def ae_law_action(obs: torch.Tensor | np.ndarray, cfg: SchedulerConfig) -> np.nd
         out[i, 2] = math.log(s_new / s) / math.log(SIGMA_BASE)
         out[i, 3] = 1.0 if int(d.step[i]) % cfg.test_every_env_steps == 0 else -1.0
     return np.clip(out, -1.0, 1.0)
+
+
+def draw_reset(
+    rng: np.random.Generator, core: SchedulerCore, options: dict[str, Any] | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One episode's random start from ``rng``: (target index, free knobs, noise seed)."""
+    idx = target_index_option(options, len(core.targets), rng)
+    start = torch.from_numpy(rng.random(core.n_free).astype(np.float32))
+    noise_seed = int(rng.integers(2**62))
+    return torch.tensor(idx), start, torch.tensor(noise_seed)
 
 
 class SchedulerGainsEnv(gym.Env):
@@ -626,19 +663,11 @@ class SchedulerGainsEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        options = options or {}
-        n = len(self.core.targets)
-        idx = options.get("target_index")
-        if idx is None:
-            idx = int(self.np_random.integers(n))
-        elif isinstance(idx, bool) or not isinstance(idx, (int, np.integer)) or not 0 <= idx < n:
-            raise ValueError(f"options['target_index'] must be an int in [0, {n}), got {idx!r}")
-        self.core.seed(int(self.np_random.integers(2**62)))
-        start = torch.from_numpy(self.np_random.random(self.core.n_free).astype(np.float32))
-        self.core.reset(torch.tensor([True]), torch.tensor([int(idx)]), start[None])
+        args = draw_reset(self.np_random, self.core, options)
+        obs = self.core.reset(torch.tensor([True]), *(a[None] for a in args))
         info = self._info()
         info.update(diverged=False, reward_terms={})
-        return self.core.observation()[0].cpu().numpy(), info
+        return obs[0].cpu().numpy(), info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         arr = check_action(action, self.action_space.shape)

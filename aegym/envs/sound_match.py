@@ -23,6 +23,7 @@ from aegym.envs._common import (
     resolve_free_knobs,
     spectral_profile,
     spectrogram_image,
+    target_index_option,
 )
 from aegym.features import FeatureConfig, FeatureEncoder, Features, spectral_distance
 from aegym.reward import CompositeReward, RewardConfig
@@ -231,6 +232,18 @@ class SoundMatchCore:
         return spectrogram_image([tgt, self.current_features.log_mel[0][i]])
 
 
+def draw_reset(
+    rng: np.random.Generator, core: SoundMatchCore, options: dict[str, Any] | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One episode's random start from ``rng``: (target index, free knobs)."""
+    idx = target_index_option(options, len(core.targets), rng)
+    if core.config.start == "random":
+        start = torch.from_numpy(rng.random(core.n_free).astype(np.float32))
+    else:
+        start = core.space.default_unit()[core.free_idx.cpu()]
+    return torch.tensor(idx), start
+
+
 class SoundMatchEnv(gym.Env):
     """Match a target sound by moving the synth's knobs.
 
@@ -354,18 +367,8 @@ class SoundMatchEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        options = options or {}
-        n = len(self.core.targets)
-        idx = options.get("target_index")
-        if idx is None:
-            idx = int(self.np_random.integers(n))
-        elif isinstance(idx, bool) or not isinstance(idx, (int, np.integer)) or not 0 <= idx < n:
-            raise ValueError(f"options['target_index'] must be an int in [0, {n}), got {idx!r}")
-        if self.config.start == "random":
-            start = torch.from_numpy(self.np_random.random(self.core.n_free).astype(np.float32))
-        else:
-            start = self.core.space.default_unit()[self.core.free_idx.cpu()]
-        obs = self.core.reset(torch.tensor([True]), torch.tensor([int(idx)]), start[None])
+        args = draw_reset(self.np_random, self.core, options)
+        obs = self.core.reset(torch.tensor([True]), *(a[None] for a in args))
         info = self._info()
         info["reward_terms"] = {}
         return obs[0].cpu().numpy(), info
