@@ -24,18 +24,21 @@ ENV_SPECS: tuple[EnvSpec, ...] = (
         "aegym.envs.sound_match:SoundMatchEnv",
         50,
         "knob control: move the synth's knobs until the note matches a target sound",
+        "aegym.vector.env:sound_match_vector",
     ),
     EnvSpec(
         "AEGym/SoundMatchLive-v0",
         "aegym.envs.live:SoundMatchLiveEnv",
         64,
         "knob control on a continuous stream, window by window, tracking a moving target",
+        "aegym.vector.env:live_vector",
     ),
     EnvSpec(
         "AEGym/SchedulerGains-v0",
         "aegym.envs.scheduler:SchedulerGainsEnv",
         20,
         "scheduler control: set lr/momentum/dither gains of gradient descent on the synth",
+        "aegym.vector.env:scheduler_vector",
     ),
 )
 

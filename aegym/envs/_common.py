@@ -4,13 +4,30 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from aegym.features import Features
 from aegym.synth import KnobSpace
+
+
+class CoreStep(NamedTuple):
+    """What every batched core's ``step`` returns (tensors with leading dim B).
+
+    ``reward_terms`` maps each composite-reward term to ``[B]``; ``diverged`` is all
+    False for the knob envs.
+    """
+
+    obs: torch.Tensor
+    reward: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+    distance: torch.Tensor
+    reward_terms: dict[str, torch.Tensor]
+    diverged: torch.Tensor
+
 
 #: Named sets of free knobs (difficulty levels of the knob-control envs).
 KNOB_PRESETS: dict[str, tuple[str, ...]] = {

@@ -15,6 +15,7 @@ from gymnasium import spaces
 from aegym._checks import check_int, check_positive
 from aegym.audio_io import write_wav
 from aegym.envs._common import (
+    CoreStep,
     check_action,
     limit_threads_in_worker,
     resolve_free_knobs,
@@ -118,6 +119,10 @@ class LiveCore:
 
     @staticmethod
     def _merge_state(mask: torch.Tensor, new: VoiceState, old: VoiceState) -> VoiceState:
+        """``new`` where ``mask``, else ``old``. Note time and noise position are shared by
+        the batch: they follow ``new`` when every episode moves, else stay."""
+        if bool(mask.all()):
+            return new
         m = mask
         return VoiceState(
             torch.where(m, new.phase1, old.phase1),
@@ -160,31 +165,38 @@ class LiveCore:
             self.target_state = self._merge_state(m, fresh, self.target_state)
         self.agent_buf = torch.where(m[:, None], 0.0, self.agent_buf)
         self.target_buf = torch.where(m[:, None], 0.0, self.target_buf)
-        obs, _ = self._advance(free)
+        obs, _ = self._advance(free, m)
         return obs
 
-    def _target_hop(self) -> torch.Tensor:
+    def _target_hop(self, mask: torch.Tensor) -> torch.Tensor:
         if self.knob_targets:
-            audio, self.target_state = self.voice.render(
-                self.target_knobs(), self.hop, self.target_state
-            )
+            audio, state = self.voice.render(self.target_knobs(), self.hop, self.target_state)
+            self.target_state = self._merge_state(mask, state, self.target_state)
             return audio
         n = self.audio_bank.numel()
         idx = (self.audio_pos[:, None] + torch.arange(self.hop, device=self.device)) % n
-        self.audio_pos = (self.audio_pos + self.hop) % n
+        self.audio_pos = torch.where(mask, (self.audio_pos + self.hop) % n, self.audio_pos)
         return self.audio_bank[idx]
 
-    def _advance(self, free: torch.Tensor):
+    def _advance(self, free: torch.Tensor, mask: torch.Tensor):
+        """Render one hop for the episodes in ``mask`` (others keep their streams) and
+        return the observations of all B."""
         if self.knob_targets:  # non-free knobs follow the target
-            self.knobs = self.target_knobs().index_copy(1, self.free_idx, free)
-        new, self.agent_state = self.voice.render(self.knobs, self.hop, self.agent_state)
-        self.agent_buf = torch.cat([self.agent_buf[:, self.hop :], new], -1)
-        self.target_buf = torch.cat([self.target_buf[:, self.hop :], self._target_hop()], -1)
+            knobs = self.target_knobs().index_copy(1, self.free_idx, free)
+            self.knobs = torch.where(mask[:, None], knobs, self.knobs)
+        new, state = self.voice.render(self.knobs, self.hop, self.agent_state)
+        self.agent_state = self._merge_state(mask, state, self.agent_state)
+        m = mask[:, None]
+        self.agent_buf = torch.where(
+            m, torch.cat([self.agent_buf[:, self.hop :], new], -1), self.agent_buf
+        )
+        target = torch.cat([self.target_buf[:, self.hop :], self._target_hop(mask)], -1)
+        self.target_buf = torch.where(m, target, self.target_buf)
         cur = self.encoder(self.agent_buf)
         tgt = self.encoder(self.target_buf)
         self.distance = spectral_distance(cur, tgt)
         self.current_features, self.target_features = cur, tgt
-        return build_observation(free, cur, tgt, self.distance), (cur, tgt)
+        return build_observation(self.knobs[:, self.free_idx], cur, tgt, self.distance), (cur, tgt)
 
     def loss_and_grad(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Distance of the next window if the current knobs were held, against the current
@@ -199,7 +211,7 @@ class LiveCore:
         return dist.detach(), grad
 
     @torch.no_grad()
-    def step(self, action: torch.Tensor) -> dict[str, Any]:
+    def step(self, action: torch.Tensor) -> CoreStep:
         cfg = self.config
         move = action.to(self.device).clamp(-1.0, 1.0) * cfg.max_move
         free = self.knobs[:, self.free_idx]
@@ -216,11 +228,13 @@ class LiveCore:
         self.knobs = self.knobs.index_copy(1, self.free_idx, new_free)
         self.trajectory = torch.cat([self.trajectory[:, 1:], new_free[:, None]], 1)
         self.moves = torch.cat([self.moves[:, 1:], applied[:, None]], 1)
-        obs, (cur, tgt) = self._advance(new_free)
+        everyone = torch.ones(self.batch, dtype=torch.bool, device=self.device)
+        obs, (cur, tgt) = self._advance(new_free, everyone)
         out = self.reward_fn(
             cur, tgt, updates=self.moves, knob_trajectory=self.trajectory, knob_delta=applied
         )
-        return {"obs": obs, "reward": out.total, "distance": self.distance, "terms": out.terms}
+        no = torch.zeros_like(everyone)
+        return CoreStep(obs, out.total, no, no, self.distance, out.terms, no)
 
 
 def draw_reset(
@@ -338,8 +352,8 @@ class SoundMatchLiveEnv(gym.Env):
         arr = check_action(action, self.action_space.shape)
         res = self.core.step(torch.from_numpy(arr)[None])
         info = self._info()
-        info["reward_terms"] = {k: float(v[0]) for k, v in res["terms"].items()}
-        return res["obs"][0].cpu().numpy(), float(res["reward"][0]), False, False, info
+        info["reward_terms"] = {k: float(v[0]) for k, v in res.reward_terms.items()}
+        return res.obs[0].cpu().numpy(), float(res.reward[0]), False, False, info
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":

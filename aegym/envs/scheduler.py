@@ -24,6 +24,7 @@ from aegym.controller import (
     next_sigma,
 )
 from aegym.envs._common import (
+    CoreStep,
     check_action,
     limit_threads_in_worker,
     spectrogram_image,
@@ -288,6 +289,8 @@ class SchedulerCore:
         self.grad_hist = torch.where(m[:, None], 0.0, self.grad_hist)
         self.update_hist = torch.where(m[:, None, None], 0.0, self.update_hist)
         self.steps = torch.where(m, 0, self.steps)
+        self.grad_norm = torch.where(m, 0.0, self.grad_norm)
+        self.update_norm = torch.where(m, 0.0, self.update_norm)
         for i in torch.nonzero(m).flatten().tolist():
             self.filters[i] = AEController(self.config.alpha0, self.config.law)
         all_idx = torch.arange(self.batch, device=self.device)
@@ -361,7 +364,7 @@ class SchedulerCore:
         self.knobs = knobs
         return (loss < current[:, None]).float().mean(-1)
 
-    def step(self, action: torch.Tensor) -> dict[str, Any]:
+    def step(self, action: torch.Tensor) -> CoreStep:
         """Apply gains from ``action [B, 4]``, run ``inner_steps`` gradient steps."""
         cfg = self.config
         action = action.to(self.device).clamp(-1.0, 1.0)
@@ -414,15 +417,9 @@ class SchedulerCore:
         reward = out.total - cfg.divergence_penalty * diverged.float()
         terminated = diverged | (loss < cfg.success_distance)
         truncated = (self.steps >= cfg.episode_steps) & ~terminated
-        return {
-            "obs": self.observation(),
-            "reward": reward,
-            "terminated": terminated,
-            "truncated": truncated,
-            "diverged": diverged,
-            "distance": loss,
-            "reward_terms": out.terms,
-        }
+        return CoreStep(
+            self.observation(), reward, terminated, truncated, loss, out.terms, diverged
+        )
 
     def observation(self) -> torch.Tensor:
         """Normalized feedback signals ``[B, 14]`` in the order of :data:`SIGNAL_NAMES`."""
@@ -673,13 +670,13 @@ class SchedulerGainsEnv(gym.Env):
         arr = check_action(action, self.action_space.shape)
         res = self.core.step(torch.from_numpy(arr)[None])
         info = self._info()
-        info["diverged"] = bool(res["diverged"][0])
-        info["reward_terms"] = {k: float(v[0]) for k, v in res["reward_terms"].items()}
+        info["diverged"] = bool(res.diverged[0])
+        info["reward_terms"] = {k: float(v[0]) for k, v in res.reward_terms.items()}
         return (
-            res["obs"][0].cpu().numpy(),
-            float(res["reward"][0]),
-            bool(res["terminated"][0]),
-            bool(res["truncated"][0]),
+            res.obs[0].cpu().numpy(),
+            float(res.reward[0]),
+            bool(res.terminated[0]),
+            bool(res.truncated[0]),
             info,
         )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -18,6 +18,7 @@ from aegym.envs._common import (
     N_STATS,
     OBS_LIMIT,
     PROFILE_BANDS,
+    CoreStep,
     check_action,
     limit_threads_in_worker,
     resolve_free_knobs,
@@ -66,16 +67,6 @@ class SoundMatchConfig:
             raise ValueError(f"start must be 'random' or 'default', got {self.start!r}")
         if not isinstance(self.reward, RewardConfig):
             raise TypeError(f"reward must be a RewardConfig, got {type(self.reward).__name__}")
-
-
-class StepResult(NamedTuple):
-    """Batched outcome of one core step (tensors with leading dim B)."""
-
-    obs: torch.Tensor
-    reward: torch.Tensor
-    terminated: torch.Tensor
-    distance: torch.Tensor
-    reward_terms: dict[str, torch.Tensor]
 
 
 def observation_size(n_free: int) -> int:
@@ -194,7 +185,7 @@ class SoundMatchCore:
         return build_observation(free, cur, tgt, dist)
 
     @torch.no_grad()
-    def step(self, action: torch.Tensor) -> StepResult:
+    def step(self, action: torch.Tensor) -> CoreStep:
         """Apply ``action [B, F]`` (clipped to [-1, 1]) as knob moves."""
         move = action.to(self.device).clamp(-1.0, 1.0) * self.config.max_move
         free = self.knobs[:, self.free_idx]
@@ -209,7 +200,8 @@ class SoundMatchCore:
         )
         terminated = dist < self.config.success_distance
         obs = build_observation(new_free, cur, tgt, dist)
-        return StepResult(obs, out.total, terminated, dist, out.terms)
+        no = torch.zeros_like(terminated)
+        return CoreStep(obs, out.total, terminated, no, dist, out.terms, no)
 
     def loss_and_grad(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Distance at the current knobs and its gradient w.r.t. the free knobs,

@@ -1,0 +1,207 @@
+"""Native batched vector envs: N episodes in one torch core, no loop over sub-envs.
+
+``gymnasium.make_vec(id, num_envs=N, vectorization_mode="vector_entry_point")``
+returns an :class:`AEGymVectorEnv`. It builds the family's batched core with
+``batch = N``: every step renders and featurizes all N voices in one call. Each
+sub-env keeps its own RNG, seeded like ``SyncVectorEnv`` seeds its sub-envs
+(``seed + i``), and draws its resets with the same function as the single env, so
+the per-env trajectories equal those of ``SyncVectorEnv`` over the single env.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from aegym._checks import check_int
+from aegym.envs import live, scheduler, sound_match
+from aegym.envs._common import CoreStep
+
+#: env class -> its module's ``draw_reset(rng, core, options)``.
+_DRAW: dict[type, Callable[..., tuple[torch.Tensor, ...]]] = {
+    sound_match.SoundMatchEnv: sound_match.draw_reset,
+    live.SoundMatchLiveEnv: live.draw_reset,
+    scheduler.SchedulerGainsEnv: scheduler.draw_reset,
+}
+
+
+class AEGymVectorEnv(VectorEnv):
+    """N aegym episodes stepped together in one batched torch core.
+
+    :param env_cls: the single env class (its constructor validates ``env_kwargs``).
+    :param num_envs: number of sub-envs N.
+    :param max_episode_steps: truncate each sub-env after this many steps (the
+        registered horizon; ``None`` = never).
+    :param autoreset_mode: Gymnasium's ``NEXT_STEP`` (default, as ``SyncVectorEnv``) or
+        ``SAME_STEP`` (the final observation and info go to ``info["final_obs"]`` and
+        ``info["final_info"]``).
+    :param env_kwargs: the single env's arguments (``target``, ``free_knobs``, ``device``…).
+
+    Infos are batched dicts of arrays: ``distance``, ``is_success``, ``diverged``,
+    ``reward_terms`` (dict of ``[N]``), each with its ``_key`` mask.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": ["rgb_array"],
+        "autoreset_mode": AutoresetMode.NEXT_STEP,
+    }
+
+    def __init__(
+        self,
+        env_cls: type[gym.Env],
+        num_envs: int,
+        max_episode_steps: int | None = None,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        **env_kwargs: Any,
+    ) -> None:
+        if env_cls not in _DRAW:
+            raise ValueError(f"no native vector env for {env_cls.__name__}")
+        self.num_envs = check_int("num_envs", num_envs, 1)
+        if max_episode_steps is not None:
+            check_int("max_episode_steps", max_episode_steps, 1)
+        self.max_episode_steps = max_episode_steps
+        self.autoreset_mode = AutoresetMode(autoreset_mode)
+        self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
+        proto = env_cls(**env_kwargs)  # validates arguments, resolves targets
+        self.render_mode = proto.render_mode
+        self._draw = _DRAW[env_cls]
+        core = proto.core
+        self.core = type(core)(core.config, core.targets, num_envs, str(core.device))
+        self.single_observation_space = proto.observation_space
+        self.single_action_space = proto.action_space
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.success_distance = getattr(core.config, "success_distance", None)
+        self._rngs = [seeding.np_random()[0] for _ in range(num_envs)]
+        self._elapsed = np.zeros(num_envs, dtype=np.int64)
+        self._autoreset = np.zeros(num_envs, dtype=bool)
+
+    # ----------------------------------------------------------------------------------
+    def _reset_envs(self, mask: np.ndarray, options: dict[str, Any] | None) -> torch.Tensor:
+        """Draw starts for the masked sub-envs from their own RNGs and reset them."""
+        idx = np.flatnonzero(mask)
+        per_env = []
+        for i in idx:
+            opts = options
+            if options and "target_index" in options and np.ndim(options["target_index"]) > 0:
+                opts = {**options, "target_index": int(options["target_index"][i])}
+            per_env.append(self._draw(self._rngs[i], self.core, opts))
+        batch = []
+        for k, first in enumerate(per_env[0]):
+            full = torch.zeros((self.num_envs, *first.shape), dtype=first.dtype)
+            full[torch.as_tensor(idx)] = torch.stack([args[k] for args in per_env])
+            batch.append(full)
+        self._elapsed[mask] = 0
+        return self.core.reset(torch.as_tensor(mask), *batch)
+
+    def reset(
+        self,
+        *,
+        seed: int | Sequence[int | None] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset all sub-envs. ``seed`` int -> sub-env i gets ``seed + i``; a list gives
+        each its own. ``options["target_index"]`` may be an int or one int per env."""
+        if seed is not None:
+            seeds = (
+                [seed + i for i in range(self.num_envs)] if isinstance(seed, int) else list(seed)
+            )
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"seed list must have {self.num_envs} entries, got {len(seeds)}")
+            self._rngs = [seeding.np_random(s)[0] for s in seeds]
+        mask = np.ones(self.num_envs, dtype=bool)
+        obs = self._reset_envs(mask, options)
+        self._autoreset[:] = False
+        return obs.cpu().numpy(), self._info(mask, None)
+
+    def _info(self, mask: np.ndarray, res: CoreStep | None) -> dict[str, Any]:
+        """Batched info: arrays ``[N]`` with ``_key`` masks (Gymnasium's layout)."""
+        core = self.core
+        dist = (core.loss if hasattr(core, "loss") else core.distance).detach().cpu().numpy()
+        info: dict[str, Any] = {"distance": dist, "_distance": mask.copy()}
+        if self.success_distance is not None:
+            info["is_success"] = dist < self.success_distance
+            info["_is_success"] = mask.copy()
+        if res is not None:
+            terms = {k: v.cpu().numpy() for k, v in res.reward_terms.items()}
+            terms.update({f"_{k}": mask.copy() for k in res.reward_terms})
+            info["reward_terms"] = terms
+            info["_reward_terms"] = mask.copy()
+            info["diverged"] = res.diverged.cpu().numpy()
+            info["_diverged"] = mask.copy()
+        return info
+
+    def step(
+        self, actions: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        shape = self.action_space.shape
+        arr = np.asarray(actions, dtype=np.float32)
+        if arr.shape != shape:
+            raise ValueError(f"actions must have shape {shape}, got {arr.shape}")
+        if not np.isfinite(arr).all():
+            raise ValueError("actions must be finite (NaN/inf found)")
+        res = self.core.step(torch.from_numpy(arr))
+        self._elapsed += 1
+        obs = res.obs.cpu().numpy()
+        reward = res.reward.detach().cpu().numpy().astype(np.float64)
+        term = res.terminated.cpu().numpy().copy()
+        trunc = res.truncated.cpu().numpy().copy()
+        if self.max_episode_steps is not None:
+            trunc |= self._elapsed >= self.max_episode_steps
+        everyone = np.ones(self.num_envs, dtype=bool)
+        info = self._info(everyone, res)
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            redo = self._autoreset
+            if redo.any():  # these sub-envs ended last step: this step only resets them
+                obs = self._reset_envs(redo, None).cpu().numpy()
+                reward[redo], term[redo], trunc[redo] = 0.0, False, False
+                fresh = self._info(everyone, None)  # distances after the reset
+                info.update(fresh)
+                for name, value in info["reward_terms"].items():
+                    if not name.startswith("_"):
+                        value[redo] = 0.0
+                info["diverged"][redo] = False
+            self._autoreset = term | trunc
+        elif self.autoreset_mode == AutoresetMode.SAME_STEP:
+            done = term | trunc
+            if done.any():
+                info["final_obs"] = np.where(done[:, None], obs, 0.0).astype(np.float32)
+                info["_final_obs"] = done
+                info["final_info"] = dict(info)
+                info["_final_info"] = done
+                obs = self._reset_envs(done, None).cpu().numpy()
+        return obs, reward, term, trunc, info
+
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        if self.render_mode != "rgb_array":
+            return None
+        core = self.core
+        if hasattr(core, "image"):
+            return tuple(core.image(i) for i in range(self.num_envs))
+        return None
+
+    def close_extras(self, **kwargs: Any) -> None:
+        pass
+
+
+def make_vector_entry_point(env_cls: type[gym.Env]) -> Callable[..., AEGymVectorEnv]:
+    """A ``vector_entry_point`` for ``env_cls`` (what the registration points to)."""
+
+    def create(num_envs: int = 1, **kwargs: Any) -> AEGymVectorEnv:
+        return AEGymVectorEnv(env_cls, num_envs, **kwargs)
+
+    return create
+
+
+sound_match_vector = make_vector_entry_point(sound_match.SoundMatchEnv)
+live_vector = make_vector_entry_point(live.SoundMatchLiveEnv)
+scheduler_vector = make_vector_entry_point(scheduler.SchedulerGainsEnv)
+
+__all__ = ["AEGymVectorEnv", "live_vector", "scheduler_vector", "sound_match_vector"]

@@ -1,0 +1,126 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.vector import AutoresetMode
+from stable_baselines3 import PPO
+
+import aegym  # noqa: F401
+from aegym.envs.policies import AEGradientPolicy
+from aegym.vector import AEGymSB3VecEnv, AEGymVectorEnv, make_sb3_vec_env
+
+CASES = {
+    "AEGym/SoundMatch-v0": {"duration_s": 0.25, "max_episode_steps": 4},
+    "AEGym/SoundMatchLive-v0": {"max_episode_steps": 4},
+    "AEGym/SchedulerGains-v0": {"duration_s": 0.25, "inner_steps": 1, "episode_steps": 3},
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def native(env_id, n=3, **kw):
+    return gym.make_vec(
+        env_id, num_envs=n, vectorization_mode="vector_entry_point", **{**CASES[env_id], **kw}
+    )
+
+
+@pytest.mark.parametrize("env_id", list(CASES))
+def test_native_equals_sync_vector_env_through_autoresets(env_id):
+    nat = native(env_id)
+    syn = gym.make_vec(env_id, num_envs=3, vectorization_mode="sync", **CASES[env_id])
+    assert isinstance(nat, AEGymVectorEnv)
+    assert nat.single_observation_space == syn.single_observation_space
+    o1, i1 = nat.reset(seed=5)
+    o2, _ = syn.reset(seed=5)
+    np.testing.assert_allclose(o1, o2, atol=1e-5)
+    rng = np.random.default_rng(0)
+    ended = 0
+    for _ in range(9):
+        act = rng.uniform(-1, 1, size=nat.action_space.shape).astype(np.float32)
+        r1, r2 = nat.step(act), syn.step(act)
+        for a, b in zip(r1[:4], r2[:4], strict=True):
+            np.testing.assert_allclose(np.asarray(a, float), np.asarray(b, float), atol=1e-4)
+        np.testing.assert_allclose(r1[4]["distance"], r2[4]["distance"], atol=1e-4)
+        ended += int((r1[2] | r1[3]).sum())
+    assert ended > 0  # the comparison went through at least one autoreset
+
+
+def test_sub_envs_are_seeded_apart_and_reproducibly():
+    a, _ = native("AEGym/SoundMatch-v0").reset(seed=1)
+    b, _ = native("AEGym/SoundMatch-v0").reset(seed=1)
+    c, _ = native("AEGym/SoundMatch-v0").reset(seed=[1, 2, 3])
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, c)
+    assert not np.allclose(a[0], a[1])
+
+
+def test_same_step_autoreset_reports_final_observation():
+    env = native("AEGym/SoundMatch-v0", autoreset_mode=AutoresetMode.SAME_STEP)
+    env.reset(seed=0)
+    for _ in range(4):
+        obs, rew, term, trunc, info = env.step(np.zeros(env.action_space.shape, np.float32))
+    assert trunc.all() and info["_final_obs"].all()
+    assert info["final_obs"].shape == obs.shape and not np.allclose(info["final_obs"], obs)
+
+
+def test_batched_info_layout_and_reward_terms():
+    env = native("AEGym/SchedulerGains-v0")
+    env.reset(seed=0)
+    _, rew, _, _, info = env.step(np.zeros(env.action_space.shape, np.float32))
+    assert info["distance"].shape == (3,) and info["_distance"].all()
+    terms = info["reward_terms"]
+    total = sum(v for k, v in terms.items() if not k.startswith("_"))
+    np.testing.assert_allclose(total - 2.0 * info["diverged"], rew, atol=1e-5)
+
+
+def test_bad_actions_and_arguments():
+    env = native("AEGym/SoundMatch-v0")
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="shape"):
+        env.step(np.zeros((2, 4), np.float32))
+    with pytest.raises(ValueError, match="finite"):
+        env.step(np.full((3, 4), np.nan, np.float32))
+    with pytest.raises(ValueError, match="seed list"):
+        env.reset(seed=[1, 2])
+    with pytest.raises(ValueError, match="num_envs"):
+        native("AEGym/SoundMatch-v0", n=0)
+
+
+def test_sb3_adapter_infos_and_episode_statistics():
+    venv = make_sb3_vec_env("AEGym/SoundMatch-v0", 2, seed=3, duration_s=0.25, max_episode_steps=3)
+    assert isinstance(venv, AEGymSB3VecEnv)
+    obs = venv.reset()
+    assert obs.shape == (2, 47)
+    for _ in range(3):
+        venv.step_async(np.zeros((2, 4), np.float32))
+        obs, rew, done, infos = venv.step_wait()
+    assert done.all()
+    for info in infos:
+        assert info["TimeLimit.truncated"] and info["episode"]["l"] == 3
+        assert info["terminal_observation"].shape == (47,)
+        assert set(info) >= {"distance", "is_success", "reward_terms"}
+
+
+def test_sb3_ppo_trains_on_the_native_env_and_ae_policy_reads_its_core():
+    venv = make_sb3_vec_env("AEGym/SoundMatch-v0", 4, seed=0, duration_s=0.25)
+    model = PPO("MlpPolicy", venv, n_steps=8, batch_size=16, n_epochs=1, seed=0, device="cpu")
+    model.learn(total_timesteps=32)
+    assert model.num_timesteps >= 32
+    policy = AEGradientPolicy(venv.core)
+    obs = venv.reset()
+    act = policy(obs, np.ones(4, bool))
+    assert act.shape == (4, 4) and np.isfinite(act).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_runs_on_cuda():
+    env = native("AEGym/SoundMatch-v0", device="cuda")
+    obs, _ = env.reset(seed=0)
+    obs, *_ = env.step(np.zeros(env.action_space.shape, np.float32))
+    assert np.isfinite(obs).all()
