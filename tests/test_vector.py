@@ -36,7 +36,7 @@ def test_native_equals_sync_vector_env_through_autoresets(env_id):
     syn = gym.make_vec(env_id, num_envs=3, vectorization_mode="sync", **CASES[env_id])
     assert isinstance(nat, AEGymVectorEnv)
     assert nat.single_observation_space == syn.single_observation_space
-    o1, i1 = nat.reset(seed=5)
+    o1, _i1 = nat.reset(seed=5)
     o2, _ = syn.reset(seed=5)
     np.testing.assert_allclose(o1, o2, atol=1e-5)
     rng = np.random.default_rng(0)
@@ -64,7 +64,7 @@ def test_same_step_autoreset_reports_final_observation():
     env = native("AEGym/SoundMatch-v0", autoreset_mode=AutoresetMode.SAME_STEP)
     env.reset(seed=0)
     for _ in range(4):
-        obs, rew, term, trunc, info = env.step(np.zeros(env.action_space.shape, np.float32))
+        obs, _rew, _term, trunc, info = env.step(np.zeros(env.action_space.shape, np.float32))
     assert trunc.all() and info["_final_obs"].all()
     assert info["final_obs"].shape == obs.shape and not np.allclose(info["final_obs"], obs)
 
@@ -99,7 +99,7 @@ def test_sb3_adapter_infos_and_episode_statistics():
     assert obs.shape == (2, 47)
     for _ in range(3):
         venv.step_async(np.zeros((2, 4), np.float32))
-        obs, rew, done, infos = venv.step_wait()
+        obs, _rew, done, infos = venv.step_wait()
     assert done.all()
     for info in infos:
         assert info["TimeLimit.truncated"] and info["episode"]["l"] == 3
