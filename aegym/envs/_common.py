@@ -136,20 +136,23 @@ def _colormap() -> np.ndarray:
 _CMAP = _colormap()
 
 
-def spectrogram_image(panels: Sequence[torch.Tensor], scale: int = 2) -> np.ndarray:
+def spectrogram_image(
+    panels: Sequence[torch.Tensor], scale: int = 2, min_width: int = 256
+) -> np.ndarray:
     """Stack log-mel panels ``[n_mels, frames]`` vertically into a uint8 RGB image.
 
-    Low frequencies at the bottom of each panel; panels share one dB range so they
-    compare; a 2-pixel white line separates them. Returns ``[H, W, 3]``.
+    Low frequencies at the bottom of each panel; panels share one range (the top ~52 dB)
+    so they compare; a 2-pixel white line separates them. Rows are repeated ``scale``
+    times and frames stretched to at least ``min_width`` pixels. Returns ``[H, W, 3]``.
     """
     arrays = [p.detach().float().cpu().numpy()[::-1] for p in panels]
     hi = max(float(a.max()) for a in arrays)
-    lo = hi - 12.0  # ~52 dB of range in natural-log power
+    lo = hi - 12.0  # natural-log power: 12 nepers ~ 52 dB
+    x_scale = max(scale, -(-min_width // max(a.shape[1] for a in arrays)))
     rows = []
     for i, a in enumerate(arrays):
         idx = np.clip((a - lo) / (hi - lo) * 255, 0, 255).astype(np.uint8)
-        img = _CMAP[idx]
-        img = np.repeat(np.repeat(img, scale, 0), scale, 1)
+        img = np.repeat(np.repeat(_CMAP[idx], scale, 0), x_scale, 1)
         rows.append(img)
         if i < len(arrays) - 1:
             rows.append(np.full((2, img.shape[1], 3), 255, np.uint8))
