@@ -8,6 +8,16 @@ def _seed_and_threads():
     yield
 
 
+@pytest.fixture
+def one_thread():
+    """Run a test with one torch thread (env tests are many small ops; helpers in
+    subprocesses also use one)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def peak_frequency(audio: torch.Tensor, sample_rate: float, pad: int = 4) -> float:
     """Frequency of the largest spectral peak (Hann window, zero-padded FFT)."""
     n = audio.shape[-1]

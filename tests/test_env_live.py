@@ -5,13 +5,7 @@ import torch
 
 import aegym  # noqa: F401
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_windows_overlap_and_stream_continues():

@@ -6,13 +6,7 @@ import torch
 import aegym  # noqa: F401
 from aegym.envs.policies import AEGradientPolicy
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(**kw):

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
-import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
 
 from aegym._checks import check_int, check_positive
-from aegym.audio_io import write_wav
+from aegym.envs._base import CoreEnv
 from aegym.envs._common import (
     CoreStep,
-    check_action,
     limit_threads_in_worker,
     resolve_free_knobs,
     spectrogram_image,
@@ -249,7 +246,7 @@ def draw_reset(
     return torch.tensor([idx, nxt]), start, torch.tensor(offset)
 
 
-class SoundMatchLiveEnv(gym.Env):
+class SoundMatchLiveEnv(CoreEnv):
     """Track a moving target sound live, one overlapping window per step.
 
     ## Description
@@ -294,6 +291,7 @@ class SoundMatchLiveEnv(gym.Env):
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 8}
+    draw_reset = staticmethod(draw_reset)
 
     def __init__(
         self,
@@ -310,8 +308,7 @@ class SoundMatchLiveEnv(gym.Env):
         device: str = "cpu",
     ) -> None:
         limit_threads_in_worker()
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self._set_render_mode(render_mode)
         self.config = LiveConfig(
             sample_rate=sample_rate,
             window_s=window_s,
@@ -325,7 +322,6 @@ class SoundMatchLiveEnv(gym.Env):
             target, sample_rate=sample_rate, duration_s=window_s, seed=target_seed
         )
         self.core = LiveCore(self.config, targets, 1, device)
-        self.render_mode = render_mode
         self.action_space = spaces.Box(-1.0, 1.0, (self.core.n_free,), np.float32)
         self.observation_space = observation_space(self.core.n_free)
 
@@ -338,23 +334,6 @@ class SoundMatchLiveEnv(gym.Env):
             "target_index": int(core.wp_idx[0, 0]),
         }
 
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        super().reset(seed=seed)
-        args = draw_reset(self.np_random, self.core, options)
-        obs = self.core.reset(torch.tensor([True]), *(a[None] for a in args))
-        info = self._info()
-        info["reward_terms"] = {}
-        return obs[0].cpu().numpy(), info
-
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        arr = check_action(action, self.action_space.shape)
-        res = self.core.step(torch.from_numpy(arr)[None])
-        info = self._info()
-        info["reward_terms"] = {k: float(v[0]) for k, v in res.reward_terms.items()}
-        return res.obs[0].cpu().numpy(), float(res.reward[0]), False, False, info
-
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
@@ -363,14 +342,6 @@ class SoundMatchLiveEnv(gym.Env):
             [core.target_features.log_mel[0][0], core.current_features.log_mel[0][0]]
         )
 
-    def current_audio(self) -> np.ndarray:
-        """The agent's latest window, float32 ``[window]``."""
-        return self.core.agent_buf[0].cpu().numpy()
-
-    def save_wav(self, path: str | Path, which: str = "current") -> Path:
-        """Write the latest window of the agent's (``"current"``) or target's stream."""
-        if which not in ("current", "target"):
-            raise ValueError(f"which must be 'current' or 'target', got {which!r}")
-        buf = self.core.agent_buf if which == "current" else self.core.target_buf
-        write_wav(path, buf[0].cpu().numpy(), self.config.sample_rate)
-        return Path(path)
+    def _audio(self, which: str) -> torch.Tensor:
+        """The latest window of the agent's (``"current"``) or the target's stream."""
+        return (self.core.agent_buf if which == "current" else self.core.target_buf)[0]

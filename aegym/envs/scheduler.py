@@ -5,16 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
-import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
 
 from aegym._checks import check_int, check_positive
-from aegym.audio_io import write_wav
 from aegym.controller import (
     AEConfig,
     AEController,
@@ -23,9 +20,9 @@ from aegym.controller import (
     next_momentum,
     next_sigma,
 )
+from aegym.envs._base import CoreEnv
 from aegym.envs._common import (
     CoreStep,
-    check_action,
     limit_threads_in_worker,
     spectrogram_image,
     target_index_option,
@@ -521,7 +518,7 @@ def draw_reset(
     return torch.tensor(idx), start, torch.tensor(noise_seed)
 
 
-class SchedulerGainsEnv(gym.Env):
+class SchedulerGainsEnv(CoreEnv):
     """Control the gains of gradient descent that fits a synth patch to a target.
 
     ## Description
@@ -594,7 +591,7 @@ class SchedulerGainsEnv(gym.Env):
     - v0: initial release.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 4}
+    draw_reset = staticmethod(draw_reset)
 
     def __init__(
         self,
@@ -612,8 +609,7 @@ class SchedulerGainsEnv(gym.Env):
         device: str = "cpu",
     ) -> None:
         limit_threads_in_worker()
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self._set_render_mode(render_mode)
         self.config = config or SchedulerConfig(
             sample_rate=sample_rate,
             duration_s=duration_s,
@@ -628,14 +624,9 @@ class SchedulerGainsEnv(gym.Env):
             target, sample_rate=cfg.sample_rate, duration_s=cfg.duration_s, seed=target_seed
         )
         self.core = SchedulerCore(cfg, targets, 1, device)
-        self.render_mode = render_mode
         self.action_space = spaces.Box(-1.0, 1.0, (4,), np.float32)
         n = len(SIGNAL_NAMES)
         self.observation_space = spaces.Box(-OBS_CLIP, OBS_CLIP, (n,), np.float32)
-
-    @property
-    def targets(self) -> TargetSet:
-        return self.core.targets
 
     def _info(self) -> dict[str, Any]:
         core = self.core
@@ -656,30 +647,6 @@ class SchedulerGainsEnv(gym.Env):
             "target_name": core.targets[idx].name,
         }
 
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        super().reset(seed=seed)
-        args = draw_reset(self.np_random, self.core, options)
-        obs = self.core.reset(torch.tensor([True]), *(a[None] for a in args))
-        info = self._info()
-        info.update(diverged=False, reward_terms={})
-        return obs[0].cpu().numpy(), info
-
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        arr = check_action(action, self.action_space.shape)
-        res = self.core.step(torch.from_numpy(arr)[None])
-        info = self._info()
-        info["diverged"] = bool(res.diverged[0])
-        info["reward_terms"] = {k: float(v[0]) for k, v in res.reward_terms.items()}
-        return (
-            res.obs[0].cpu().numpy(),
-            float(res.reward[0]),
-            bool(res.terminated[0]),
-            bool(res.truncated[0]),
-            info,
-        )
-
     def law_action(self, obs: np.ndarray) -> np.ndarray:
         """The AE law's action for ``obs`` (see :func:`ae_law_action`)."""
         return ae_law_action(obs, self.config)[0]
@@ -692,17 +659,7 @@ class SchedulerGainsEnv(gym.Env):
         cur = core.encoder(core.audio[:1]).log_mel[0][0]
         return spectrogram_image([tgt, cur])
 
-    def current_audio(self) -> np.ndarray:
-        return self.core.audio[0].detach().cpu().numpy()
-
-    def save_wav(self, path: str | Path, which: str = "current") -> Path:
-        """Write the current fit (``"current"``) or the target as a WAV file."""
-        if which not in ("current", "target"):
-            raise ValueError(f"which must be 'current' or 'target', got {which!r}")
-        audio = (
-            self.current_audio()
-            if which == "current"
-            else self.core.targets[int(self.core.target_idx[0])].audio.numpy()
-        )
-        write_wav(path, audio, self.config.sample_rate)
-        return Path(path)
+    def _audio(self, which: str) -> torch.Tensor:
+        if which == "current":
+            return self.core.audio[0]
+        return self.core.targets[int(self.core.target_idx[0])].audio

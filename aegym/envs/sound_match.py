@@ -4,22 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
 
 from aegym._checks import check_int, check_positive, check_range
-from aegym.audio_io import write_wav
+from aegym.envs._base import CoreEnv
 from aegym.envs._common import (
     N_STATS,
     OBS_LIMIT,
     PROFILE_BANDS,
     CoreStep,
-    check_action,
     limit_threads_in_worker,
     resolve_free_knobs,
     spectral_profile,
@@ -236,7 +233,7 @@ def draw_reset(
     return torch.tensor(idx), start
 
 
-class SoundMatchEnv(gym.Env):
+class SoundMatchEnv(CoreEnv):
     """Match a target sound by moving the synth's knobs.
 
     ## Description
@@ -303,7 +300,7 @@ class SoundMatchEnv(gym.Env):
     - v0: initial release.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 4}
+    draw_reset = staticmethod(draw_reset)
 
     def __init__(
         self,
@@ -320,8 +317,7 @@ class SoundMatchEnv(gym.Env):
         device: str = "cpu",
     ) -> None:
         limit_threads_in_worker()
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self._set_render_mode(render_mode)
         self.config = SoundMatchConfig(
             sample_rate=sample_rate,
             duration_s=duration_s,
@@ -335,14 +331,9 @@ class SoundMatchEnv(gym.Env):
             target, sample_rate=sample_rate, duration_s=duration_s, seed=target_seed
         )
         self.core = SoundMatchCore(self.config, targets, 1, device)
-        self.render_mode = render_mode
         n_free = self.core.n_free
         self.action_space = spaces.Box(-1.0, 1.0, (n_free,), np.float32)
         self.observation_space = observation_space(n_free)
-
-    @property
-    def targets(self) -> TargetSet:
-        return self.core.targets
 
     def _info(self) -> dict[str, Any]:
         core = self.core
@@ -355,45 +346,12 @@ class SoundMatchEnv(gym.Env):
             "target_name": core.targets[idx].name,
         }
 
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        super().reset(seed=seed)
-        args = draw_reset(self.np_random, self.core, options)
-        obs = self.core.reset(torch.tensor([True]), *(a[None] for a in args))
-        info = self._info()
-        info["reward_terms"] = {}
-        return obs[0].cpu().numpy(), info
-
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        arr = check_action(action, self.action_space.shape)
-        res = self.core.step(torch.from_numpy(arr)[None])
-        info = self._info()
-        info["reward_terms"] = {k: float(v[0]) for k, v in res.reward_terms.items()}
-        return (
-            res.obs[0].cpu().numpy(),
-            float(res.reward[0]),
-            bool(res.terminated[0]),
-            False,
-            info,
-        )
-
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
         return self.core.image(0)
 
-    def current_audio(self) -> np.ndarray:
-        """The note rendered at the current knobs, float32 ``[T]``."""
-        return self.core.audio[0].cpu().numpy()
-
-    def target_audio(self) -> np.ndarray:
-        return self.core.targets[int(self.core.target_idx[0])].audio.numpy()
-
-    def save_wav(self, path: str | Path, which: str = "current") -> Path:
-        """Write the current note (``which="current"``) or the target as a WAV file."""
-        if which not in ("current", "target"):
-            raise ValueError(f"which must be 'current' or 'target', got {which!r}")
-        audio = self.current_audio() if which == "current" else self.target_audio()
-        write_wav(path, audio, self.config.sample_rate)
-        return Path(path)
+    def _audio(self, which: str) -> torch.Tensor:
+        if which == "current":
+            return self.core.audio[0]
+        return self.core.targets[int(self.core.target_idx[0])].audio

@@ -1,0 +1,83 @@
+"""The single-env plumbing shared by every family: a batched core driven with B = 1."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from aegym.audio_io import write_wav
+from aegym.envs._common import check_action
+from aegym.targets import TargetSet
+
+
+class CoreEnv(gym.Env):
+    """Base of aegym's single envs.
+
+    A subclass builds ``self.core`` (batch 1) and ``self.config``, sets the spaces, and
+    provides ``draw_reset`` (the family's per-episode random start, shared with the
+    native vector env), ``_info`` (per-step info beyond the common keys) and
+    ``_audio(which)``. Reset, step, action checks and WAV export live here.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 4}
+    draw_reset: ClassVar[Callable[..., tuple[torch.Tensor, ...]]]
+    core: Any
+    config: Any
+
+    def _set_render_mode(self, render_mode: str | None) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.render_mode = render_mode
+
+    @property
+    def targets(self) -> TargetSet:
+        return self.core.targets
+
+    def _info(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _audio(self, which: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        args = type(self).draw_reset(self.np_random, self.core, options)
+        obs = self.core.reset(torch.tensor([True]), *(a[None] for a in args))
+        info = self._info()
+        info.update(diverged=False, reward_terms={})
+        return obs[0].cpu().numpy(), info
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        arr = check_action(action, self.action_space.shape)
+        res = self.core.step(torch.from_numpy(arr)[None])
+        info = self._info()
+        info["diverged"] = bool(res.diverged[0])
+        info["reward_terms"] = {k: float(v[0]) for k, v in res.reward_terms.items()}
+        return (
+            res.obs[0].cpu().numpy(),
+            float(res.reward[0]),
+            bool(res.terminated[0]),
+            bool(res.truncated[0]),
+            info,
+        )
+
+    def current_audio(self) -> np.ndarray:
+        """What the agent's synth plays now, float32 ``[T]``."""
+        return self._audio("current").detach().cpu().numpy()
+
+    def target_audio(self) -> np.ndarray:
+        return self._audio("target").detach().cpu().numpy()
+
+    def save_wav(self, path: str | Path, which: str = "current") -> Path:
+        """Write the current sound (``which="current"``) or the target as a WAV file."""
+        if which not in ("current", "target"):
+            raise ValueError(f"which must be 'current' or 'target', got {which!r}")
+        write_wav(path, self._audio(which).detach().cpu().numpy(), self.config.sample_rate)
+        return Path(path)
