@@ -119,6 +119,8 @@ def summarize(rows: list[dict]) -> dict | None:
         "median_distance": statistics.median(d),
         "iqr": [q[0], q[2]],
         "success_rate": sum(r["success"] for r in rows) / len(rows),
+        "halved_rate": sum(r["distance"] <= 0.5 * r["initial"] for r in rows) / len(rows),
+        "median_relative": statistics.median(r["distance"] / r["initial"] for r in rows),
         "median_steps_to_threshold": statistics.median(steps) if steps else None,
         "divergences": sum(r["divergences"] for r in rows),
         "knob_error": statistics.mean(knob) if knob else None,
@@ -186,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     print(f"\nTest set: {len(test)} targets, {args.steps} steps, free knobs: {args.free_knobs}")
     header = f"{'method':<16}{'lr':>6} {'subset':<8}{'median d':>9}{'IQR':>15}{'success':>8}"
-    print(header + f"{'steps':>7}{'div':>5}{'knob err':>9}{'wall s':>8}")
+    print(header + f"{'halved':>7}{'d/d0':>6}{'steps':>7}{'div':>5}{'knob err':>9}{'wall s':>8}")
     for name, res in results.items():
         for subset in ("in_domain", "out_of_domain"):
             s = res[subset]
@@ -202,6 +204,7 @@ def main(argv: list[str] | None = None) -> None:
             print(
                 f"{name:<16}{res['lr']:>6.2f} {subset[:7]:<8}{s['median_distance']:>9.3f}"
                 f"{iqr:>15}{s['success_rate']:>8.0%}"
+                f"{s['halved_rate']:>7.0%}{s['median_relative']:>6.2f}"
                 f"{steps:>7}{s['divergences']:>5}{knob:>9}{s['wall_s']:>8.1f}"
             )
     if args.json:
