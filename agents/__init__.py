@@ -1,0 +1,67 @@
+"""Agents for aegym: baselines as policies, SB3 training, shaped PPO, evaluation.
+
+Layering goes one way: ``agents`` uses ``aegym``, never the reverse.
+
+* Baselines with SB3's ``predict``: :class:`AEBaseline`, :class:`RandomBaseline`,
+  :class:`StaticBaseline`, :class:`AdamBaseline` (:func:`make_baseline` by name).
+* :class:`ShapedPPO` — PPO with per-term advantages, potential shaping and a KL pull
+  toward a reference policy (:class:`ShapingConfig`).
+* Commands (``python -m agents train|evaluate|bench|tune-adam``) as functions:
+  :func:`train`, :func:`evaluate`, :func:`bench`.
+* :func:`make_vec_env` — native batched vector env when available, else DummyVecEnv.
+"""
+
+from agents.baselines import (
+    BASELINE_NAMES,
+    AdamBaseline,
+    AEBaseline,
+    RandomBaseline,
+    StaticBaseline,
+    make_baseline,
+    tune_adam_lr,
+)
+from agents.envs import ENV_IDS, make_env, make_vec_env
+from agents.evaluate import EvalArgs, EvalResult, evaluate, format_table
+from agents.hyperparams import ALGOS, HYPERPARAMS, get_settings
+from agents.shaped_ppo import ShapedPPO, ShapingConfig
+from agents.train import TrainArgs, TrainResult, train
+
+_LAZY = {"BenchArgs", "BenchResult", "bench"}
+
+
+def __getattr__(name: str) -> object:
+    # agents.main is imported lazily so `python -m agents.main` runs it fresh.
+    if name in _LAZY:
+        from agents import main
+
+        return getattr(main, name)
+    raise AttributeError(f"module 'agents' has no attribute {name!r}")
+
+
+__all__ = [
+    "ALGOS",
+    "BASELINE_NAMES",
+    "ENV_IDS",
+    "HYPERPARAMS",
+    "AEBaseline",
+    "AdamBaseline",
+    "BenchArgs",
+    "BenchResult",
+    "EvalArgs",
+    "EvalResult",
+    "RandomBaseline",
+    "ShapedPPO",
+    "ShapingConfig",
+    "StaticBaseline",
+    "TrainArgs",
+    "TrainResult",
+    "bench",
+    "evaluate",
+    "format_table",
+    "get_settings",
+    "make_baseline",
+    "make_env",
+    "make_vec_env",
+    "train",
+    "tune_adam_lr",
+]

@@ -1,0 +1,43 @@
+"""``python -m agents {train,evaluate,bench,tune-adam} ...`` (``aegym-agents`` script)."""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: python -m agents COMMAND [options]
+
+commands:
+  train      train an agent (PPO, SAC, A2C, shaped PPO) on an aegym env
+  evaluate   evaluate agents and baselines on the same test episodes, write a report
+  bench      train a small agent and evaluate it against the baselines (one command)
+  tune-adam  pick the Adam baseline's constant learning rate on train targets
+
+run `python -m agents COMMAND --help` for a command's options"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch to a command's ``main``.
+
+    :param argv: command-line words (None: ``sys.argv[1:]``).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "train":
+        from agents.train import main as run
+    elif command == "evaluate":
+        from agents.evaluate import main as run
+    elif command == "bench":
+        from agents.main import main as run
+    elif command == "tune-adam":
+        from agents.tune import main as run
+    else:
+        print(f"error: unknown command {command!r}; allowed: train, evaluate, bench, tune-adam")
+        return 2
+    return run(rest)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

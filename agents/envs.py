@@ -1,0 +1,161 @@
+"""Env construction for agents: id checks, env families and vector envs.
+
+Every agent-side entry point builds its envs here, so the choice between aegym's native
+batched vector env (``aegym.vector.make_sb3_vec_env``, one batched core for all
+sub-envs) and SB3's ``DummyVecEnv`` of monitored single envs is made in one place.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+
+import aegym
+from aegym.envs import ENV_SPECS
+
+EnvFamily = Literal["knob", "scheduler"]
+
+#: Every env id agents can train and evaluate on.
+ENV_IDS: tuple[str, ...] = tuple(spec.id for spec in ENV_SPECS)
+
+#: Env id -> family: ``"knob"`` (actions move knobs; the AE baseline takes gradient steps
+#: on the plant) or ``"scheduler"`` (actions set optimizer gains; the AE law applies).
+ENV_FAMILIES: dict[str, EnvFamily] = {
+    "AEGym/SoundMatch-v0": "knob",
+    "AEGym/SoundMatchLive-v0": "knob",
+    "AEGym/SchedulerGains-v0": "scheduler",
+}
+
+#: Short-audio settings per env for smoke tests and quick demos (0.25 s notes, one inner
+#: optimizer step per scheduler step). SoundMatchLive's window is already 0.25 s.
+FAST_ENV_KWARGS: dict[str, dict[str, Any]] = {
+    "AEGym/SoundMatch-v0": {"duration_s": 0.25},
+    "AEGym/SoundMatchLive-v0": {"window_s": 0.25},
+    "AEGym/SchedulerGains-v0": {"duration_s": 0.25, "inner_steps": 1},
+}
+
+#: Spectral distance below which an episode counts as a success in every env (the
+#: default ``success_distance`` of SoundMatch-v0 and SchedulerGains-v0).
+SUCCESS_DISTANCE = 0.3
+
+
+def check_env_id(env_id: str) -> str:
+    """Return ``env_id`` if agents support it.
+
+    :param env_id: a registered aegym id such as ``"AEGym/SoundMatch-v0"``.
+    :raises ValueError: unknown id, naming the allowed ones.
+    """
+    if env_id not in ENV_FAMILIES:
+        raise ValueError(f"unknown env id {env_id!r}; allowed: {', '.join(ENV_IDS)}")
+    return env_id
+
+
+def env_family(env_id: str) -> EnvFamily:
+    """``"knob"`` or ``"scheduler"`` for a supported env id.
+
+    :param env_id: a supported env id.
+    """
+    return ENV_FAMILIES[check_env_id(env_id)]
+
+
+def make_env(env_id: str, render_mode: str | None = None, **env_kwargs: Any) -> gym.Env:
+    """One monitored single env.
+
+    :param env_id: a supported env id.
+    :param render_mode: ``None`` or ``"rgb_array"``.
+    :param env_kwargs: keyword arguments of the env (``target``, ``free_knobs``, ...).
+    """
+    check_env_id(env_id)
+    aegym.register_envs()
+    return Monitor(gym.make(env_id, render_mode=render_mode, **env_kwargs))
+
+
+def native_vec_available() -> bool:
+    """Whether ``aegym.vector.make_sb3_vec_env`` can be imported."""
+    try:
+        module = importlib.import_module("aegym.vector")
+    except ImportError:
+        return False
+    return hasattr(module, "make_sb3_vec_env")
+
+
+def make_vec_env(
+    env_id: str, n_envs: int, seed: int = 0, native: bool = True, **env_kwargs: Any
+) -> VecEnv:
+    """A VecEnv of ``n_envs`` episodes of ``env_id`` seeded with ``seed``.
+
+    With ``native=True`` and ``aegym.vector`` available, the native batched env (one core
+    steps every sub-env in one render); otherwise a ``DummyVecEnv`` of monitored single
+    envs. Both give SB3-style infos (``terminal_observation``, ``episode`` stats) and
+    honour ``seed``/``set_options`` before ``reset``.
+
+    :param env_id: a supported env id.
+    :param n_envs: number of sub-envs, >= 1.
+    :param seed: seed of the first reset (sub-env ``i`` gets ``seed + i``).
+    :param native: prefer the native batched env when it exists.
+    :param env_kwargs: keyword arguments of the env.
+    :raises ValueError: unknown env id or ``n_envs < 1``.
+    """
+    check_env_id(env_id)
+    if isinstance(n_envs, bool) or not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
+        raise ValueError(f"n_envs must be an int >= 1, got {n_envs!r}")
+    if native and native_vec_available():
+        from aegym.vector import make_sb3_vec_env
+
+        venv = make_sb3_vec_env(env_id, int(n_envs), seed=seed, **env_kwargs)
+    else:
+        factories: list[Callable[[], gym.Env]] = [
+            (lambda: make_env(env_id, **env_kwargs)) for _ in range(int(n_envs))
+        ]
+        venv = DummyVecEnv(factories)
+    venv.seed(seed)
+    return venv
+
+
+def is_native(venv: VecEnv) -> bool:
+    """Whether ``venv`` (or the VecEnv it wraps) is aegym's native batched env."""
+    return hasattr(venv.unwrapped, "core")
+
+
+def reset_episodes(venv: VecEnv, seeds: Sequence[int], target_indices: Sequence[int]) -> np.ndarray:
+    """Reset every sub-env ``i`` with its own seed ``seeds[i]`` and target
+    ``target_indices[i]`` (what evaluation needs to give every agent the same episodes).
+
+    A DummyVecEnv takes SB3's per-env seeds and ``set_options``; the native adapter gets
+    per-env seeds and a per-env ``target_index`` array through its vector env.
+
+    :param venv: a VecEnv from :func:`make_vec_env`.
+    :param seeds: one reset seed per sub-env.
+    :param target_indices: one target index per sub-env.
+    :return: the first observations ``[n_envs, ...]``.
+    """
+    n = venv.num_envs
+    if len(seeds) != n or len(target_indices) != n:
+        raise ValueError(
+            f"need one seed and one target index per sub-env ({n}), got "
+            f"{len(seeds)} and {len(target_indices)}"
+        )
+    inner = venv.unwrapped
+    if isinstance(inner, DummyVecEnv):
+        inner._seeds = [int(s) for s in seeds]
+        inner.set_options([{"target_index": int(t)} for t in target_indices])
+        return np.asarray(venv.reset())
+    gym_vec = getattr(inner, "venv", None)
+    if gym_vec is None or not hasattr(gym_vec, "core"):
+        raise TypeError(f"cannot reset {type(inner).__name__} per episode")
+    obs, _ = gym_vec.reset(
+        seed=[int(s) for s in seeds],
+        options={"target_index": np.asarray(target_indices, dtype=np.int64)},
+    )
+    # The adapter's episode statistics restart with the episodes.
+    for name in ("_ep_return", "_ep_len"):
+        stats = getattr(inner, name, None)
+        if stats is not None:
+            stats[:] = 0
+    return np.asarray(obs)

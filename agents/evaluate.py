@@ -1,0 +1,695 @@
+"""Evaluate agents — baselines by name and saved models by path — on the same episodes.
+
+``python -m agents evaluate --env-id AEGym/SoundMatch-v0 --agents ae static random
+runs/.../model.zip --n-targets 24 --seeds 0 1``
+
+Every agent plays the same episodes: each (target, seed) pair is reset with
+``options={"target_index": t}`` and the seed ``episode_seed(seed, t)`` (so free knobs
+start at the same place for every agent). Per agent the command reports the mean and a
+95 % bootstrap confidence interval (2,000 resamples of episodes, percentile method) of:
+
+* ``return`` — the undiscounted episode return;
+* ``final_distance`` — the spectral distance after the last step (lower is better);
+* ``success`` — ``info["is_success"]`` at the end (for the live env, which has no
+  success flag: final distance < 0.3);
+* ``steps_to_threshold`` — the first step with distance < 0.3 (0 if the start is
+  already there); episodes that never get there count as the episode limit;
+* ``violations`` — safety violations per episode: steps with any penalty term
+  (``pen/*`` in ``info["reward_terms"]``) below 0, plus divergences
+  (``info["diverged"]``, SchedulerGains).
+
+Outputs (see :mod:`agents.report`): ``results.json``, ``results.md``, PNG plots, WAV
+renders of target vs result and one self-contained ``report.html``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import zipfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import VecEnv
+
+import aegym
+from aegym.targets import TARGET_SETS
+from agents.baselines import BASELINE_NAMES, make_baseline
+from agents.cli import parse_args
+from agents.envs import (
+    SUCCESS_DISTANCE,
+    check_env_id,
+    env_family,
+    make_env,
+    make_vec_env,
+    reset_episodes,
+)
+
+#: The metrics of every agent, in table order.
+METRICS: tuple[str, ...] = (
+    "return",
+    "final_distance",
+    "success",
+    "steps_to_threshold",
+    "violations",
+)
+
+
+class Agent(Protocol):
+    """Anything with SB3's ``predict``."""
+
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, Any]: ...
+
+
+@dataclass
+class EvalArgs:
+    """Evaluate agents (baselines by name, saved models by path) on the same episodes."""
+
+    env_id: str = "AEGym/SoundMatch-v0"
+    """environment id"""
+    agents: list[str] = field(default_factory=lambda: ["ae", "static", "random"])
+    """agents: baseline names (ae, random, static, adam) and/or model .zip paths
+    ("algo:path" forces the algorithm)"""
+    target_set: str = "test"
+    """instance set to evaluate on: test, train, or a WAV path/folder"""
+    n_targets: int | None = None
+    """number of targets, spread evenly over the set (None: all)"""
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    """episode seeds; every target is played once per seed"""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """env keyword arguments as a JSON object (must match what models were trained with)"""
+    output_dir: str = "eval"
+    """folder for results.json/.md, plots, WAVs and report.html"""
+    n_showcase: int = 2
+    """episodes rendered to spectrogram images and WAV files per agent"""
+    max_parallel: int = 64
+    """most episodes run side by side in one vector env"""
+    native_vec: bool = True
+    """use aegym's native batched vector env when available"""
+    runs: list[str] = field(default_factory=list)
+    """extra run folders whose training logs to plot as learning curves"""
+    deterministic: bool = True
+    """act with the mean action of trained models"""
+    torch_threads: int = 1
+    """torch intra-op threads"""
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """One evaluation episode: a target of the set and a seed.
+
+    :param target_index: index into the env's target set.
+    :param seed: the evaluation seed (the reset seed is :func:`episode_seed`).
+    """
+
+    target_index: int
+    seed: int
+
+
+@dataclass
+class EpisodeRecord:
+    """What happened in one episode.
+
+    :param target_index: target played.
+    :param seed: evaluation seed.
+    :param episode_return: undiscounted return.
+    :param length: steps taken.
+    :param final_distance: distance after the last step.
+    :param success: success flag at the end.
+    :param steps_to_threshold: first step with distance < 0.3 (censored at the limit).
+    :param violations: steps with a negative penalty term, plus divergences.
+    :param distances: distance at reset and after every step.
+    """
+
+    target_index: int
+    seed: int
+    episode_return: float
+    length: int
+    final_distance: float
+    success: bool
+    steps_to_threshold: int
+    violations: int
+    distances: list[float]
+
+    def metric(self, name: str) -> float:
+        """Value of one of :data:`METRICS`.
+
+        :param name: metric name.
+        """
+        return {
+            "return": self.episode_return,
+            "final_distance": self.final_distance,
+            "success": float(self.success),
+            "steps_to_threshold": float(self.steps_to_threshold),
+            "violations": float(self.violations),
+        }[name]
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    """Mean and 95 % bootstrap CI of a metric over episodes.
+
+    :param mean: the mean.
+    :param ci_low: 2.5th percentile of bootstrap means.
+    :param ci_high: 97.5th percentile of bootstrap means.
+    :param n: number of episodes.
+    """
+
+    mean: float
+    ci_low: float
+    ci_high: float
+    n: int
+
+
+@dataclass
+class AgentResult:
+    """One agent's evaluation.
+
+    :param label: display name.
+    :param source: baseline name or model path.
+    :param algo: algorithm (``"baseline"`` for baselines).
+    :param episodes: per-episode records, in episode order.
+    :param metrics: summaries of :data:`METRICS`.
+    :param wall_s: seconds spent playing the episodes.
+    :param run_dir: training run folder of a model, if known.
+    """
+
+    label: str
+    source: str
+    algo: str
+    episodes: list[EpisodeRecord]
+    metrics: dict[str, MetricSummary]
+    wall_s: float
+    run_dir: str | None = None
+
+
+@dataclass
+class EvalResult:
+    """Everything :func:`evaluate` measured (written by :func:`agents.report.write_report`).
+
+    :param env_id: env evaluated on.
+    :param target_set: instance set.
+    :param target_indices: targets played.
+    :param target_names: their names.
+    :param seeds: evaluation seeds.
+    :param env_kwargs: env keyword arguments.
+    :param agents: per-agent results, in the order given.
+    :param episode_limit: step limit of an episode (censoring of steps_to_threshold).
+    :param showcase: per agent label, rendered episodes: ``{"episode", "image",
+        "result_wav", "target_wav", "final_distance"}`` (filled by the report).
+    :param wall_s: total seconds.
+    """
+
+    env_id: str
+    target_set: str
+    target_indices: list[int]
+    target_names: list[str]
+    seeds: list[int]
+    env_kwargs: dict[str, Any]
+    agents: list[AgentResult]
+    episode_limit: int
+    showcase: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``results.json``)."""
+        return {
+            "env_id": self.env_id,
+            "target_set": self.target_set,
+            "target_indices": self.target_indices,
+            "target_names": self.target_names,
+            "seeds": self.seeds,
+            "env_kwargs": {k: _jsonable(v) for k, v in self.env_kwargs.items()},
+            "episode_limit": self.episode_limit,
+            "success_distance": SUCCESS_DISTANCE,
+            "wall_s": self.wall_s,
+            "agents": [
+                {
+                    "label": a.label,
+                    "source": a.source,
+                    "algo": a.algo,
+                    "run_dir": a.run_dir,
+                    "wall_s": a.wall_s,
+                    "metrics": {k: asdict(v) for k, v in a.metrics.items()},
+                    "episodes": [asdict(e) for e in a.episodes],
+                }
+                for a in self.agents
+            ],
+            "showcase": self.showcase,
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except TypeError:
+        return repr(value)
+    return value
+
+
+def mean_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> MetricSummary:
+    """Mean and 95 % percentile-bootstrap CI (fixed seed: reproducible).
+
+    :param values: per-episode values (non-finite ones are dropped).
+    :param n_boot: bootstrap resamples.
+    :param seed: resampling seed.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return MetricSummary(math.nan, math.nan, math.nan, 0)
+    m = float(x.mean())
+    if x.size == 1:
+        return MetricSummary(m, m, m, 1)
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return MetricSummary(m, float(lo), float(hi), int(x.size))
+
+
+def episode_seed(seed: int, target_index: int) -> int:
+    """Reset seed of the episode (target ``target_index``, evaluation seed ``seed``).
+
+    :param seed: evaluation seed.
+    :param target_index: target index.
+    """
+    return int(np.random.SeedSequence([seed, target_index, 7919]).generate_state(1)[0])
+
+
+def n_targets_in(env_id: str, target_set: str, env_kwargs: dict[str, Any]) -> int:
+    """Size of the instance set ``target_set`` for ``env_id``.
+
+    :param env_id: env id.
+    :param target_set: set name or WAV path.
+    :param env_kwargs: env keyword arguments.
+    """
+    if target_set in TARGET_SETS:
+        spec = TARGET_SETS[target_set]
+        return spec.n_in_domain + spec.n_out_of_domain
+    env = make_env(env_id, **{**env_kwargs, "target": target_set})
+    try:
+        return len(env.unwrapped.core.targets)  # type: ignore[attr-defined]
+    finally:
+        env.close()
+
+
+def select_targets(
+    env_id: str, target_set: str, n_targets: int | None, env_kwargs: dict[str, Any]
+) -> list[int]:
+    """``n_targets`` indices spread evenly over the set (all when None), so a subset
+    keeps the set's mix of in-domain and out-of-domain targets.
+
+    :param env_id: env id.
+    :param target_set: set name or WAV path.
+    :param n_targets: how many (None: all).
+    :param env_kwargs: env keyword arguments.
+    :raises ValueError: ``n_targets`` not a positive integer.
+    """
+    total = n_targets_in(env_id, target_set, env_kwargs)
+    if n_targets is None or n_targets >= total:
+        return list(range(total))
+    if isinstance(n_targets, bool) or not isinstance(n_targets, int) or n_targets <= 0:
+        raise ValueError(f"n_targets must be a positive integer or None, got {n_targets!r}")
+    return sorted({round(float(x)) for x in np.linspace(0, total - 1, n_targets)})
+
+
+def episode_limit(env_id: str, env_kwargs: dict[str, Any]) -> int:
+    """Step limit of an episode of ``env_id`` with these kwargs.
+
+    :param env_id: env id.
+    :param env_kwargs: env keyword arguments.
+    """
+    limit = int(gym.spec(env_id).max_episode_steps or 10**9)
+    if "episode_steps" in env_kwargs:
+        limit = min(limit, int(env_kwargs["episode_steps"]))
+    return limit
+
+
+def _violations(info: dict[str, Any]) -> int:
+    terms = info.get("reward_terms") or {}
+    penalised = any(v < 0 for k, v in terms.items() if k.startswith("pen/"))
+    return int(penalised) + int(bool(info.get("diverged", False)))
+
+
+def run_episodes(
+    venv: VecEnv,
+    agent: Agent,
+    specs: Sequence[EpisodeSpec],
+    deterministic: bool = True,
+    limit: int | None = None,
+) -> list[EpisodeRecord]:
+    """Play every episode of ``specs`` once with ``agent`` in ``venv`` (batches of
+    ``venv.num_envs`` side by side; a short last batch is padded and the padding ignored).
+
+    :param venv: a VecEnv of the env (native or DummyVecEnv).
+    :param agent: the agent (it must act on ``venv``: the AE baseline reads its plant).
+    :param specs: episodes to play.
+    :param deterministic: passed to ``predict``.
+    :param limit: censoring value of ``steps_to_threshold`` (None: longest episode).
+    """
+    n = venv.num_envs
+    records: list[EpisodeRecord] = []
+    for start in range(0, len(specs), n):
+        batch = list(specs[start : start + n])
+        padded = batch + [batch[-1]] * (n - len(batch))
+        obs = reset_episodes(
+            venv,
+            [episode_seed(s.seed, s.target_index) for s in padded],
+            [s.target_index for s in padded],
+        )
+        if hasattr(agent, "reset"):
+            agent.reset()  # type: ignore[union-attr]
+        starts = np.ones(n, dtype=bool)
+        alive = np.zeros(n, dtype=bool)
+        alive[: len(batch)] = True
+        returns = np.zeros(n)
+        lengths = np.zeros(n, dtype=int)
+        violations = np.zeros(n, dtype=int)
+        first_hit = np.full(n, -1)
+        distances = [[float(d)] for d in np.asarray(obs)[:, -1]]
+        for i in range(n):
+            if distances[i][0] < SUCCESS_DISTANCE:
+                first_hit[i] = 0
+        finals: dict[int, tuple[float, bool]] = {}
+        while alive.any():
+            actions, _ = agent.predict(obs, episode_start=starts, deterministic=deterministic)
+            obs, rewards, dones, infos = venv.step(actions)
+            starts = np.asarray(dones, dtype=bool)
+            for i in np.flatnonzero(alive):
+                info = infos[i]
+                returns[i] += float(rewards[i])
+                lengths[i] += 1
+                violations[i] += _violations(info)
+                d = float(info.get("distance", math.nan))
+                distances[i].append(d)
+                if first_hit[i] < 0 and d < SUCCESS_DISTANCE:
+                    first_hit[i] = lengths[i]
+                if dones[i]:
+                    alive[i] = False
+                    finals[i] = (d, bool(info.get("is_success", d < SUCCESS_DISTANCE)))
+        cap = limit if limit is not None else int(lengths.max())
+        for i, spec in enumerate(batch):
+            d, ok = finals[i]
+            records.append(
+                EpisodeRecord(
+                    spec.target_index,
+                    spec.seed,
+                    float(returns[i]),
+                    int(lengths[i]),
+                    d,
+                    ok,
+                    int(first_hit[i]) if first_hit[i] >= 0 else cap,
+                    int(violations[i]),
+                    distances[i],
+                )
+            )
+    return records
+
+
+def _infer_algo(path: Path) -> str:
+    """Algorithm of a saved model: the run's config.json, else the zip's saved data."""
+    for folder in (path.parent, path.parent.parent):
+        cfg = folder / "config.json"
+        if cfg.is_file():
+            try:
+                return str(json.loads(cfg.read_text())["args"]["algo"])
+            except (KeyError, json.JSONDecodeError):
+                pass
+    with zipfile.ZipFile(path) as zf:
+        data = json.loads(zf.read("data"))
+    policy = json.dumps(data.get("policy_class", ""))
+    if "MultiHead" in policy:
+        return "shaped_ppo"
+    if "tau" in data or "SAC" in policy:
+        return "sac"
+    if "clip_range" in data:
+        return "ppo"
+    return "a2c"
+
+
+def run_dir_of(path: Path) -> Path | None:
+    """Training run folder of a model file (holding config.json), if any.
+
+    :param path: model path.
+    """
+    for folder in (path.parent, path.parent.parent):
+        if (folder / "config.json").is_file():
+            return folder
+    return None
+
+
+def load_model(spec: str) -> tuple[str, Path, BaseAlgorithm]:
+    """Load a saved model from ``path`` or ``algo:path``.
+
+    :param spec: model path, optionally prefixed with the algorithm.
+    :return: ``(algo, path, model)``.
+    :raises FileNotFoundError: no such file.
+    :raises ValueError: unknown algorithm prefix.
+    """
+    from agents.hyperparams import check_algo
+    from agents.train import ALGO_CLASSES
+
+    algo: str | None = None
+    text = spec
+    head, sep, tail = spec.partition(":")
+    if sep and head in ALGO_CLASSES:
+        algo, text = head, tail
+    path = Path(text)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"agent {spec!r} is neither a baseline ({', '.join(BASELINE_NAMES)}) nor an "
+            f"existing model file"
+        )
+    algo = check_algo(algo or _infer_algo(path))
+    model = ALGO_CLASSES[algo].load(path, device="cpu")
+    return algo, path, model
+
+
+def _check_spaces(label: str, model: BaseAlgorithm, env: VecEnv) -> None:
+    if model.observation_space.shape != env.observation_space.shape:
+        raise ValueError(
+            f"model {label!r} expects observations of shape {model.observation_space.shape}, "
+            f"the env gives {env.observation_space.shape} (train and evaluate with the "
+            f"same env and env_kwargs)"
+        )
+    if model.action_space.shape != env.action_space.shape:
+        raise ValueError(
+            f"model {label!r} acts with shape {model.action_space.shape}, the env expects "
+            f"{env.action_space.shape}"
+        )
+
+
+def validate_args(args: EvalArgs) -> None:
+    """Check the arguments, naming the bad value and what is allowed.
+
+    :param args: the arguments.
+    :raises ValueError: bad env id, agent names, counts or seeds.
+    :raises FileNotFoundError: a model path that does not exist.
+    """
+    check_env_id(args.env_id)
+    if not args.agents:
+        raise ValueError("agents must name at least one agent")
+    if not args.seeds:
+        raise ValueError("seeds must list at least one seed")
+    for name, value in (("n_showcase", args.n_showcase),):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    for name, value in (("max_parallel", args.max_parallel), ("n_targets", args.n_targets)):
+        if value is None and name == "n_targets":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    for spec in args.agents:
+        if spec in BASELINE_NAMES:
+            if spec == "adam" and env_family(args.env_id) != "scheduler":
+                raise ValueError(
+                    "the 'adam' baseline only exists for AEGym/SchedulerGains-v0; allowed "
+                    f"on {args.env_id}: ae, random, static"
+                )
+            continue
+        _, sep, tail = spec.partition(":")
+        path = Path(tail if sep and not Path(spec).exists() else spec)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"agent {spec!r} is neither a baseline ({', '.join(BASELINE_NAMES)}) nor an "
+                f"existing model file"
+            )
+
+
+def _unique(label: str, taken: set[str]) -> str:
+    out, k = label, 2
+    while out in taken:
+        out, k = f"{label}-{k}", k + 1
+    taken.add(out)
+    return out
+
+
+def evaluate(args: EvalArgs, write: bool = True) -> EvalResult:
+    """Evaluate every agent on the same episodes; optionally write the report.
+
+    :param args: the arguments (validated here).
+    :param write: write results.json/.md, plots, WAVs and report.html to ``output_dir``.
+    :raises ValueError: bad arguments.
+    :raises FileNotFoundError: a missing model file.
+    """
+    validate_args(args)
+    t0 = time.perf_counter()
+    torch.set_num_threads(args.torch_threads)
+    aegym.register_envs()
+    env_kwargs = {**args.env_kwargs, "target": args.target_set}
+    indices = select_targets(args.env_id, args.target_set, args.n_targets, env_kwargs)
+    specs = [EpisodeSpec(t, s) for s in args.seeds for t in indices]
+    limit = episode_limit(args.env_id, env_kwargs)
+    n_par = min(len(specs), args.max_parallel)
+    venv = make_vec_env(args.env_id, n_par, seed=0, native=args.native_vec, **env_kwargs)
+    results: list[AgentResult] = []
+    taken: set[str] = set()
+    loaded: dict[str, tuple[str, Agent, str | None]] = {}
+    try:
+        for spec in args.agents:
+            t_agent = time.perf_counter()
+            if spec in BASELINE_NAMES:
+                agent: Agent = make_baseline(spec, venv, seed=0)
+                algo, source, run_dir = "baseline", spec, None
+                label = _unique(spec, taken)
+            else:
+                algo, path, model = load_model(spec)
+                _check_spaces(spec, model, venv)
+                agent, source = model, str(path)
+                rd = run_dir_of(path)
+                run_dir = str(rd) if rd is not None else None
+                # A second model of the same algorithm is told apart by its run folder.
+                label = algo if algo not in taken else f"{algo}:{(rd or path).name}"
+                label = _unique(label, taken)
+            records = run_episodes(venv, agent, specs, args.deterministic, limit)
+            metrics = {m: mean_ci([r.metric(m) for r in records]) for m in METRICS}
+            results.append(
+                AgentResult(
+                    label, source, algo, records, metrics, time.perf_counter() - t_agent, run_dir
+                )
+            )
+            loaded[label] = (spec, agent, run_dir)
+        names = [_target_name(venv, i) for i in indices]
+    finally:
+        venv.close()
+    result = EvalResult(
+        args.env_id,
+        args.target_set,
+        indices,
+        names,
+        list(args.seeds),
+        env_kwargs,
+        results,
+        limit,
+    )
+    if write:
+        from agents.report import write_report
+
+        showcase = specs[: args.n_showcase]
+        write_report(result, Path(args.output_dir), showcase, loaded, args.runs)
+    result.wall_s = time.perf_counter() - t0
+    if write:
+        (Path(args.output_dir) / "results.json").write_text(json.dumps(result.to_dict(), indent=1))
+    return result
+
+
+def _target_name(venv: VecEnv, index: int) -> str:
+    inner = venv.unwrapped
+    core = getattr(inner, "core", None)
+    if core is None:
+        core = inner.envs[0].unwrapped.core  # type: ignore[attr-defined]
+    return str(core.targets[index].name)
+
+
+def replay_episode(
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    spec: EpisodeSpec,
+    agent_spec: str,
+    model: Agent | None,
+    deterministic: bool = True,
+) -> tuple[gym.Env, float]:
+    """Play one episode in a single rendering env (for images and WAV files).
+
+    Baselines are rebuilt on the single env; models are reused. Returns the env at the
+    episode's end (caller closes it) and the final distance.
+
+    :param env_id: env id.
+    :param env_kwargs: env keyword arguments (with ``target``).
+    :param spec: the episode.
+    :param agent_spec: baseline name or model spec.
+    :param model: the loaded model for non-baselines.
+    :param deterministic: passed to ``predict``.
+    """
+    env = make_env(env_id, render_mode="rgb_array", **env_kwargs)
+    agent: Agent = make_baseline(agent_spec, env) if agent_spec in BASELINE_NAMES else model  # type: ignore[assignment]
+    obs, info = env.reset(
+        seed=episode_seed(spec.seed, spec.target_index),
+        options={"target_index": spec.target_index},
+    )
+    start = True
+    done = False
+    while not done:
+        action, _ = agent.predict(obs, episode_start=np.array([start]), deterministic=deterministic)
+        start = False
+        obs, _, terminated, truncated, info = env.step(action)
+        done = terminated or truncated
+    return env, float(info["distance"])
+
+
+def format_table(result: EvalResult) -> str:
+    """Markdown table: one row per agent, ``mean [95 % CI]`` per metric.
+
+    :param result: an evaluation.
+    """
+    head = [
+        "agent",
+        "return ↑",
+        "final distance ↓",
+        "success rate ↑",
+        "steps to threshold ↓",
+        "safety violations ↓",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for a in result.agents:
+        cells = [a.label]
+        for m in METRICS:
+            s = a.metrics[m]
+            fmt = "{:.0%}" if m == "success" else "{:.2f}"
+            if math.isnan(s.mean):
+                cells.append("—")
+            else:
+                cells.append(
+                    f"{fmt.format(s.mean)} [{fmt.format(s.ci_low)}, {fmt.format(s.ci_high)}]"
+                )
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m agents evaluate ...``: evaluate, print the table, write the report.
+
+    :param argv: command-line words (None: ``sys.argv``).
+    """
+    args = parse_args(EvalArgs, argv, prog="python -m agents evaluate")
+    try:
+        result = evaluate(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}")
+        return 2
+    print(format_table(result))
+    print(f"\nreport: {Path(args.output_dir) / 'report.html'} ({result.wall_s:.1f}s)")
+    return 0

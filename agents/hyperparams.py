@@ -1,0 +1,183 @@
+"""Every agent setting in one place: per-env, per-algorithm SB3 hyperparameters, the
+shaped-PPO switches, the reference step of the AE baseline and Adam's tuned rate.
+
+Choices common to all: small MLPs (two layers of 64 units), CPU, no observation or
+reward normalization wrappers (aegym observations are already O(1) and clipped; the
+composite reward's terms are bounded). Discounts follow the horizons: γ = 0.95 for the
+50-step SoundMatch and 64-step live tracking episodes, γ = 0.9 for the 20-step
+SchedulerGains episodes. SchedulerGains steps are ~20x costlier (each runs inner
+gradient steps), so its rollouts are shorter.
+
+``ADAM_LR_MULTIPLIER`` was picked by :func:`agents.baselines.tune_adam_lr` — every
+multiplier in ``ADAM_LR_GRID`` ran the same 32 SchedulerGains episodes on *train*
+targets (16 targets spread evenly over the set × seeds 0 and 1; default env settings:
+0.5 s notes, 5 inner steps, 20 env steps); the lowest mean final distance won — 0.125·α0,
+inside the grid (distance 2.47 vs 2.77 at 1/32 and 2.89 at 2). Rerun with
+``python -m agents tune-adam`` (results in ``ADAM_TUNING_RESULT``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from agents.envs import check_env_id
+from agents.shaped_ppo import ShapingConfig
+
+#: Algorithms the train command knows.
+ALGOS: tuple[str, ...] = ("ppo", "sac", "a2c", "shaped_ppo")
+
+#: Network of every policy and critic: two hidden layers of 64 units.
+_NET = {"net_arch": [64, 64]}
+_NET_SAC = {"net_arch": [64, 64]}
+
+
+@dataclass(frozen=True)
+class AlgoSettings:
+    """How to train one algorithm on one env.
+
+    :param n_envs: parallel envs in the training VecEnv.
+    :param kwargs: SB3 constructor keyword arguments (``policy_kwargs`` included).
+    :param shaping: shaped-PPO switches (only for ``shaped_ppo``).
+    """
+
+    n_envs: int
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    shaping: ShapingConfig | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (saved into every run folder)."""
+        out: dict[str, Any] = {"n_envs": self.n_envs, "kwargs": self.kwargs}
+        if self.shaping is not None:
+            out["shaping"] = self.shaping.to_dict()
+        return out
+
+
+def _ppo(n_steps: int, batch_size: int, gamma: float, **extra: Any) -> dict[str, Any]:
+    return {
+        "n_steps": n_steps,
+        "batch_size": batch_size,
+        "n_epochs": 10,
+        "learning_rate": 3e-4,
+        "gamma": gamma,
+        "gae_lambda": 0.95,
+        "clip_range": 0.2,
+        "ent_coef": 0.0,
+        "policy_kwargs": {**_NET, "log_std_init": -0.5},
+        **extra,
+    }
+
+
+def _a2c(n_steps: int, gamma: float) -> dict[str, Any]:
+    return {
+        "n_steps": n_steps,
+        "learning_rate": 7e-4,
+        "gamma": gamma,
+        "gae_lambda": 0.95,
+        "ent_coef": 0.0,
+        "normalize_advantage": True,
+        "policy_kwargs": {**_NET, "log_std_init": -0.5},
+    }
+
+
+def _sac(gamma: float, learning_starts: int, gradient_steps: int) -> dict[str, Any]:
+    return {
+        "learning_rate": 3e-4,
+        "buffer_size": 100_000,
+        "learning_starts": learning_starts,
+        "batch_size": 128,
+        "tau": 0.01,
+        "gamma": gamma,
+        "train_freq": 1,
+        "gradient_steps": gradient_steps,
+        "policy_kwargs": _NET_SAC,
+    }
+
+
+#: Channel weights of shaped PPO: the audio match leads; optimizer-health and
+#: trajectory terms and penalties are kept but lighter; the residual (divergence
+#: penalty) and the potential term count fully.
+SHAPING_WEIGHTS: dict[str, float] = {
+    "aud": 1.0,
+    "opt": 0.25,
+    "pol": 0.25,
+    "pen": 0.5,
+    "other": 1.0,
+    "shaping": 1.0,
+}
+
+_SHAPING_KNOB = ShapingConfig(
+    term_weights=SHAPING_WEIGHTS, potential_coef=1.0, kl_coef=0.05, kl_ref_std=0.3
+)
+_SHAPING_SCHED = ShapingConfig(
+    term_weights=SHAPING_WEIGHTS, potential_coef=1.0, kl_coef=0.05, kl_ref_std=0.3
+)
+
+HYPERPARAMS: MappingProxyType[str, MappingProxyType[str, AlgoSettings]] = MappingProxyType(
+    {
+        "AEGym/SoundMatch-v0": MappingProxyType(
+            {
+                "ppo": AlgoSettings(8, _ppo(64, 128, 0.95)),
+                "shaped_ppo": AlgoSettings(8, _ppo(64, 128, 0.95), _SHAPING_KNOB),
+                "a2c": AlgoSettings(8, _a2c(8, 0.95)),
+                "sac": AlgoSettings(4, _sac(0.95, 1000, 1)),
+            }
+        ),
+        "AEGym/SoundMatchLive-v0": MappingProxyType(
+            {
+                "ppo": AlgoSettings(8, _ppo(64, 128, 0.95)),
+                "shaped_ppo": AlgoSettings(8, _ppo(64, 128, 0.95), _SHAPING_KNOB),
+                "a2c": AlgoSettings(8, _a2c(8, 0.95)),
+                "sac": AlgoSettings(4, _sac(0.95, 1000, 1)),
+            }
+        ),
+        "AEGym/SchedulerGains-v0": MappingProxyType(
+            {
+                "ppo": AlgoSettings(8, _ppo(20, 80, 0.9)),
+                "shaped_ppo": AlgoSettings(8, _ppo(20, 80, 0.9), _SHAPING_SCHED),
+                "a2c": AlgoSettings(8, _a2c(5, 0.9)),
+                "sac": AlgoSettings(4, _sac(0.9, 200, 1)),
+            }
+        ),
+    }
+)
+
+#: Reference step (normalized knob units) of the AE baseline on knob envs.
+AE_ALPHA0 = 0.05
+
+#: Candidate constant learning rates of the Adam baseline (units of α0).
+ADAM_LR_GRID: tuple[float, ...] = (0.03125, 0.0625, 0.125, 0.25, 0.5, 1.0, 2.0)
+#: The tuned one (see the module docstring).
+ADAM_LR_MULTIPLIER = 0.125
+#: Mean final train distance per multiplier from the tuning run (32 episodes each).
+ADAM_TUNING_RESULT: dict[float, float] = {
+    0.03125: 2.766,
+    0.0625: 2.565,
+    0.125: 2.472,
+    0.25: 2.563,
+    0.5: 2.626,
+    1.0: 2.800,
+    2.0: 2.893,
+}
+
+
+def check_algo(algo: str) -> str:
+    """Return ``algo`` if known.
+
+    :param algo: an algorithm name.
+    :raises ValueError: unknown name, naming the allowed ones.
+    """
+    if algo not in ALGOS:
+        raise ValueError(f"unknown algorithm {algo!r}; allowed: {', '.join(ALGOS)}")
+    return algo
+
+
+def get_settings(env_id: str, algo: str) -> AlgoSettings:
+    """The settings of ``algo`` on ``env_id``.
+
+    :param env_id: a supported env id.
+    :param algo: one of :data:`ALGOS`.
+    :raises ValueError: unknown env id or algorithm.
+    """
+    return HYPERPARAMS[check_env_id(env_id)][check_algo(algo)]

@@ -1,0 +1,117 @@
+"""Command lines: dataclass arguments, `python -m agents` dispatch, the one-command bench."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agents.__main__ import main as agents_main
+from agents.cli import build_parser, field_docs, parse_args
+from agents.envs import FAST_ENV_KWARGS
+from agents.evaluate import EvalArgs
+from agents.main import BenchArgs, bench
+from agents.main import main as bench_main
+from agents.train import TrainArgs
+
+
+@dataclass
+class _Demo:
+    """Demo arguments."""
+
+    env_id: str = "x"
+    """the env"""
+    steps: int = 3
+    """how many"""
+    rate: float | None = None
+    """optional rate"""
+    flag: bool = True
+    """a switch"""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """several seeds"""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """a JSON object"""
+
+
+def test_dataclass_parser() -> None:
+    assert field_docs(_Demo) == {
+        "env_id": "the env",
+        "steps": "how many",
+        "rate": "optional rate",
+        "flag": "a switch",
+        "seeds": "several seeds",
+        "extra": "a JSON object",
+    }
+    args = parse_args(
+        _Demo,
+        ["--env-id", "y", "--steps", "5", "--rate", "0.5", "--no-flag", "--seeds", "1", "2",
+         "--extra", '{"a": 1}'],
+    )  # fmt: skip
+    assert args == _Demo("y", 5, 0.5, False, [1, 2], {"a": 1})
+    assert parse_args(_Demo, ["--env_id", "z"]).env_id == "z"
+    assert parse_args(_Demo, []) == _Demo()
+    with pytest.raises(SystemExit):
+        parse_args(_Demo, ["--extra", "[1, 2]"])
+    with pytest.raises(SystemExit):
+        parse_args(_Demo, ["--steps", "many"])
+
+
+@pytest.mark.parametrize("cls", [TrainArgs, EvalArgs, BenchArgs])
+def test_every_command_field_has_a_docstring(cls: type) -> None:
+    docs = field_docs(cls)
+    assert set(docs) == set(cls.__dataclass_fields__)
+    assert all(docs.values())
+    assert "--env-id" in build_parser(cls).format_help()
+
+
+def test_python_m_agents_dispatch(capsys: pytest.CaptureFixture[str]) -> None:
+    assert agents_main([]) == 2
+    assert "commands:" in capsys.readouterr().out
+    assert agents_main(["--help"]) == 0
+    assert agents_main(["fly"]) == 2
+    assert "unknown command 'fly'" in capsys.readouterr().out
+    assert agents_main(["train", "--algo", "nope"]) == 2
+    assert "unknown algorithm 'nope'" in capsys.readouterr().out
+
+
+def test_bench_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench_main(["--algo", "dqn"]) == 2
+    assert "unknown algorithm 'dqn'" in capsys.readouterr().out
+    assert bench_main(["--env-id", "CartPole-v1"]) == 2
+    assert "unknown env id 'CartPole-v1'" in capsys.readouterr().out
+    assert bench_main(["--total-timesteps", "0"]) == 2
+    assert "total_timesteps must be a positive integer, got 0" in capsys.readouterr().out
+
+
+def test_bench_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [
+        "--algo", "a2c", "--total-timesteps", "16", "--n-targets", "1", "--seeds", "0",
+        "--env-kwargs", json.dumps(FAST_ENV_KWARGS["AEGym/SoundMatch-v0"]),
+        "--output-dir", str(tmp_path), "--n-showcase", "1", "--no-progress",
+    ]  # fmt: skip
+    assert bench_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| a2c |" in out and "| ae |" in out and "wall time:" in out
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "<audio" in page and "<img" in page
+
+
+@pytest.mark.slow
+def test_bench_scheduler_adds_adam(tmp_path: Path) -> None:
+    res = bench(
+        BenchArgs(
+            env_id="AEGym/SchedulerGains-v0",
+            algo="ppo",
+            total_timesteps=16,
+            n_targets=1,
+            seeds=[0],
+            env_kwargs=FAST_ENV_KWARGS["AEGym/SchedulerGains-v0"],
+            output_dir=str(tmp_path),
+            n_showcase=0,
+            progress=False,
+        )
+    )
+    assert [a.label for a in res.evaluation.agents] == ["ppo", "ae", "static", "random", "adam"]

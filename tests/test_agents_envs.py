@@ -1,0 +1,63 @@
+"""Env construction for agents: id checks, vector envs, per-episode resets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from agents.envs import (
+    ENV_IDS,
+    FAST_ENV_KWARGS,
+    check_env_id,
+    env_family,
+    is_native,
+    make_vec_env,
+    reset_episodes,
+)
+
+SM = "AEGym/SoundMatch-v0"
+
+
+def test_ids_and_families() -> None:
+    assert set(ENV_IDS) == {
+        "AEGym/SoundMatch-v0",
+        "AEGym/SoundMatchLive-v0",
+        "AEGym/SchedulerGains-v0",
+    }
+    assert env_family(SM) == "knob" and env_family("AEGym/SchedulerGains-v0") == "scheduler"
+    with pytest.raises(
+        ValueError, match=r"unknown env id 'AEGym/Foo-v9'; allowed: AEGym/SoundMatch-v0"
+    ):
+        check_env_id("AEGym/Foo-v9")
+    with pytest.raises(ValueError, match="n_envs must be an int >= 1, got 0"):
+        make_vec_env(SM, 0)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_reset_episodes_gives_the_same_starts(native: bool) -> None:
+    venv = make_vec_env(SM, 3, seed=0, native=native, target="test", **FAST_ENV_KWARGS[SM])
+    assert is_native(venv) == native
+    assert isinstance(venv, DummyVecEnv) != native
+    first = reset_episodes(venv, [7, 8, 7], [5, 6, 5])
+    np.testing.assert_array_equal(first[0], first[2])  # same seed and target: same start
+    assert not np.array_equal(first[0], first[1])
+    venv.step(np.ones((3, 4), np.float32))
+    again = reset_episodes(venv, [7, 8, 7], [5, 6, 5])
+    np.testing.assert_array_equal(first, again)
+    with pytest.raises(ValueError, match="one seed and one target index per sub-env"):
+        reset_episodes(venv, [1], [1, 2, 3])
+    venv.close()
+
+
+def test_native_and_dummy_agree() -> None:
+    kw = {"target": "test", **FAST_ENV_KWARGS[SM]}
+    a = make_vec_env(SM, 2, native=True, **kw)
+    b = make_vec_env(SM, 2, native=False, **kw)
+    oa, ob = reset_episodes(a, [1, 2], [3, 4]), reset_episodes(b, [1, 2], [3, 4])
+    np.testing.assert_allclose(oa, ob, rtol=1e-5, atol=1e-5)
+    act = np.full((2, 4), 0.5, np.float32)
+    (sa, ra, _, ia), (sb, rb, _, ib) = a.step(act), b.step(act)
+    np.testing.assert_allclose(sa, sb, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ra, rb, rtol=1e-4, atol=1e-4)
+    assert set(ia[0]["reward_terms"]) == set(ib[0]["reward_terms"])

@@ -1,0 +1,208 @@
+"""Evaluation: same episodes for every agent, output schema, report contents, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents.envs import FAST_ENV_KWARGS
+from agents.evaluate import (
+    METRICS,
+    EvalArgs,
+    evaluate,
+    format_table,
+    main,
+    mean_ci,
+    select_targets,
+)
+from agents.report import markdown_to_html_table, read_progress
+from agents.train import TrainArgs, train
+
+SM = "AEGym/SoundMatch-v0"
+SG = "AEGym/SchedulerGains-v0"
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs")
+    res = train(
+        TrainArgs(
+            env_id=SM,
+            algo="ppo",
+            total_timesteps=32,
+            output_dir=str(out),
+            env_kwargs=FAST_ENV_KWARGS[SM],
+            n_envs=2,
+            hyperparams={"n_steps": 8, "batch_size": 8, "n_epochs": 1},
+            progress=False,
+        )
+    )
+    return res.model_path
+
+
+@pytest.fixture(scope="module")
+def knob_eval(model_path: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("eval")
+    args = EvalArgs(
+        env_id=SM,
+        agents=[str(model_path), "ae", "static", "random"],
+        n_targets=3,
+        seeds=[0, 1],
+        env_kwargs=FAST_ENV_KWARGS[SM],
+        output_dir=str(out),
+        n_showcase=1,
+        max_parallel=4,  # 6 episodes: one full batch and one padded batch
+    )
+    return evaluate(args), out
+
+
+def test_results_schema(knob_eval) -> None:
+    _, out = knob_eval
+    data = json.loads((out / "results.json").read_text())
+    assert data["env_id"] == SM and data["target_set"] == "test"
+    assert data["target_indices"] == [0, 44, 87] and data["seeds"] == [0, 1]
+    assert [a["label"] for a in data["agents"]] == ["ppo", "ae", "static", "random"]
+    for agent in data["agents"]:
+        assert set(agent["metrics"]) == set(METRICS)
+        for m in agent["metrics"].values():
+            assert set(m) == {"mean", "ci_low", "ci_high", "n"} and m["n"] == 6
+            assert m["ci_low"] <= m["mean"] <= m["ci_high"]
+        assert len(agent["episodes"]) == 6
+        ep = agent["episodes"][0]
+        assert set(ep) >= {
+            "target_index",
+            "seed",
+            "episode_return",
+            "length",
+            "final_distance",
+            "success",
+            "steps_to_threshold",
+            "violations",
+            "distances",
+        }
+        assert len(ep["distances"]) == ep["length"] + 1
+        assert ep["distances"][-1] == pytest.approx(ep["final_distance"])
+        assert 0 <= ep["steps_to_threshold"] <= data["episode_limit"]
+    assert data["agents"][0]["run_dir"] is not None
+
+
+def test_every_agent_plays_the_same_episodes(knob_eval) -> None:
+    result, _ = knob_eval
+    keys = [[(e.target_index, e.seed) for e in a.episodes] for a in result.agents]
+    assert all(k == keys[0] for k in keys)
+    starts = [[e.distances[0] for e in a.episodes] for a in result.agents]
+    for s in starts[1:]:  # same targets and start knobs: same initial distance
+        np.testing.assert_allclose(s, starts[0], rtol=1e-5)
+    static = result.agents[2]
+    for e in static.episodes:  # the static agent never changes the sound
+        np.testing.assert_allclose(e.distances, e.distances[0], rtol=1e-5)
+
+
+def test_report_files_and_html(knob_eval) -> None:
+    result, out = knob_eval
+    for name in (
+        "results.md",
+        "distance_over_steps.png",
+        "learning_curves.png",
+        "spectrograms.png",
+        "report.html",
+    ):
+        assert (out / name).is_file(), name
+    wavs = sorted(p.name for p in (out / "wav").glob("*.wav"))
+    assert wavs == ["ae_0.wav", "ppo_0.wav", "random_0.wav", "static_0.wav", "target_0.wav"]
+    page = (out / "report.html").read_text()
+    assert '<table class="results">' in page
+    for label in ("ppo", "ae", "static", "random"):
+        assert f"<td>{label}</td>" in page
+    assert page.count("<img") == 3 and "data:image/png;base64," in page
+    assert page.count("<audio") == 5 and "data:audio/wav;base64," in page
+    assert 'src="file:' not in page and "http" not in page  # self-contained
+    md = (out / "results.md").read_text()
+    assert format_table(result) in md
+
+
+def test_scheduler_with_adam_baseline(tmp_path: Path) -> None:
+    result = evaluate(
+        EvalArgs(
+            env_id=SG,
+            agents=["ae", "adam", "static"],
+            n_targets=1,
+            seeds=[0],
+            env_kwargs=FAST_ENV_KWARGS[SG],
+            output_dir=str(tmp_path),
+            n_showcase=1,
+        )
+    )
+    assert [a.label for a in result.agents] == ["ae", "adam", "static"]
+    assert result.episode_limit == 20
+    assert (tmp_path / "wav" / "adam_0.wav").is_file()
+    assert all(a.episodes[0].length <= 20 for a in result.agents)
+
+
+def test_mean_ci_and_targets() -> None:
+    s = mean_ci([1.0, 2.0, 3.0, 4.0])
+    assert s.mean == 2.5 and s.ci_low < 2.5 < s.ci_high and s.n == 4
+    assert mean_ci([1.0, 2.0, 3.0, 4.0]) == s  # reproducible
+    assert mean_ci([]).n == 0 and np.isnan(mean_ci([]).mean)
+    assert mean_ci([2.0]).ci_low == 2.0
+    assert select_targets(SM, "test", 4, {}) == [0, 29, 58, 87]
+    assert select_targets(SM, "test", None, {}) == list(range(88))
+    html = markdown_to_html_table("| a | b |\n|---|---|\n| x | 1 |")
+    assert "<th>a</th>" in html and "<td>x</td>" in html
+
+
+def test_read_progress_joins_resumed_logs(tmp_path: Path) -> None:
+    (tmp_path / "progress.csv").write_text("time/total_timesteps,x\n10,1\n20,2\n")
+    (tmp_path / "progress_000000020.csv").write_text("time/total_timesteps,x,y\n30,3,5\n")
+    cols = read_progress(tmp_path)
+    np.testing.assert_array_equal(cols["time/total_timesteps"], [10, 20, 30])
+    assert np.isnan(cols["y"][0]) and cols["y"][2] == 5
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "match"),
+    [
+        ({"env_id": "Nope-v0"}, ValueError, r"unknown env id 'Nope-v0'; allowed:"),
+        ({"agents": ["foo"]}, FileNotFoundError, r"agent 'foo' is neither a baseline \(ae, random"),
+        ({"agents": ["/no/model.zip"]}, FileNotFoundError, r"'/no/model.zip' is neither"),
+        ({"agents": ["adam"]}, ValueError, r"'adam' baseline only exists for AEGym/SchedulerGains"),
+        ({"agents": []}, ValueError, r"at least one agent"),
+        ({"seeds": []}, ValueError, r"at least one seed"),
+        ({"n_targets": 0}, ValueError, r"n_targets must be a positive integer, got 0"),
+        ({"max_parallel": -1}, ValueError, r"max_parallel must be a positive integer, got -1"),
+    ],
+)
+def test_bad_arguments(tmp_path: Path, changes: dict, error: type, match: str) -> None:
+    args = EvalArgs(output_dir=str(tmp_path))
+    for k, v in changes.items():
+        setattr(args, k, v)
+    with pytest.raises(error, match=match):
+        evaluate(args)
+
+
+def test_model_env_mismatch(model_path: Path, tmp_path: Path) -> None:
+    args = EvalArgs(
+        agents=[str(model_path)],
+        env_kwargs={**FAST_ENV_KWARGS[SM], "free_knobs": "medium"},
+        n_targets=1,
+        seeds=[0],
+        output_dir=str(tmp_path),
+    )
+    with pytest.raises(ValueError, match=r"expects observations of shape \(47,\)"):
+        evaluate(args)
+
+
+def test_cli(model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [
+        "--agents", f"ppo:{model_path}", "static", "--n-targets", "1", "--seeds", "3",
+        "--env-kwargs", json.dumps(FAST_ENV_KWARGS[SM]), "--output-dir", str(tmp_path),
+        "--n-showcase", "0",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| ppo |" in out and "| static |" in out and "report.html" in out
+    assert main(["--agents", "nope.zip", "--output-dir", str(tmp_path)]) == 2
+    assert "agent 'nope.zip' is neither a baseline" in capsys.readouterr().out
