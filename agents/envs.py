@@ -127,8 +127,7 @@ def reset_episodes(venv: VecEnv, seeds: Sequence[int], target_indices: Sequence[
     """Reset every sub-env ``i`` with its own seed ``seeds[i]`` and target
     ``target_indices[i]`` (what evaluation needs to give every agent the same episodes).
 
-    A DummyVecEnv takes SB3's per-env seeds and ``set_options``; the native adapter gets
-    per-env seeds and a per-env ``target_index`` array through its vector env.
+    Both a DummyVecEnv and the native adapter take SB3's per-env seeds and options.
 
     :param venv: a VecEnv from :func:`make_vec_env`.
     :param seeds: one reset seed per sub-env.
@@ -142,20 +141,6 @@ def reset_episodes(venv: VecEnv, seeds: Sequence[int], target_indices: Sequence[
             f"{len(seeds)} and {len(target_indices)}"
         )
     inner = venv.unwrapped
-    if isinstance(inner, DummyVecEnv):
-        inner._seeds = [int(s) for s in seeds]
-        inner.set_options([{"target_index": int(t)} for t in target_indices])
-        return np.asarray(venv.reset())
-    gym_vec = getattr(inner, "venv", None)
-    if gym_vec is None or not hasattr(gym_vec, "core"):
-        raise TypeError(f"cannot reset {type(inner).__name__} per episode")
-    obs, _ = gym_vec.reset(
-        seed=[int(s) for s in seeds],
-        options={"target_index": np.asarray(target_indices, dtype=np.int64)},
-    )
-    # The adapter's episode statistics restart with the episodes.
-    for name in ("_ep_return", "_ep_len"):
-        stats = getattr(inner, name, None)
-        if stats is not None:
-            stats[:] = 0
-    return np.asarray(obs)
+    inner._seeds = [int(s) for s in seeds]  # SB3 has no public per-env seed setter
+    inner.set_options([{"target_index": int(t)} for t in target_indices])
+    return np.asarray(venv.reset())

@@ -119,3 +119,19 @@ def test_runs_on_cuda():
     obs, _ = env.reset(seed=0)
     obs, *_ = env.step(np.zeros(env.action_space.shape, np.float32))
     assert np.isfinite(obs).all()
+
+
+def test_sb3_adapter_takes_per_env_seeds_and_target_options():
+    venv = make_sb3_vec_env("AEGym/SoundMatch-v0", 2, seed=0, duration_s=0.25)
+    venv._seeds = [11, 12]
+    venv.set_options([{"target_index": 5}, {"target_index": 7}])
+    venv.reset()
+    assert venv.core.target_idx.tolist() == [5, 7]
+    ref = gym.make("AEGym/SoundMatch-v0", duration_s=0.25)
+    obs_ref, _ = ref.reset(seed=12, options={"target_index": 7})
+    venv._seeds = [11, 12]
+    venv.set_options([{"target_index": 5}, {"target_index": 7}])
+    np.testing.assert_allclose(venv.reset()[1], obs_ref, atol=1e-5)
+    with pytest.raises(ValueError, match="every sub-env"):
+        venv.set_options([{"target_index": 1}, {}])
+        venv.reset()

@@ -26,7 +26,10 @@ class AEGymSB3VecEnv(VecEnv):
     defines success), ``diverged``, ``reward_terms`` (dict of floats), and at episode
     ends ``terminal_observation``, ``TimeLimit.truncated`` and ``episode`` (``r``, ``l``,
     ``t``: what SB3's ``Monitor`` would record, so ``ep_rew_mean`` is logged).
-    ``seed(s)`` seeds sub-env i with ``s + i`` at the next reset.
+    SB3's ``seed(s)`` (sub-env i gets ``s + i``), per-env ``_seeds`` and
+    ``set_options`` apply at the next :meth:`reset`; a per-env ``"target_index"`` in the
+    options picks each sub-env's target (how evaluations give every agent the same
+    episodes).
 
     :param venv: the native vector env; it is switched to same-step autoreset.
     """
@@ -38,14 +41,20 @@ class AEGymSB3VecEnv(VecEnv):
         super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
         self.render_mode = venv.render_mode
         self._actions: np.ndarray | None = None
-        self._seed: int | None = None
         self._ep_return = np.zeros(self.num_envs)
         self._ep_len = np.zeros(self.num_envs, dtype=np.int64)
         self._start = time.time()
 
     def reset(self) -> VecEnvObs:
-        obs, _ = self.venv.reset(seed=self._seed)
-        self._seed = None
+        seeds = None if all(s is None for s in self._seeds) else list(self._seeds)
+        options: dict[str, Any] = {k: v for k, v in self._options[0].items() if k != "target_index"}
+        if any("target_index" in o for o in self._options):
+            if not all("target_index" in o for o in self._options):
+                raise ValueError("set_options: give 'target_index' for every sub-env or none")
+            options["target_index"] = np.array([int(o["target_index"]) for o in self._options])
+        obs, _ = self.venv.reset(seed=seeds, options=options or None)
+        self._reset_seeds()
+        self._reset_options()
         self._ep_return[:] = 0.0
         self._ep_len[:] = 0
         return obs
