@@ -99,6 +99,14 @@ class AEGymSB3VecEnv(VecEnv):
         self._seed = seed
         return [None if seed is None else seed + i for i in range(self.num_envs)]
 
+    def seed(self, seed: int | None = None) -> Sequence[int | None]:
+        """``s`` -> sub-env i gets ``s + i`` at the next reset. ``None`` keeps each
+        sub-env's RNG running (SB3's default would draw a fresh seed from NumPy's global
+        RNG, which breaks exact resumes)."""
+        if seed is None:
+            return list(self._seeds)
+        return super().seed(seed)
+
     def close(self) -> None:
         self.venv.close()
 
