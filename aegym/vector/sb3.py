@@ -96,10 +96,6 @@ class AEGymSB3VecEnv(VecEnv):
         return obs, reward.astype(np.float32), done, infos
 
     def seed(self, seed: int | None = None) -> Sequence[int | None]:
-        self._seed = seed
-        return [None if seed is None else seed + i for i in range(self.num_envs)]
-
-    def seed(self, seed: int | None = None) -> Sequence[int | None]:
         """``s`` -> sub-env i gets ``s + i`` at the next reset. ``None`` keeps each
         sub-env's RNG running (SB3's default would draw a fresh seed from NumPy's global
         RNG, which breaks exact resumes)."""
