@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import time
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    load = os.getloadavg()[0]  # before the run: the benchmark itself adds its threads
     rows = run(args.batch_sizes, args.sample_rate, args.duration_s, args.repeats, args.device)
     meta = {
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
@@ -96,8 +98,12 @@ def main(argv: list[str] | None = None) -> None:
         "device": args.device,
         "sample_rate": args.sample_rate,
         "duration_s": args.duration_s,
+        # Other processes skew CPU timings (intra-op threads wait for each other).
+        "load_avg_1m_before": round(load, 2),
     }
     print(f"synth throughput (x real time), {meta}")
+    if load > 0.5:
+        print("warning: the machine was busy before the run; timings are likely pessimistic")
     print(f"{'B':>5} {'render':>10} {'render+feat':>12} {'fwd+bwd':>10} {'peak MB':>9}")
     for r in rows:
         print(

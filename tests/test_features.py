@@ -3,9 +3,13 @@ import math
 import pytest
 import torch
 
+from aegym import features
 from aegym.features import (
     FeatureConfig,
     FeatureEncoder,
+    _band_plan,
+    _mel_power,
+    _MelPower,
     rms_dbfs,
     spectral_distance,
 )
@@ -96,9 +100,94 @@ def test_bad_inputs(enc):
         enc(torch.randn(100))
     with pytest.raises(ValueError, match="NaN"):
         enc(torch.full((1, 1000), float("nan")))
+    audio = torch.zeros(2, 1000)
+    audio[1, 7] = -float("inf")
+    with pytest.raises(ValueError, match="inf"):
+        enc(audio)
     with pytest.raises(ValueError, match="n_mels must be >= 2"):
         FeatureConfig(n_mels=0)
     with pytest.raises(ValueError, match="sample_rate"):
         FeatureConfig(sample_rate=-5)
     with pytest.raises(ValueError, match="at least one FFT size"):
         FeatureConfig(n_ffts=())
+
+
+# --- the chunked STFT -> mel path and its hand-written backward -------------------------
+
+
+def reference_mel(enc, audio, i):
+    """``melfbᵀ |torch.stft|²`` and the frame-averaged power, through autograd."""
+    power = enc.power_spectrogram(audio, i)
+    return getattr(enc, f"melfb_{i}").T @ power, power.mean(-1)
+
+
+# 0.25 s is shorter than the 4096-point window: frames are mostly padding.
+@pytest.mark.parametrize("n_samples", [SR, 4000, 4001, 300])
+def test_mel_path_equals_stft_reference_values_and_gradients(enc, n_samples):
+    audio = (torch.randn(3, n_samples) * 0.3).requires_grad_()
+    f = enc(audio)
+    for i in range(len(enc.config.n_ffts)):
+        window, melfb = getattr(enc, f"window_{i}"), getattr(enc, f"melfb_{i}")
+        mel, mean_power = _mel_power(audio, window, melfb, 256, with_mean=True)
+        mel_ref, mean_ref = reference_mel(enc, audio, i)
+        scale = float(mel_ref.detach().max())
+        torch.testing.assert_close(mel, mel_ref, rtol=1e-4, atol=1e-7 * scale)
+        torch.testing.assert_close(f.mel[i], mel_ref, rtol=1e-4, atol=1e-7 * scale)
+        torch.testing.assert_close(mean_power, mean_ref, rtol=1e-4, atol=1e-7 * scale)
+        log_ref = torch.log(mel_ref + enc.config.log_eps)
+        torch.testing.assert_close(f.log_mel[i], log_ref, rtol=1e-4, atol=1e-5)
+        w_mel, w_mean = torch.randn_like(mel_ref), torch.randn_like(mean_ref)
+        loss = (mel * w_mel).sum() + (mean_power * w_mean).sum()
+        loss_ref = (mel_ref * w_mel).sum() + (mean_ref * w_mean).sum()
+        (grad,) = torch.autograd.grad(loss, audio)
+        (grad_ref,) = torch.autograd.grad(loss_ref, audio)
+        torch.testing.assert_close(
+            grad, grad_ref, rtol=1e-4, atol=1e-5 * float(grad_ref.abs().max())
+        )
+
+
+@pytest.mark.parametrize(
+    "n_fft, hop, n_samples", [(16, 4, 21), (15, 4, 18), (12, 8, 29), (16, 16, 10)]
+)
+def test_mel_power_gradcheck(n_fft, hop, n_samples):
+    """Float64 gradcheck of the single-inverse-FFT backward (even/odd FFT sizes, hops
+    that do and do not divide the FFT size, audio shorter than a window), through both
+    outputs and with chunking."""
+    n_bins = n_fft // 2 + 1
+    melfb = torch.rand(n_bins, 3, dtype=torch.float64)
+    melfb[melfb < 0.3] = 0.0
+    window = torch.hann_window(n_fft, dtype=torch.float64)
+    audio = torch.randn(2, n_samples, dtype=torch.float64, requires_grad=True)
+    plan = _band_plan(melfb)
+    for chunk, keep, fast in ((2, True, False), (1, False, True)):
+
+        def fn(x, chunk=chunk, keep=keep):
+            return _MelPower.apply(x, window, melfb, plan, hop, chunk, keep, True)
+
+        assert torch.autograd.gradcheck(fn, (audio,), fast_mode=fast)
+
+
+def test_band_plan_covers_the_filterbank_exactly(enc):
+    for i in range(len(enc.config.n_ffts)):
+        fb = getattr(enc, f"melfb_{i}")
+        plan = _band_plan(fb)
+        covered = torch.zeros_like(fb, dtype=torch.bool)
+        for m0, m1, k0, k1 in plan.groups:
+            covered[k0:k1, m0:m1] = True
+        assert bool(covered[fb != 0].all())
+        assert [g[0] for g in plan.groups[1:]] == [g[1] for g in plan.groups[:-1]]
+        covered.zero_()
+        for k0, k1, m0, m1 in plan.segments:
+            covered[k0:k1, m0:m1] = True
+        assert bool(covered[fb != 0].all())
+        assert plan.segments[0][0] == 0 and plan.segments[-1][1] == fb.shape[0]
+
+
+def test_chunking_does_not_change_features(enc, monkeypatch):
+    audio = torch.randn(5, 3000) * 0.2
+    whole = enc(audio)
+    monkeypatch.setattr(features, "_CHUNK_SAMPLES", 1)  # one sound per chunk
+    chunked = enc(audio)
+    for a, b in zip(whole.log_mel, chunked.log_mel, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(whole.stats(), chunked.stats())

@@ -19,25 +19,34 @@ sample by sample and the tests use to validate :func:`ladder_filter`.
 Fast form. Coefficients are constant within control blocks of ``block_size`` samples
 (the cutoff envelope is sampled once per block) and the result equals the TPT ladder
 run sample by sample with those coefficients — including across abrupt cutoff jumps —
-without a Python loop over samples or blocks:
+without a Python loop over blocks:
 
-1. *Zero-state pass*: every block is filtered from rest, all blocks in parallel as rows
-   of one all-pole ``lfilter`` call per section. Within a block the filter is LTI, so
-   any realization gives this response; we use the FIR numerator ``(1 + z⁻¹)⁴`` and two
-   all-pole biquads (one per conjugate pole pair: well conditioned at any resonance).
+1. *Zero-state pass*: every block is filtered from rest, all blocks in parallel. Within
+   a block the filter is LTI, so any realization gives this response; we use the FIR
+   numerator ``(1 + z⁻¹)⁴`` and two all-pole biquads (one per conjugate pole pair: well
+   conditioned at any resonance).
 2. *State hand-over in TPT coordinates*: the TPT state (four integrator states at signal
    level, whatever the cutoff) is what carries a note across a coefficient change. Per
    block, small float64 maps convert the direct-form end state of the zero-state pass to
    TPT coordinates (by matching 4 samples of zero-input response), and the TPT transition
-   ``A_k^N`` propagates it; a parallel prefix scan over blocks gives every block's start
-   state. (Carrying direct-form histories instead blows up when the cutoff jumps: a
-   history is re-read as a much larger oscillation under the new poles.)
+   ``A_k^N`` propagates it; a scan over blocks gives every block's start state.
+   (Carrying direct-form histories instead blows up when the cutoff jumps: a history is
+   re-read as a much larger oscillation under the new poles.)
 3. *Corrected pass*: each block's start state, converted to biquad output histories,
-   enters as corrections of the first two input samples of each section (exact for an
-   all-pole section).
+   enters as the history of each section (equivalently, corrections of its first two
+   inputs: exact for an all-pole section).
 
-Cost: about four ``lfilter`` passes plus O(blocks) 4x4 algebra; differentiable in the
-input, cutoff and resonance.
+Layout and kernels. Blocks are stored time-major, ``[N, B·K]`` (sample n of every block
+is one contiguous row). An all-pole section over many rows runs as one vectorised step
+per sample (:func:`_allpole_loop`, N steps whatever the batch, rounding exactly like
+``lfilter``); over few rows torchaudio's compiled row loop is faster. Both sit in
+:class:`_AllPole`, whose backward is the same recursion run backwards in time. The 4x4
+float64 algebra is stored rows-last (``[4, 4, B·K]``) so every op is elementwise over
+contiguous rows; the block scan is sequential (:class:`_AffineScan`) or log-depth
+(:func:`_prefix_scan`), whichever is faster for the batch.
+
+Cost: four all-pole passes plus O(blocks) 4x4 algebra; differentiable in the input,
+cutoff and resonance.
 """
 
 from __future__ import annotations
@@ -46,12 +55,16 @@ import math
 from typing import NamedTuple
 
 import torch
-import torchaudio.functional as AF
 
-try:  # the all-pole recursion without lfilter's FIR convolution (b = [1, 0, 0] here)
-    from torchaudio.functional.filtering import DifferentiableIIR as _IIR
+try:  # torchaudio's compiled all-pole loop (the one behind lfilter)
+    from torchaudio.functional.filtering import (
+        _IS_TORCHAUDIO_EXT_AVAILABLE,
+        _lfilter_core_loop,
+    )
 except ImportError:  # pragma: no cover - other torchaudio layouts
-    _IIR = None
+    _IS_TORCHAUDIO_EXT_AVAILABLE = False
+if not _IS_TORCHAUDIO_EXT_AVAILABLE:  # pragma: no cover - only a slow Python fallback
+    _lfilter_core_loop = None
 
 # Feedback k = K_MIN + (K_MAX - K_MIN) · resonance. K_MIN > 0 keeps the k^{1/4} in the
 # pole formula differentiable at resonance 0; K_MAX < 4 keeps every pole inside the
@@ -144,6 +157,26 @@ class FilterState(NamedTuple):
         return FilterState(self.tpt.detach())
 
 
+def _tpt_step_parts(
+    s: list[torch.Tensor] | tuple[torch.Tensor, ...],
+    x: torch.Tensor,
+    g: torch.Tensor,
+    k: torch.Tensor,
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """:func:`tpt_step` on the four state components given apart (broadcastable)."""
+    big_g = g / (1 + g)
+    sigma = (big_g**3 * s[0] + big_g**2 * s[1] + big_g * s[2] + s[3]) / (1 + g)
+    y4 = (big_g**4 * x + sigma) / (1 + k * big_g**4)
+    u = x - k * y4
+    new = []
+    for i in range(4):
+        v = (u - s[i]) * big_g
+        out = v + s[i]
+        new.append(out + v)
+        u = out
+    return new, u
+
+
 def tpt_step(
     s: torch.Tensor, x: torch.Tensor, g: torch.Tensor, k: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,124 +186,314 @@ def tpt_step(
     ``G = g/(1+g)``; the feedback loop ``u = x - k·y4`` is solved in closed form:
     ``y4 = (G⁴ x + Σ) / (1 + k G⁴)`` with ``Σ = (G³ s1 + G² s2 + G s3 + s4)/(1+g)``.
     """
-    big_g = g / (1 + g)
-    sigma = (big_g**3 * s[..., 0] + big_g**2 * s[..., 1] + big_g * s[..., 2] + s[..., 3]) / (1 + g)
-    y4 = (big_g**4 * x + sigma) / (1 + k * big_g**4)
-    u = x - k * y4
-    new = []
-    for i in range(4):
-        v = (u - s[..., i]) * big_g
-        out = v + s[..., i]
-        new.append(out + v)
-        u = out
-    return torch.stack(new, -1), u
+    new, y = _tpt_step_parts(s.unbind(-1), x, g, k)
+    return torch.stack(new, -1), y
+
+
+# The hand-over algebra works on many tiny matrices. They are stored rows-last,
+# ``[n, m, R]`` for R matrices of n x m: every elementwise op then runs over contiguous
+# rows, several times faster than batched 4x4 ``bmm`` or strided ``[..., 4, 4]`` slices.
+
+
+def _rmm_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Rows-last matrix product ``[n, m, R] x [m, p, R] -> [n, p, R]`` (no autograd):
+    m outer products for many rows, one broadcast product and sum (fewer ops) for few."""
+    if a[0, 0].numel() < 4096:
+        return (a.unsqueeze(2) * b.unsqueeze(0)).sum(1)
+    out = a[:, :1] * b[:1]
+    for j in range(1, a.shape[1]):
+        out.addcmul_(a[:, j : j + 1], b[j : j + 1])
+    return out
+
+
+class _RMatMul(torch.autograd.Function):
+    """Rows-last matrix product; backward ``dA = G Bᵀ``, ``dB = Aᵀ G`` with the same
+    kernel (autograd's broadcast-and-reduce backward is several times slower)."""
+
+    @staticmethod
+    def forward(ctx, a, b):  # type: ignore[override]
+        ctx.save_for_backward(a, b)
+        return _rmm_kernel(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        a, b = ctx.saved_tensors
+        grad_a = _rmm_kernel(grad, b.transpose(0, 1)) if ctx.needs_input_grad[0] else None
+        grad_b = _rmm_kernel(a.transpose(0, 1), grad) if ctx.needs_input_grad[1] else None
+        return grad_a, grad_b
+
+
+def _rmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Rows-last matrix product ``[n, m, R] x [m, p, R] -> [n, p, R]``."""
+    return _RMatMul.apply(a, b)
+
+
+def _rmv(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Rows-last matrix-vector product ``[n, m, ...] x [m, ...] -> [n, ...]``."""
+    return (a * v.unsqueeze(0)).sum(1)
+
+
+def _rmatpow(m: torch.Tensor, n: int) -> torch.Tensor:
+    """``m ** n`` for rows-last square matrices by repeated squaring."""
+    result = None
+    base = m
+    while n:
+        if n & 1:
+            result = base if result is None else _rmm(result, base)
+        n >>= 1
+        if n:
+            base = _rmm(base, base)
+    assert result is not None
+    return result
 
 
 def _tpt_matrices(g: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """TPT transition ``A [..., 4, 4]`` and 4-sample observability ``O [..., 4, 4]``.
+    """TPT transition ``A`` and 4-sample observability ``O``, rows-last ``[4, 4, R]``.
 
-    ``s' = A s`` and the zero-input outputs ``y[n] = (O s)_n``, n = 0..3.
+    ``g, k [R]``; ``s' = A s`` and the zero-input outputs ``y[n] = (O s)_n``, n = 0..3.
     """
-    eye = torch.eye(4, dtype=g.dtype, device=g.device).expand(*g.shape, 4, 4)
-    gb, kb = g[..., None], k[..., None]
-    state, rows = eye, []  # state[..., j, :] evolves from basis vector e_j
+    eye = torch.eye(4, dtype=g.dtype, device=g.device)
+    zero = g.new_zeros(())
+    basis = [eye[i, :, None] for i in range(4)]  # component i of basis vectors j: [4, 1]
+    state, rows, a_rows = basis, [], []
     for _ in range(4):
-        state, y = tpt_step(state, torch.zeros_like(state[..., 0]), gb, kb)
+        state, y = _tpt_step_parts(state, zero, g, k)
+        a_rows = a_rows or state  # one step from the basis: the columns of A
         rows.append(y)
-    obs = torch.stack(rows, -2)  # [..., n, j]
-    a_cols, _ = tpt_step(eye, torch.zeros_like(eye[..., 0]), gb, kb)
-    return a_cols.transpose(-1, -2), obs
+    return torch.stack(a_rows), torch.stack(rows)
 
 
 def _df_observability(coef: LadderCoefficients) -> torch.Tensor:
     """Zero-input outputs (n = 0..3) of the direct-form cascade from its 8-dim state.
 
     State: ``(x[-1..-4], v[-1], v[-2], y[-1], y[-2])`` where ``v`` is section 1's output.
-    Returns ``[..., 4, 8]``.
+    Coefficients ``[R]`` (``a1``/``a2`` ``[R, 2]``); returns rows-last ``[4, 8, R]``.
     """
-    shape = coef.gain.shape
-    st = torch.eye(8, dtype=coef.gain.dtype, device=coef.gain.device).expand(*shape, 8, 8)
-    x1, x2, x3, x4, v1, v2, y1, y2 = st.unbind(-1)
-    gain = coef.gain[..., None]
-    a1, a2 = coef.a1[..., None, :], coef.a2[..., None, :]
-    norm = 1.0 + a1 + a2
+    eye = torch.eye(8, dtype=coef.gain.dtype, device=coef.gain.device)
+    # (1 + z⁻¹)⁴ of the input history alone: w[n] = gain · taps[n] · (x[-1], ..., x[-4]).
+    taps = eye.new_tensor([[4, 6, 4, 1], [6, 4, 1, 0], [4, 1, 0, 0], [1, 0, 0, 0]])
+    taps = torch.nn.functional.pad(taps, (0, 4))
+    v1, v2, y1, y2 = (eye[i, :, None] for i in range(4, 8))
+    gain = coef.gain
+    a10, a11 = coef.a1.unbind(-1)
+    a20, a21 = coef.a2.unbind(-1)
+    norm0, norm1 = 1.0 + a10 + a20, 1.0 + a11 + a21
     rows = []
-    for _ in range(4):
-        w = gain * (4 * x1 + 6 * x2 + 4 * x3 + x4)
-        v = norm[..., 0] * w - a1[..., 0] * v1 - a2[..., 0] * v2
-        y = norm[..., 1] * v - a1[..., 1] * y1 - a2[..., 1] * y2
+    for n in range(4):
+        w = gain * taps[n, :, None]
+        v = norm0 * w - a10 * v1 - a20 * v2
+        y = norm1 * v - a11 * y1 - a21 * y2
         rows.append(y)
-        x4, x3, x2, x1 = x3, x2, x1, torch.zeros_like(x1)
         v2, v1, y2, y1 = v1, v, y1, y
-    return torch.stack(rows, -2)
+    return torch.stack(rows)
+
+
+class _AffineScan(torch.autograd.Function):
+    """States ``s_k = M_k s_{k-1} + e_k`` for k = 0..K-1 from ``s_{-1} = s0``.
+
+    Rows-last: ``mats [K, D, D, B]``, ``vecs [K, D, B]``, ``s0 [D, B]`` -> ``[K, D, B]``.
+    Sequential over K (one small op per step beats a log-depth parallel scan of 4x4
+    products here). Backward is the adjoint recursion ``λ_k = g_k + M_{k+1}ᵀ λ_{k+1}``:
+    ``dL/de_k = λ_k``, ``dL/dM_k = λ_k s_{k-1}ᵀ``, ``dL/ds0 = M_0ᵀ λ_0``.
+    """
+
+    @staticmethod
+    def forward(ctx, mats, vecs, s0):  # type: ignore[override]
+        out = torch.empty_like(vecs)
+        state = s0
+        for m, e, o in zip(mats, vecs, out, strict=True):
+            state = torch.add(_rmv(m, state), e, out=o)
+        ctx.save_for_backward(mats, s0, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        mats, s0, out = ctx.saved_tensors
+        lam = torch.empty_like(grad)
+        acc = grad[-1]
+        lam[-1] = acc
+        for k in range(grad.shape[0] - 2, -1, -1):
+            acc = torch.add(grad[k], (mats[k + 1] * acc.unsqueeze(1)).sum(0), out=lam[k])
+        prev = torch.cat([s0[None], out[:-1]], 0)
+        grad_mats = lam.unsqueeze(2) * prev.unsqueeze(1)
+        grad_s0 = (mats[0] * lam[0].unsqueeze(1)).sum(0)
+        return grad_mats, lam, grad_s0
+
+
+def _prefix_scan(mats: torch.Tensor, vecs: torch.Tensor, s0: torch.Tensor) -> torch.Tensor:
+    """:class:`_AffineScan` as a log-depth (Hillis–Steele) scan over the last dim:
+    ``mats [D, D, B, K]``, ``vecs [D, B, K]``, ``s0 [D, B]`` -> ``[D, B, K]``. Fewer,
+    larger steps than the sequential scan: faster for few voices."""
+    m, e = mats, vecs
+    d, n = 1, mats.shape[-1]
+    while d < n:
+        e = torch.cat([e[..., :d], _rmv(m[..., d:], e[..., :-d]) + e[..., d:]], -1)
+        m = torch.cat([m[..., :d], _rmm(m[..., d:], m[..., :-d])], -1)
+        d *= 2
+    return e + _rmv(m, s0.unsqueeze(-1))
+
+
+# Voices up to which the log-depth scan beats the sequential one under autograd.
+_PARALLEL_SCAN_MAX_BATCH = 4
+
+
+def _two_tap_sums(x: torch.Tensor, pad_front: bool) -> torch.Tensor:
+    """Four rounds of ``y[n] = x[n+1] + x[n]`` along dim 0 of ``[x zero-padded by 4 rows]``
+    (in front: the FIR ``(1 + z⁻¹)⁴`` from rest; behind: its transpose), in two buffers."""
+    n = x.shape[0]
+    a = x.new_zeros(n + 4, *x.shape[1:])
+    if pad_front:
+        a[4:] = x
+    else:
+        a[:n] = x
+    b = x.new_empty(n + 3, *x.shape[1:])
+    src, dst = a, b
+    for rows in range(n + 3, n - 1, -1):
+        torch.add(src[1 : rows + 1], src[:rows], out=dst[:rows])
+        src, dst = dst, src
+    return src[:n]
+
+
+class _BinomialFIR(torch.autograd.Function):
+    """``(1 + z⁻¹)⁴ x`` along dim 0 (time) from rest, as four two-tap sums; the backward
+    is the time-reversed FIR (autograd would materialise eight padded slice gradients)."""
+
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[override]
+        return _two_tap_sums(x, pad_front=True)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        return _two_tap_sums(grad, pad_front=False)
 
 
 def _binomial_fir(x: torch.Tensor) -> torch.Tensor:
-    """``(1 + z⁻¹)⁴ x`` along the last dim from rest (four two-tap sums)."""
-    y = torch.nn.functional.pad(x, (4, 0))
-    for _ in range(4):
-        y = y[..., 1:] + y[..., :-1]
+    """``(1 + z⁻¹)⁴ x`` along dim 0 (time) from rest."""
+    return _BinomialFIR.apply(x)
+
+
+def _allpole_loop(
+    x: torch.Tensor,
+    a1: torch.Tensor,
+    a2: torch.Tensor,
+    h1: torch.Tensor,
+    h2: torch.Tensor,
+    fused: bool = False,
+    reverse: bool = False,
+) -> torch.Tensor:
+    """``y[n] = x[n] - a1 y[n-1] - a2 y[n-2]`` along dim 0, ``y[-1] = h1``, ``y[-2] = h2``.
+
+    One vectorised step per sample over all rows (``x [N, R]``, the rest ``[R]``): with
+    many rows each step is cheap, and time-major rows keep every access contiguous.
+    Unless ``fused``, products and differences are rounded separately in lfilter's
+    order ``(x - a2 y[n-2]) - a1 y[n-1]``; ``fused`` uses multiply-adds (half the ops)
+    and can run backwards in time (``reverse``, ``y[N] = h1``, ``y[N+1] = h2``).
+    """
+    assert fused or not reverse
+    y = torch.empty_like(x)
+    if fused:
+        prev2, prev1 = h2, h1
+        steps = zip(x.unbind(0), y.unbind(0), strict=True)
+        for xn, yn in reversed(list(steps)) if reverse else steps:
+            torch.addcmul(xn, a2, prev2, value=-1.0, out=yn)
+            yn.addcmul_(a1, prev1, value=-1.0)
+            prev2, prev1 = prev1, yn
+        return y
+    tmp = torch.empty_like(h1)
+    ys = y.unbind(0)
+    # First sample: the history enters as in the head correction (a1 term first).
+    torch.sub(x[0], torch.mul(a1, h1, out=tmp), out=ys[0]).sub_(torch.mul(a2, h2, out=tmp))
+    prev2, prev1 = h1, ys[0]
+    for xn, yn in zip(x.unbind(0)[1:], ys[1:], strict=True):
+        torch.sub(xn, torch.mul(a2, prev2, out=tmp), out=yn).sub_(torch.mul(a1, prev1, out=tmp))
+        prev2, prev1 = prev1, yn
     return y
 
 
-def _allpole(x: torch.Tensor, a_coeffs: torch.Tensor) -> torch.Tensor:
-    """Row-wise all-pole recursion ``y = x / A(z)``: ``x [R, N]``, ``a_coeffs [R, 3]``."""
-    if _IIR is not None:
-        return _IIR.apply(x.unsqueeze(0).contiguous(), a_coeffs.contiguous())[0]
-    b_coeffs = torch.zeros_like(a_coeffs)
-    b_coeffs[:, 0] = 1.0
-    return AF.lfilter(x, a_coeffs, b_coeffs, clamp=False, batching=True)
+# Rows from which the time-step loop beats torchaudio's row-by-row lfilter loop (whose
+# per-sample cost is a dependent chain; the step loop's is one op over all rows).
+_STEP_LOOP_MIN_ROWS = 1024
+
+
+def _use_step_loop(x: torch.Tensor) -> bool:
+    """Step loop for many rows on CPU; the compiled row loop otherwise (on GPU it runs
+    the rows in parallel)."""
+    if _lfilter_core_loop is None:
+        return True
+    return x.device.type == "cpu" and x.shape[1] >= _STEP_LOOP_MIN_ROWS
+
+
+def _allpole_rowwise(x: torch.Tensor, a1: torch.Tensor, a2: torch.Tensor) -> torch.Tensor:
+    """lfilter's all-pole loop from rest on time-major ``x [N, R]`` (for few rows)."""
+    a_flipped = torch.stack([a2, a1, torch.ones_like(a1)], -1)
+    padded = x.new_zeros(1, x.shape[1], x.shape[0] + 2)
+    _lfilter_core_loop(x.T.contiguous()[None], a_flipped, padded)
+    return padded[0, :, 2:].T
+
+
+def _allpole(
+    x: torch.Tensor, a1: torch.Tensor, a2: torch.Tensor, h1: torch.Tensor, h2: torch.Tensor
+) -> torch.Tensor:
+    """``y[n] = x[n] - a1 y[n-1] - a2 y[n-2]`` along dim 0 of ``x [N, R]``, history
+    ``y[-1] = h1``, ``y[-2] = h2``; same rounding whichever loop runs it."""
+    if _use_step_loop(x):
+        return _allpole_loop(x, a1, a2, h1, h2)
+    # The history enters as corrections of the first two inputs (exact for all-pole).
+    x = x.clone()
+    x[0] -= a1 * h1
+    x[0] -= a2 * h2
+    if x.shape[0] > 1:
+        x[1] -= a2 * h1
+    return _allpole_rowwise(x, a1, a2)
+
+
+class _AllPole(torch.autograd.Function):
+    """Row-wise all-pole biquad ``y[n] = x[n] - a1 y[n-1] - a2 y[n-2]`` along dim 0.
+
+    ``x [N, R]`` (time-major), ``a1, a2 [R]``, history ``h1 = y[-1]``, ``h2 = y[-2]``
+    ``[R]``. Backward is the transposed recursion run backwards in time,
+    ``λ[n] = g[n] - a1 λ[n+1] - a2 λ[n+2]``, giving ``dL/dx = λ``,
+    ``dL/da_j = -Σ_n λ[n] y[n-j]`` and the history gradients from ``λ[0]``, ``λ[1]``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, a1, a2, h1, h2):  # type: ignore[override]
+        y = _allpole(x, a1, a2, h1, h2)
+        ctx.save_for_backward(a1, a2, h1, h2, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        a1, a2, h1, h2, y = ctx.saved_tensors
+        if _use_step_loop(grad):
+            zero = torch.zeros_like(h1)
+            lam = _allpole_loop(grad, a1, a2, zero, zero, fused=True, reverse=True)
+        else:
+            lam = _allpole_rowwise(grad.flip(0), a1, a2).flip(0)
+        # dL/da_j = -Σ_n λ[n] y[n-j], where y[-1] = h1 and y[-2] = h2.
+        grad_a1 = -(lam[1:] * y[:-1]).sum(0) - lam[0] * h1
+        grad_a2 = -(lam[2:] * y[:-2]).sum(0) - lam[0] * h2
+        grad_h1 = -a1 * lam[0]
+        if lam.shape[0] > 1:
+            grad_a2 = grad_a2 - lam[1] * h1
+            grad_h1 = grad_h1 - a2 * lam[1]
+        grad_h2 = -a2 * lam[0]
+        return lam, grad_a1, grad_a2, grad_h1, grad_h2
 
 
 def _section(
     w: torch.Tensor, a1: torch.Tensor, a2: torch.Tensor, hist: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Unit-DC-gain all-pole biquad per block: ``y = (1+a1+a2) w - a1 y[n-1] - a2 y[n-2]``.
+    """All-pole biquad per block: ``y[n] = w[n] - a1 y[n-1] - a2 y[n-2]``.
 
-    ``w [B, K, N]``, ``a1, a2 [B, K]``; ``hist [B, K, 2]`` = (y[-1], y[-2]) of each block
-    enters as corrections of the first two inputs (``None`` = from rest).
+    ``w [N, R]`` (time-major, one row per voice and block, already scaled by the unit-DC
+    gain ``1 + a1 + a2``), ``a1, a2 [R]``; ``hist [2, R]`` = (y[-1], y[-2]) of each
+    block (``None`` = from rest).
     """
-    w = w * (1.0 + a1 + a2)[..., None]
-    if hist is not None:
-        h1, h2 = hist[..., 0], hist[..., 1]
-        head = torch.stack([w[..., 0] - a1 * h1 - a2 * h2, w[..., 1] - a2 * h1], -1)
-        w = torch.cat([head, w[..., 2:]], -1)
-    bsz, nblk, n = w.shape
-    a_coeffs = torch.stack([torch.ones_like(a1), a1, a2], -1).reshape(bsz * nblk, 3)
-    return _allpole(w.reshape(bsz * nblk, n), a_coeffs).reshape(bsz, nblk, n)
-
-
-def _matpow(m: torch.Tensor, n: int) -> torch.Tensor:
-    """``m ** n`` for batched square matrices by repeated squaring."""
-    result = None
-    base = m
-    while n:
-        if n & 1:
-            result = base if result is None else result @ base
-        n >>= 1
-        if n:
-            base = base @ base
-    assert result is not None
-    return result
-
-
-def _prefix_scan(mats: torch.Tensor, vecs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inclusive scan of affine maps ``h -> M_k h + e_k`` over dim 1.
-
-    ``mats [B, K, D, D]``, ``vecs [B, K, D]`` -> (``[B, K, D]``: maps 0..k composed and
-    applied to a zero start, ``[B, K, D, D]``: the composed matrices). Hillis–Steele,
-    log2(K) vectorised steps.
-    """
-    m, e = mats, vecs
-    d = 1
-    n = m.shape[1]
-    while d < n:
-        m_new = m[:, d:] @ m[:, :-d]
-        e_new = (m[:, d:] @ e[:, :-d].unsqueeze(-1)).squeeze(-1) + e[:, d:]
-        m = torch.cat([m[:, :d], m_new], 1)
-        e = torch.cat([e[:, :d], e_new], 1)
-        d *= 2
-    return e, m
+    if hist is None:
+        zero = torch.zeros_like(a1)
+        return _AllPole.apply(w, a1, a2, zero, zero)
+    return _AllPole.apply(w, a1, a2, hist[0], hist[1])
 
 
 def ladder_filter(
@@ -300,38 +523,66 @@ def ladder_filter(
             f"cutoff_hz/resonance must be [B] or [B, {nblk}], got "
             f"{tuple(cutoff_hz.shape)} and {tuple(resonance.shape)}"
         )
-    state = state or FilterState.zeros(bsz, x.device, x.dtype)
+    # Time-major blocks [N, B·K]: every recursion step is one contiguous row.
+    xt = x.reshape(bsz * nblk, block_size).T.contiguous()
+    y, state = _ladder_filter_blocks(xt, cutoff_hz, resonance, sample_rate, state)
+    return y.T.reshape(bsz, t), state
+
+
+def _ladder_filter_blocks(
+    xt: torch.Tensor,
+    cutoff_hz: torch.Tensor,
+    resonance: torch.Tensor,
+    sample_rate: float,
+    state: FilterState | None = None,
+) -> tuple[torch.Tensor, FilterState]:
+    """:func:`ladder_filter` on time-major blocks: ``xt [N, B·K]`` (column ``b·K + k`` is
+    block k of voice b), ``cutoff_hz``/``resonance`` ``[B, K]`` -> (``[N, B·K]``, state)."""
+    block_size, rows = xt.shape
+    bsz, nblk = cutoff_hz.shape
+    state = state or FilterState.zeros(bsz, xt.device, xt.dtype)
     feedback = resonance_to_feedback(resonance)
     coef = ladder_coefficients(cutoff_hz, feedback, sample_rate)
-    a1, a2 = coef.a1.unbind(-1), coef.a2.unbind(-1)
-    xb = x.reshape(bsz, nblk, block_size)
-    w = _binomial_fir(xb) * coef.gain[..., None]
+    # Per-row coefficients as contiguous [2 sections, R] rows, like the signal.
+    a1 = coef.a1.reshape(rows, 2).T.contiguous()
+    a2 = coef.a2.reshape(rows, 2).T.contiguous()
+    unit_dc = 1.0 + a1 + a2  # each section's input gain
+    w = _binomial_fir(xt) * coef.gain.reshape(rows) * unit_dc[0]
     # 1. zero-state pass, every block from rest.
     v_zs = _section(w, a1[0], a2[0])
-    y_zs = _section(v_zs, a1[1], a2[1])
+    y_zs = _section(v_zs * unit_dc[1], a1[1], a2[1])
     # 2. hand-over in TPT coordinates (float64: the 4x4 maps are ill-conditioned at
-    #    low cutoff, but tiny).
+    #    low cutoff, but tiny; rows-last [.., R] layout, see _rmm).
     f64 = torch.float64
-    coef64 = LadderCoefficients(*(c.to(f64) for c in coef))
+    coef64 = LadderCoefficients(
+        coef.gain.to(f64).reshape(rows),
+        coef.a1.to(f64).reshape(rows, 2),
+        coef.a2.to(f64).reshape(rows, 2),
+    )
     g = torch.tan(math.pi * clamp_cutoff(cutoff_hz.to(f64), sample_rate) / sample_rate)
-    trans, obs_tpt = _tpt_matrices(g, feedback.to(f64))
-    obs_df = _df_observability(coef64)  # [B, K, 4, 8]
-    end_df = torch.cat(
-        [xb.flip(-1)[..., :4], v_zs.flip(-1)[..., :2], y_zs.flip(-1)[..., :2]], -1
-    ).to(f64)
-    to_tpt = torch.linalg.solve(obs_tpt, obs_df)  # DF state -> TPT state
-    e = (to_tpt @ end_df[..., None])[..., 0]
-    step = _matpow(trans, block_size)
-    ends, prods = _prefix_scan(step, e)
-    s0 = state.tpt.to(f64)
-    ends = ends + (prods @ s0[:, None, :, None])[..., 0]
-    starts = torch.cat([s0[:, None], ends[:, :-1]], 1)  # TPT state entering each block
+    trans, obs_tpt = _tpt_matrices(g.reshape(rows), feedback.to(f64).reshape(rows))
+    obs_df = _df_observability(coef64)  # [4, 8, R]
+    end_df = torch.cat([xt[-4:].flip(0), v_zs[-2:].flip(0), y_zs[-2:].flip(0)], 0).to(f64)
+    # DF end state -> TPT end state of the zero-state pass, e = O_tpt⁻¹ O_df end_df.
+    e = torch.linalg.solve(obs_tpt.permute(2, 0, 1), _rmv(obs_df, end_df).T)  # [R, 4]
+    step = _rmatpow(trans, block_size).reshape(4, 4, bsz, nblk)
+    e = e.T.reshape(4, bsz, nblk)
+    s0 = state.tpt.to(f64).T  # [4, B]
+    # TPT state leaving each block, [K, 4, B]. The log-depth scan is faster without
+    # autograd; with it, its backward loses to the sequential scan's beyond a few voices.
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (step, e, s0))
+    if not needs_grad or bsz <= _PARALLEL_SCAN_MAX_BATCH:
+        ends = _prefix_scan(step, e, s0).permute(2, 0, 1)
+    else:
+        ends = _AffineScan.apply(step.permute(3, 0, 1, 2).contiguous(), e.permute(2, 0, 1), s0)
+    starts = torch.cat([s0[None], ends[:-1]], 0).permute(1, 2, 0).reshape(4, rows)
     # 3. corrected pass: TPT start state -> section histories (zero input history).
-    hists = torch.linalg.solve(obs_df[..., 4:], obs_tpt @ starts[..., None])[..., 0]
-    hists = hists.to(x.dtype)
-    v = _section(w, a1[0], a2[0], hists[..., 0:2])
-    y = _section(v, a1[1], a2[1], hists[..., 2:4])
-    return y.reshape(bsz, t), FilterState(ends[:, -1].to(x.dtype))
+    rhs = _rmv(obs_tpt, starts).T
+    hists = torch.linalg.solve(obs_df[:, 4:].permute(2, 0, 1), rhs).to(xt.dtype)
+    hists = hists.T.contiguous()  # [4, R]
+    v = _section(w, a1[0], a2[0], hists[0:2])
+    y = _section(v * unit_dc[1], a1[1], a2[1], hists[2:4])
+    return y, FilterState(ends[-1].T.to(xt.dtype))
 
 
 def ladder_reference(

@@ -42,9 +42,14 @@ def phase_ramp(
     start = torch.zeros_like(dt) if phase0 is None else phase0[:, None]
     total = start + n * dt
     phase = total - total.detach().floor()
+    return phase, _end_phase(start, dt, n_samples)
+
+
+def _end_phase(start: torch.Tensor, dt: torch.Tensor, n_samples: int) -> torch.Tensor:
+    """Phase after ``n_samples`` (float64 sum, no gradient): ``[..., 1] -> [...]``."""
     end = (start.double() + n_samples * dt.double()).detach()
     end = end - end.floor()
-    return phase, end[:, 0].to(freq_hz.dtype)
+    return end[..., 0].to(dt.dtype)
 
 
 def harmonic_taper(freq_hz: torch.Tensor, sample_rate: float, n_harmonics: int) -> torch.Tensor:
@@ -111,6 +116,117 @@ def read_table(table: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
     a = torch.gather(table, 1, i0)
     b = torch.gather(table, 1, i0 + 1)
     return torch.lerp(a, b, frac)
+
+
+# Samples per chunk of the fused oscillator bank: its temporaries stay in cache.
+_BANK_CHUNK_SAMPLES = 1 << 16
+
+
+def _bank_chunk(
+    tables: torch.Tensor, dt: torch.Tensor, start: torch.Tensor, n: torch.Tensor
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per oscillator of a chunk: ``(index, frac, a, b)`` of :func:`read_table` at the
+    phase of :func:`phase_ramp` (the same float ops, so the same values)."""
+    size = tables.shape[-1] - 1
+    reads = []
+    for v in range(tables.shape[1]):
+        pos = torch.mul(n, dt[:, v : v + 1]).add_(start[:, v : v + 1])
+        pos.sub_(pos.floor()).mul_(size)
+        i0 = pos.long().clamp_(0, size - 1)
+        frac = pos.sub_(i0)
+        table = tables[:, v]
+        a = torch.gather(table, 1, i0)
+        b = torch.gather(table, 1, i0 + 1)
+        reads.append((i0, frac, a, b))
+    return reads
+
+
+class _WavetableBank(torch.autograd.Function):
+    """``Σ_v read_table(tables[:, v], phase_ramp(f_v, T, fs, φ0_v))``, computed over
+    chunks of voices without keeping any ``[B, T]`` intermediate: the backward
+    recomputes the reads. ``tables [B, V, L+1]``, ``dt = f/fs [B, V]``, ``start [B, V]``
+    -> ``[B, T // block, block]`` stored time-major (``[block, B, T // block]`` in memory:
+    the layout the block-parallel ladder filter runs on); ``block = T`` is plain ``[B, T]``.
+    """
+
+    @staticmethod
+    def forward(ctx, tables, dt, start, n_samples, block):  # type: ignore[override]
+        bsz = tables.shape[0]
+        n_blocks = n_samples // block
+        n = torch.arange(n_samples, device=tables.device, dtype=tables.dtype)
+        if n_blocks == 1:
+            out = tables.new_empty(bsz, 1, n_samples)
+        else:
+            out = tables.new_empty(block, bsz, n_blocks).permute(1, 2, 0)
+        step = max(1, _BANK_CHUNK_SAMPLES // n_samples)
+        for i in range(0, bsz, step):
+            rows = slice(i, i + step)
+            reads = _bank_chunk(tables[rows], dt[rows], start[rows], n)
+            _, frac, a, b = reads[0]
+            acc = torch.lerp(a, b, frac)
+            for _, frac, a, b in reads[1:]:
+                acc.add_(torch.lerp(a, b, frac))
+            out[rows] = acc.view(-1, n_blocks, block)
+        ctx.save_for_backward(tables, dt, start)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        tables, dt, start = ctx.saved_tensors
+        bsz, length = tables.shape[0], tables.shape[-1]
+        n_samples = grad.shape[1] * grad.shape[2]
+        n = torch.arange(n_samples, device=tables.device, dtype=tables.dtype)
+        grad_tables = torch.zeros_like(tables)
+        grad_dt = torch.zeros_like(dt)
+        grad_start = torch.zeros_like(start)
+        step = max(1, _BANK_CHUNK_SAMPLES // n_samples)
+        for i in range(0, bsz, step):
+            rows = slice(i, i + step)
+            g = grad[rows].reshape(-1, n_samples)  # a chunk-sized copy if time-major
+            reads = _bank_chunk(tables[rows], dt[rows], start[rows], n)
+            for v, (i0, frac, a, b) in enumerate(reads):
+                # out = a + frac (b - a), frac = φ·L - index, φ = n·dt + start (mod 1)
+                g_phase = (b - a).mul_(g).mul_(length - 1)
+                grad_start[rows, v] = g_phase.sum(-1)
+                grad_dt[rows, v] = torch.mv(g_phase, n)
+                g_b = g * frac
+                grad_tables[rows, v].scatter_add_(1, i0, g - g_b)
+                grad_tables[rows, v].scatter_add_(1, i0.add_(1), g_b)
+        return grad_tables, grad_dt, grad_start, None, None
+
+
+def wavetable_bank(
+    tables: torch.Tensor,
+    freq_hz: torch.Tensor,
+    n_samples: int,
+    sample_rate: float,
+    phase0: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of V table oscillators at constant pitch, fused: ``tables [B, V, L+1]``,
+    ``freq_hz [B, V]``, ``phase0 [B, V]`` -> (``[B, T]``, next phases ``[B, V]``).
+
+    Same values as ``Σ_v read_table(tables[:, v], phase_ramp(freq_hz[:, v], ...)[0])``
+    (and the same end phases), but no ``[B, T]`` phase, index or weight tensor is kept
+    for backward, and the work runs in cache-sized chunks of voices.
+    """
+    out, end = _wavetable_bank_blocks(tables, freq_hz, n_samples, sample_rate, phase0, n_samples)
+    return out.view(-1, n_samples), end
+
+
+def _wavetable_bank_blocks(
+    tables: torch.Tensor,
+    freq_hz: torch.Tensor,
+    n_samples: int,
+    sample_rate: float,
+    phase0: torch.Tensor | None,
+    block: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`wavetable_bank` as ``[B, T // block, block]`` blocks stored time-major
+    (``block`` must divide ``T``)."""
+    dt = freq_hz / sample_rate
+    start = torch.zeros_like(dt) if phase0 is None else phase0
+    out = _WavetableBank.apply(tables, dt, start, n_samples, block)
+    return out, _end_phase(start[..., None], dt[..., None], n_samples)
 
 
 def morph_weights(shape: torch.Tensor, n_waves: int = 4) -> torch.Tensor:

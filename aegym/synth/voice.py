@@ -25,15 +25,14 @@ from torch import nn
 
 from aegym._checks import check_int, check_positive, check_tensor
 from aegym.synth.envelopes import adsr
-from aegym.synth.filters import FilterState, ladder_filter
+from aegym.synth.filters import FilterState, _ladder_filter_blocks
 from aegym.synth.knobs import KnobSpace, Patch
 from aegym.synth.oscillators import (
+    _wavetable_bank_blocks,
     build_tables,
     morph_weights,
     noise_table,
-    phase_ramp,
     read_noise,
-    read_table,
 )
 from aegym.synth.shaper import soft_clip
 
@@ -188,17 +187,26 @@ class Voice(nn.Module):
         # Oscillators, mixed by scaling their one-period tables.
         f1 = midi_to_hz(k("pitch_midi"))
         f2 = f1 * torch.pow(2.0, k("osc2_detune_cents") / 1200.0)
-        ph1, end1 = phase_ramp(f1, n_pad, sr, state.phase1)
-        ph2, end2 = phase_ramp(f2, n_pad, sr, state.phase2)
         width = k("pulse_width")
         mix = k("osc_mix")[:, None]
         tab1 = build_tables(f1, morph_weights(k("osc1_shape")), width, sr) * (1.0 - mix)
         tab2 = build_tables(f2, morph_weights(k("osc2_shape")), width, sr) * mix
-        x = read_table(tab1, ph1) + read_table(tab2, ph2)
-        noise = read_noise(self.noise, state.noise_pos, n_pad)
-        x = torch.addcmul(x, k("noise_level")[:, None], noise[None])
+        # Audio runs as [B, K, N] control blocks stored time-major ([N, B, K] in memory):
+        # the layout of the block-parallel filter, so no transposes until the VCA.
+        nblk = n_pad // block
+        x, ends = _wavetable_bank_blocks(
+            torch.stack([tab1, tab2], 1),
+            torch.stack([f1, f2], 1),
+            n_pad,
+            sr,
+            torch.stack([state.phase1, state.phase2], 1),
+            block,
+        )
+        end1, end2 = ends.unbind(1)
+        noise = read_noise(self.noise, state.noise_pos, n_pad).view(1, nblk, block)
+        x = torch.addcmul(x, k("noise_level")[:, None, None], noise)
         # Shaper and filter with its envelope at control rate.
-        x = soft_clip(x, k("drive_db"))
+        x = soft_clip(x, k("drive_db")[:, None])
         t0 = state.time_s
         off = math.inf if note_off_s is None else note_off_s
         ctrl_t = t0 + torch.arange(n_pad // block, device=x.device, dtype=x.dtype) * (block / sr)
@@ -212,7 +220,8 @@ class Voice(nn.Module):
         )
         cutoff = k("cutoff_hz")[:, None] * torch.pow(2.0, k("filter_env_octaves")[:, None] * fenv)
         res = k("resonance")[:, None].expand_as(cutoff)
-        y, fstate = ladder_filter(x, cutoff, res, sr, block, state.filter)
+        xt = x.permute(2, 0, 1).reshape(block, bsz * nblk)  # a view: already time-major
+        y, fstate = _ladder_filter_blocks(xt, cutoff, res, sr, state.filter)
         # VCA with the output gain folded into its envelope.
         step = AMP_ENV_STEP
         amp_t = t0 + torch.arange(n_pad // step + 1, device=x.device, dtype=x.dtype) * (step / sr)
@@ -230,7 +239,10 @@ class Voice(nn.Module):
         amp = torch.nn.functional.interpolate(
             amp[:, None], size=n_pad + 1, mode="linear", align_corners=True
         )[:, 0, :n_pad]
-        out = y * amp
+        # amp first: the product takes its [B, T] layout, the one transpose of the voice.
+        out = (amp.view(bsz, nblk, block) * y.view(block, bsz, nblk).permute(1, 2, 0)).view(
+            bsz, n_pad
+        )
         if n_pad != n_samples:  # trailing samples of the last block are dropped
             out = out[:, :n_samples]
         new_state = VoiceState(

@@ -1,0 +1,199 @@
+"""The synth's hand-written kernels: custom autograd functions and their fast paths.
+
+Each kernel is checked against the straightforward composition it replaces (values,
+often bit for bit) and by float64 ``gradcheck``.
+"""
+
+import pytest
+import torch
+import torchaudio.functional as AF
+from torch.autograd import gradcheck
+
+from aegym.synth import filters, oscillators
+from aegym.synth.filters import ladder_filter, tpt_step
+from aegym.synth.oscillators import phase_ramp, read_table, wavetable_bank
+
+SR = 16_000
+F64 = torch.float64
+
+
+@pytest.fixture(params=["step_loop", "row_loop"])
+def allpole_path(request, monkeypatch):
+    """Run a test with each all-pole loop: the time-step loop or torchaudio's row loop."""
+    rows = 1 if request.param == "step_loop" else 1 << 30
+    monkeypatch.setattr(filters, "_STEP_LOOP_MIN_ROWS", rows)
+    return request.param
+
+
+def stable_biquads(rows: int, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Denominators ``1 + a1 z⁻¹ + a2 z⁻²`` with complex poles of radius 0.8-0.99."""
+    radius = 0.8 + 0.19 * torch.rand(rows, dtype=dtype)
+    angle = 3.0 * torch.rand(rows, dtype=dtype)
+    return -2 * radius * torch.cos(angle), radius**2
+
+
+@pytest.mark.parametrize("n", [1, 2, 7])
+def test_allpole_gradcheck(allpole_path, n):
+    a1, a2 = stable_biquads(5, F64)
+    args = [
+        torch.randn(n, 5, dtype=F64),
+        a1,
+        a2,
+        torch.randn(5, dtype=F64),
+        torch.randn(5, dtype=F64),
+    ]
+    assert gradcheck(filters._AllPole.apply, [a.requires_grad_() for a in args])
+
+
+def test_allpole_is_lfilter_bit_for_bit(allpole_path):
+    a1, a2 = stable_biquads(40)
+    x = torch.randn(128, 40)
+    zero = torch.zeros(40)
+    y = filters._allpole(x, a1, a2, zero, zero)
+    a = torch.stack([torch.ones(40), a1, a2], -1)
+    b = torch.zeros(40, 3)
+    b[:, 0] = 1.0
+    ref = AF.lfilter(x.T.contiguous(), a, b, clamp=False, batching=True).T
+    assert torch.equal(y, ref)
+
+
+def test_allpole_history_equals_input_corrections():
+    """A history enters an all-pole section exactly as corrections of two inputs."""
+    a1, a2 = stable_biquads(40)
+    x = torch.randn(64, 40)
+    h1, h2 = torch.randn(40), torch.randn(40)
+    corrected = x.clone()
+    corrected[0] -= a1 * h1
+    corrected[0] -= a2 * h2
+    corrected[1] -= a2 * h1
+    zero = torch.zeros(40)
+    loop = filters._allpole_loop(x, a1, a2, h1, h2)
+    assert torch.equal(loop, filters._allpole_loop(corrected, a1, a2, zero, zero))
+    assert torch.equal(loop, filters._allpole_rowwise(corrected, a1, a2))
+
+
+def test_ladder_filter_same_on_both_loops(monkeypatch):
+    x = torch.randn(3, 1024, requires_grad=True)
+    cutoff = (torch.rand(3, 8) * 4000 + 50).requires_grad_()
+    res = torch.rand(3, 8, requires_grad=True)
+    outs = []
+    for rows in (1, 1 << 30):
+        monkeypatch.setattr(filters, "_STEP_LOOP_MIN_ROWS", rows)
+        y, state = ladder_filter(x, cutoff, res, SR)
+        grads = torch.autograd.grad(y.square().sum(), (x, cutoff, res))
+        outs.append((y, state.tpt, grads))
+    (y0, s0, g0), (y1, s1, g1) = outs
+    assert torch.equal(y0, y1) and torch.equal(s0, s1)
+    for a, b in zip(g0, g1, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6 * float(b.abs().max()))
+
+
+def test_binomial_fir_values_and_gradcheck():
+    x = torch.randn(9, 3, dtype=F64)
+    padded = torch.nn.functional.pad(x, (0, 0, 4, 0))
+    ref = sum(c * padded[4 - j : 4 - j + 9] for j, c in enumerate([1, 4, 6, 4, 1]))
+    torch.testing.assert_close(filters._binomial_fir(x), ref)
+    assert gradcheck(filters._binomial_fir, (x.requires_grad_(),))
+
+
+def test_affine_scan_values_and_gradcheck():
+    mats = 0.5 * torch.randn(6, 4, 4, 3, dtype=F64)
+    vecs, s0 = torch.randn(6, 4, 3, dtype=F64), torch.randn(4, 3, dtype=F64)
+    out = filters._AffineScan.apply(mats, vecs, s0)
+    state = s0
+    for k in range(6):
+        state = torch.einsum("ijb,jb->ib", mats[k], state) + vecs[k]
+        torch.testing.assert_close(out[k], state)
+    args = [t.clone().requires_grad_() for t in (mats, vecs, s0)]
+    assert gradcheck(filters._AffineScan.apply, args)
+    # The log-depth scan for few voices: same states, K last.
+    parallel = filters._prefix_scan(mats.permute(1, 2, 3, 0), vecs.permute(1, 2, 0), s0)
+    torch.testing.assert_close(parallel.permute(2, 0, 1), out)
+
+
+def test_ladder_filter_same_with_either_scan(monkeypatch):
+    x = torch.randn(3, 1024, dtype=F64, requires_grad=True)
+    cutoff = (torch.rand(3, 8, dtype=F64) * 4000 + 50).requires_grad_()
+    res = torch.rand(3, 8, dtype=F64)
+    results = []
+    for limit in (0, 100):  # sequential, then log-depth scan under autograd
+        monkeypatch.setattr(filters, "_PARALLEL_SCAN_MAX_BATCH", limit)
+        y, state = ladder_filter(x, cutoff, res, SR)
+        results.append((y, state.tpt, *torch.autograd.grad(y.square().sum(), (x, cutoff))))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("rows", [5, 5000])  # broadcast product / outer products
+def test_rows_last_matmul(rows):
+    a = torch.randn(4, 3, rows, dtype=F64, requires_grad=True)
+    b = torch.randn(3, 2, rows, dtype=F64, requires_grad=True)
+    out = filters._rmm(a, b)
+    ref = (a.permute(2, 0, 1) @ b.permute(2, 0, 1)).permute(1, 2, 0)
+    torch.testing.assert_close(out, ref)
+    w = torch.randn_like(ref)
+    grads = torch.autograd.grad((out * w).sum(), (a, b))
+    for g, g_ref in zip(grads, torch.autograd.grad((ref * w).sum(), (a, b)), strict=True):
+        torch.testing.assert_close(g, g_ref)
+    if rows < 10:
+        assert gradcheck(filters._rmm, (a, b))
+
+
+def test_rows_last_matrix_power():
+    m = 0.4 * torch.randn(4, 4, 5, dtype=F64)
+    ref = torch.linalg.matrix_power(m.permute(2, 0, 1), 13).permute(1, 2, 0)
+    torch.testing.assert_close(filters._rmatpow(m, 13), ref)
+
+
+def test_tpt_matrices_match_stepping_the_ladder():
+    g = torch.tensor([0.01, 0.3, 2.0], dtype=F64)
+    k = torch.tensor([0.001, 2.0, 3.9], dtype=F64)
+    trans, obs = filters._tpt_matrices(g, k)
+    s = torch.randn(3, 4, dtype=F64)
+    state, zero = s, torch.zeros(3, dtype=F64)
+    for n in range(4):
+        state, y = tpt_step(state, zero, g, k)
+        torch.testing.assert_close(y, torch.einsum("jr,rj->r", obs[n], s))
+        if n == 0:
+            torch.testing.assert_close(state, torch.einsum("ijr,rj->ri", trans, s))
+
+
+def reference_bank(tables, freqs, n, phase0):
+    """The composition :func:`wavetable_bank` fuses."""
+    out = None
+    ends = []
+    for v in range(tables.shape[1]):
+        phase, end = phase_ramp(freqs[:, v], n, SR, phase0[:, v])
+        read = read_table(tables[:, v], phase)
+        out = read if out is None else out + read
+        ends.append(end)
+    return out, torch.stack(ends, 1)
+
+
+@pytest.mark.parametrize("chunk_samples", [1, 1 << 16])
+def test_wavetable_bank_equals_ramp_and_table_reads(monkeypatch, chunk_samples):
+    monkeypatch.setattr(oscillators, "_BANK_CHUNK_SAMPLES", chunk_samples)
+    tables = torch.randn(4, 2, 2049, requires_grad=True)
+    freqs = (torch.rand(4, 2) * 3000 + 30).requires_grad_()
+    phase0 = torch.rand(4, 2)
+    out, ends = wavetable_bank(tables, freqs, 3000, SR, phase0)
+    ref, ref_ends = reference_bank(tables, freqs, 3000, phase0)
+    assert torch.equal(out, ref) and torch.equal(ends, ref_ends)
+    w = torch.randn_like(ref)
+    grads = torch.autograd.grad((out * w).sum(), (tables, freqs))
+    grads_ref = torch.autograd.grad((ref * w).sum(), (tables, freqs))
+    for a, b in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
+
+
+def test_wavetable_bank_gradcheck(monkeypatch):
+    monkeypatch.setattr(oscillators, "_BANK_CHUNK_SAMPLES", 40)  # two voices per chunk
+    tables = torch.randn(3, 2, 17, dtype=F64, requires_grad=True)
+    # Slow phases over few samples: the finite differences stay within one table step.
+    dt = (0.01 + 0.05 * torch.rand(3, 2, dtype=F64)).requires_grad_()
+    start = torch.rand(3, 2, dtype=F64, requires_grad=True)
+
+    def fn(t, d, s):
+        return oscillators._WavetableBank.apply(t, d, s, 20, 4)  # five blocks of four
+
+    assert gradcheck(fn, (tables, dt, start), eps=1e-7, atol=1e-5)
