@@ -151,6 +151,27 @@ def read_wav(path: PathLike) -> tuple[torch.Tensor, int]:
     return torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), int(sample_rate)
 
 
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``.
+
+    Readers never see a partial file, a crash never leaves one under ``path``, and a
+    failed write removes its temp file. Creates missing parent folders.
+    """
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dest
+
+
 def write_wav(
     path: PathLike,
     audio: torch.Tensor | np.ndarray,
@@ -163,7 +184,7 @@ def write_wav(
     with :func:`os.replace`, so readers never see a partial file and a failed write
     leaves no temporary file behind.
 
-    :param path: destination file (its directory must exist).
+    :param path: destination file (missing folders are created).
     :param audio: ``[T]`` (mono) or ``[C, T]`` samples, nominally in ``[-1, 1]``. Values
         outside are **clipped** to ``[-1, 1]`` (integer formats cannot hold them and
         float output stays within what :func:`read_wav` returns).
@@ -212,16 +233,7 @@ def write_wav(
     body = b"WAVE" + b"".join(chunks)
     blob = b"RIFF" + struct.pack("<I", len(body)) + body
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(dest, blob)
     return dest
 
 

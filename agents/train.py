@@ -20,10 +20,8 @@ from __future__ import annotations
 import copy
 import io
 import json
-import os
 import platform
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -41,6 +39,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from tqdm.auto import tqdm
 
 import aegym
+from aegym.audio_io import atomic_write_bytes
 from agents.baselines import AEBaseline
 from agents.callbacks import EnvSignalsCallback, TqdmCallback
 from agents.cli import parse_args
@@ -192,27 +191,6 @@ def chunk_seed(seed: int, num_timesteps: int) -> int:
     :param num_timesteps: steps trained so far.
     """
     return int(np.random.SeedSequence([seed, num_timesteps]).generate_state(1)[0])
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``,
-    so a crash never leaves a half-written file under ``path``.
-
-    :param path: destination.
-    :param data: file contents.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_model_atomic(model: BaseAlgorithm, path: Path) -> Path:
