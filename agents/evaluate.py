@@ -31,7 +31,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -51,6 +51,7 @@ from agents.envs import (
     make_vec_env,
     reset_episodes,
 )
+from agents.type_aliases import PredictPolicy
 
 #: The metrics of every agent, in table order.
 METRICS: tuple[str, ...] = (
@@ -62,16 +63,7 @@ METRICS: tuple[str, ...] = (
 )
 
 
-class Agent(Protocol):
-    """Anything with SB3's ``predict``."""
-
-    def predict(
-        self,
-        observation: np.ndarray,
-        state: Any = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-    ) -> tuple[np.ndarray, Any]: ...
+Agent = PredictPolicy
 
 
 @dataclass

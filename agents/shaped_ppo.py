@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch as th
@@ -52,6 +52,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from aegym.reward import RewardConfig
+from agents.type_aliases import PredictPolicy
 
 #: Reward terms of aegym's composite reward, in order.
 AEGYM_TERMS: tuple[str, ...] = tuple(RewardConfig().term_coefficients)
@@ -290,16 +291,7 @@ def reference_kl(
     return kl.sum(-1)
 
 
-class ReferencePolicy(Protocol):
-    """What the KL penalty needs: SB3's ``predict`` for the rollout env's sub-envs."""
-
-    def predict(
-        self,
-        observation: np.ndarray,
-        state: Any = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-    ) -> tuple[np.ndarray, Any]: ...
+ReferencePolicy = PredictPolicy
 
 
 class MultiHeadActorCriticPolicy(ActorCriticPolicy):
