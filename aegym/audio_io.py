@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import struct
 import tempfile
 from pathlib import Path
@@ -151,16 +152,31 @@ def read_wav(path: PathLike) -> tuple[torch.Tensor, int]:
     return torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), int(sample_rate)
 
 
+def _file_mode(dest: Path) -> int:
+    """Permission bits for ``dest``: its current ones if it exists, else 0o666 & ~umask."""
+    try:
+        return stat.S_IMODE(dest.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)  # the only portable way to read it: set and restore at once
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``.
 
     Readers never see a partial file, a crash never leaves one under ``path``, and a
-    failed write removes its temp file. Creates missing parent folders.
+    failed write removes its temp file. Creates missing parent folders. The file gets
+    the mode a plain ``open(path, "w")`` would give: an existing file keeps its mode, a
+    new one gets ``0o666`` less the process umask (``mkstemp`` alone would make every
+    file private, ``0o600``).
     """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    mode = _file_mode(dest)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

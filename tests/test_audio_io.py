@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import stat
 import struct
 import wave
 from pathlib import Path
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from aegym.audio_io import load_audio, read_wav, write_wav
+from aegym.audio_io import atomic_write_bytes, load_audio, read_wav, write_wav
 
 
 def _sine(freq_hz: float, sample_rate: int, n: int, amp: float = 0.5) -> np.ndarray:
@@ -235,3 +237,23 @@ def test_interoperates_with_stdlib_wave(tmp_path: Path) -> None:
         assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (2, 2, 8000)
         frames = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, 2).T
     np.testing.assert_array_equal(frames, ints)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_respect_the_umask(tmp_path: Path, umask: int) -> None:
+    old = os.umask(umask)
+    try:
+        wav = write_wav(tmp_path / "a.wav", np.zeros(100, np.float32), 16_000)
+        blob = atomic_write_bytes(tmp_path / "sub" / "b.bin", b"x")
+    finally:
+        os.umask(old)
+    for path in (wav, blob):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_rewriting_a_file_keeps_its_mode(tmp_path: Path) -> None:
+    path = atomic_write_bytes(tmp_path / "c.bin", b"1")
+    path.chmod(0o640)
+    atomic_write_bytes(path, b"22")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640 and path.read_bytes() == b"22"
+    assert list(tmp_path.iterdir()) == [path]  # no temp file left
