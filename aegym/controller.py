@@ -837,10 +837,10 @@ class AEOptimizer(torch.optim.Optimizer):
         return value.clamp(low, high)
 
     @torch.no_grad()
-    def _clamp_params(self) -> None:
+    def _clamp_params(self, params: list[torch.Tensor]) -> None:
         if self.bounds is None:
             return
-        for p in self._all_params():
+        for p in params:
             p.copy_(self.clamp(p))
 
     def _take_snapshot(self) -> None:
@@ -936,6 +936,14 @@ class AEOptimizer(torch.optim.Optimizer):
 
         params = self._all_params()
         active = [p.grad is not None for p in params]
+        if cfg.update_rule == "adam":
+            for k, p in enumerate(params):
+                if p.grad is not None and p.grad.is_sparse:
+                    raise ValueError(
+                        f"AEOptimizer(update_rule='adam') needs dense gradients, parameter {k} "
+                        f"(shape {tuple(p.shape)}) has a sparse grad; use update_rule='sgd' "
+                        "or a dense layer (e.g. nn.Embedding(..., sparse=False))"
+                    )
         grad_sq = 0.0
         for p, on in zip(params, active, strict=True):
             if on:
@@ -1010,11 +1018,14 @@ class AEOptimizer(torch.optim.Optimizer):
                         p.add_(dither - update)
                     else:
                         p.sub_(update)
-            self._clamp_params()
+            # Only parameters with a gradient move: frozen ones (grad None) stay bit-exact.
+            moving = [p for p, on in zip(params, active, strict=True) if on]
+            self._clamp_params(moving)
             if best is not None:
-                for p, c in zip(params, best, strict=True):
-                    p.mul_(1.0 - cfg.rho).add_(c, alpha=cfg.rho)
-                self._clamp_params()
+                for p, c, on in zip(params, best, active, strict=True):
+                    if on:
+                        p.mul_(1.0 - cfg.rho).add_(c, alpha=cfg.rho)
+                self._clamp_params(moving)
 
         cosine = None
         if prev_sq > 0 and update_sq > 0:

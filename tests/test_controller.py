@@ -696,3 +696,44 @@ def test_resumed_run_rolls_back_to_the_saved_snapshot() -> None:
     opt_b.load_state_dict(saved)
     assert torch.equal(run(opt_b, theta_b), expected)
     assert opt_b.last_log.rolled_back and opt_b.controller.alpha == opt.controller.alpha
+
+
+def test_frozen_parameters_stay_bit_exact_through_average_in_and_bounds() -> None:
+    theta = torch.tensor([0.3, 0.6, 0.1], requires_grad=True)
+    # A frozen parameter outside the bounds and with values whose (1-ρ)x + ρx rounds off.
+    frozen = torch.tensor([0.1, 1.7, -0.3, 0.7], requires_grad=False)
+    before = frozen.clone()
+
+    def batched_eval(candidates: list[list[torch.Tensor]]) -> torch.Tensor:
+        return torch.tensor([-1.0] + [9.0] * (len(candidates) - 1))  # probe 0 always wins
+
+    cfg = AEConfig(test_every=1, n_probes=3, rho=0.3)
+    opt = AEOptimizer(
+        [theta, frozen], lr=0.05, config=cfg, bounds=(0.0, 1.0), batched_eval=batched_eval
+    )
+    averaged = 0
+    for _ in range(8):
+        opt.step(quadratic_closure(opt, theta, torch.full((3,), 0.5)))
+        averaged += opt.last_log.averaged_in
+    assert averaged == 8
+    assert torch.equal(frozen, before)
+
+
+def test_sparse_gradients_with_adam_get_a_clear_error() -> None:
+    emb = torch.nn.Embedding(10, 3, sparse=True)
+
+    def closure_for(opt: AEOptimizer):
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = emb(torch.tensor([1, 2])).pow(2).sum()
+            loss.backward()
+            return loss
+
+        return closure
+
+    adam = AEOptimizer(emb.parameters(), lr=0.01, config=AEConfig(update_rule="adam"))
+    with pytest.raises(ValueError, match=r"update_rule='adam'.*sparse.*update_rule='sgd'"):
+        adam.step(closure_for(adam))
+    sgd = AEOptimizer(emb.parameters(), lr=0.01, config=AEConfig(update_rule="sgd"))
+    loss = float(sgd.step(closure_for(sgd)).detach())
+    assert float(closure_for(sgd)().detach()) < loss
