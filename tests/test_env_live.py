@@ -53,3 +53,21 @@ def test_bad_window():
         gym.make("AEGym/SoundMatchLive-v0", window_s=2.0)
     with pytest.raises(ValueError, match="hop_s"):
         gym.make("AEGym/SoundMatchLive-v0", window_s=0.25, hop_s=0.5)
+
+
+def test_max_move_is_validated_like_sound_match():
+    for env_id in ("AEGym/SoundMatchLive-v0", "AEGym/SoundMatch-v0"):
+        for bad in (1e6, 2.0, 0.0, -0.1):
+            with pytest.raises(
+                ValueError, match=r"max_move must be a finite number in \[0.0001, 1"
+            ):
+                gym.make(env_id, max_move=bad)
+
+
+def test_hop_is_rounded_to_control_blocks_and_reported():
+    env = gym.make("AEGym/SoundMatchLive-v0", hop_s=0.125)
+    cfg = env.unwrapped.config
+    assert cfg.hop_samples == 2048 and cfg.hop_samples / cfg.sample_rate == 0.128
+    assert env.unwrapped.core.hop == cfg.hop_samples
+    assert gym.make("AEGym/SoundMatchLive-v0", hop_s=0.128).unwrapped.config.hop_samples == 2048
+    assert gym.make("AEGym/SoundMatchLive-v0", hop_s=0.001).unwrapped.config.hop_samples == 128

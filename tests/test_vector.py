@@ -135,3 +135,49 @@ def test_sb3_adapter_takes_per_env_seeds_and_target_options():
     with pytest.raises(ValueError, match="every sub-env"):
         venv.set_options([{"target_index": 1}, {}])
         venv.reset()
+
+
+def test_target_index_options_are_validated_not_coerced():
+    env = native("AEGym/SoundMatch-v0", n=4)
+    env.reset(seed=0)
+    n = len(env.core.targets)
+    cases = {
+        "floats": [1.5, 2.7, 3.9, 0.2],
+        "bools": [True, False, True, False],
+        "strings": ["1", "2", "3", "0"],
+        "out of range": [0, 1, 2, n],
+    }
+    for bad in cases.values():
+        with pytest.raises(ValueError, match=r"target_index\'\]\[\d\] must be an int"):
+            env.reset(options={"target_index": bad})
+    for bad in ([1, 2], [[1, 2], [3, 4]], np.arange(5)):
+        with pytest.raises(ValueError, match="one per sub-env"):
+            env.reset(options={"target_index": bad})
+    with pytest.raises(ValueError, match="target_index"):
+        env.reset(options={"target_index": 2.0})
+    with pytest.raises(ValueError, match="options must be a dict"):
+        env.reset(options=[1, 2, 3, 4])
+    _, info = env.reset(seed=0, options={"target_index": np.array([3, 2, 1, 0])})
+    np.testing.assert_array_equal(env.core.target_idx.numpy(), [3, 2, 1, 0])
+    assert np.isfinite(info["distance"]).all()
+
+
+def test_a_failed_reset_leaves_the_sub_env_rngs_alone():
+    a, b = native("AEGym/SoundMatch-v0"), native("AEGym/SoundMatch-v0")
+    a.reset(seed=3)
+    b.reset(seed=3)
+    with pytest.raises(ValueError, match="target_index"):
+        a.reset(seed=99, options={"target_index": [0.5, 1, 2]})
+    np.testing.assert_array_equal(a.reset()[0], b.reset()[0])
+
+
+def test_bad_action_types_name_the_argument():
+    env = native("AEGym/SoundMatch-v0")
+    env.reset(seed=0)
+    for bad in ("left", {"a": 1}, [["x"] * 4] * 3):
+        with pytest.raises(ValueError, match=r"actions must be a finite float array"):
+            env.step(bad)
+    with pytest.raises(ValueError, match="requires_grad"):
+        env.step(torch.zeros(3, 4, requires_grad=True))
+    obs, *_ = env.step(torch.zeros(3, 4))
+    assert np.isfinite(obs).all()

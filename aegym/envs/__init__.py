@@ -44,7 +44,15 @@ ENV_SPECS: tuple[EnvSpec, ...] = (
 
 
 def register_envs() -> None:
-    """Register every aegym id (idempotent)."""
+    """Register every aegym id (idempotent).
+
+    Gymnasium's passive env checker is off by default for these ids: its wrapper marks
+    the first reset as checked *before* calling it, so one first reset that raises
+    (bad ``options``) leaves it holding ``None`` and every later ``step`` fails with a
+    ``TypeError``. aegym's envs pass Gymnasium's full ``check_env`` (and SB3's) in
+    the test suite instead; ``gymnasium.make(id, disable_env_checker=False)`` still
+    turns the passive checker on.
+    """
     for spec in ENV_SPECS:
         if spec.id in registry:
             continue
@@ -53,7 +61,7 @@ def register_envs() -> None:
             entry_point=spec.entry_point,
             vector_entry_point=spec.vector_entry_point,
             max_episode_steps=spec.max_episode_steps,
-            disable_env_checker=False,
+            disable_env_checker=True,
         )
 
 

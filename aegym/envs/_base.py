@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from aegym.audio_io import write_wav
-from aegym.envs._common import check_action
+from aegym.envs._common import check_action, fixed_threads
 from aegym.targets import TargetSet
 
 
@@ -22,12 +22,20 @@ class CoreEnv(gym.Env):
     provides ``draw_reset`` (the family's per-episode random start, shared with the
     native vector env), ``_info`` (per-step info beyond the common keys) and
     ``_audio(which)``. Reset, step, action checks and WAV export live here.
+
+    Every torch computation of a single env runs on one intra-op thread
+    (:func:`aegym.envs._common.fixed_threads`): the same seed and actions give
+    bit-identical results in any process (``SyncVectorEnv`` or ``AsyncVectorEnv``
+    workers, any ``torch.set_num_threads``). A reset that raises (bad options) leaves
+    the env needing a good reset: ``step`` raises until then instead of stepping a
+    half-reset episode.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 4}
     draw_reset: ClassVar[Callable[..., tuple[torch.Tensor, ...]]]
     core: Any
     config: Any
+    _needs_reset: bool = True
 
     def _set_render_mode(self, render_mode: str | None) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -44,17 +52,25 @@ class CoreEnv(gym.Env):
     def _audio(self, which: str) -> torch.Tensor:
         raise NotImplementedError
 
+    @fixed_threads
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
+        self._needs_reset = True
         super().reset(seed=seed)
-        args = type(self).draw_reset(self.np_random, self.core, options)
+        args = type(self).draw_reset(self.np_random, self.core, options)  # validates options
         obs = self.core.reset(torch.tensor([True]), *(a[None] for a in args))
+        self._needs_reset = False
         info = self._info()
         info.update(diverged=False, reward_terms={})
         return obs[0].cpu().numpy(), info
 
+    @fixed_threads
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._needs_reset:
+            raise RuntimeError(
+                f"{type(self).__name__}.step called before a successful reset: call reset()"
+            )
         arr = check_action(action, self.action_space.shape)
         res = self.core.step(torch.from_numpy(arr)[None])
         info = self._info()

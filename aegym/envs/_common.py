@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
-from collections.abc import Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import torch
 
+from aegym._checks import check_range
 from aegym.features import Features
 from aegym.synth import KnobSpace
 
@@ -53,10 +55,22 @@ PROFILE_BANDS = 16
 N_STATS = 5
 #: Observation entries other than knobs are clipped to [-OBS_LIMIT, OBS_LIMIT].
 OBS_LIMIT = 10.0
+#: Allowed ``max_move`` (largest normalized knob change per step) of every knob env.
+MAX_MOVE_RANGE = (1e-4, 1.0)
+
+
+def check_max_move(value: Any) -> float:
+    """``max_move`` validated against :data:`MAX_MOVE_RANGE` (the same in every knob env)."""
+    return check_range("max_move", value, *MAX_MOVE_RANGE)
 
 
 def resolve_free_knobs(free_knobs: str | Sequence[str], space: KnobSpace) -> tuple[str, ...]:
     """Turn a preset name or a list of knob names into a validated tuple of names."""
+    if not isinstance(free_knobs, (str, Sequence)):
+        raise TypeError(
+            f"free_knobs must be one of {sorted(KNOB_PRESETS)} or a list of knob names, "
+            f"got {free_knobs!r}"
+        )
     if isinstance(free_knobs, str):
         if free_knobs not in KNOB_PRESETS:
             raise ValueError(
@@ -65,6 +79,9 @@ def resolve_free_knobs(free_knobs: str | Sequence[str], space: KnobSpace) -> tup
             )
         return KNOB_PRESETS[free_knobs]
     names = tuple(free_knobs)
+    bad = [n for n in names if not isinstance(n, str)]
+    if bad:
+        raise TypeError(f"free_knobs must hold knob names (str), got {bad[0]!r} in {names!r}")
     if not names:
         raise ValueError("free_knobs must name at least one knob")
     if len(set(names)) != len(names):
@@ -84,22 +101,41 @@ def spectral_profile(features: Features) -> torch.Tensor:
     return (pooled + 5.0) / 5.0
 
 
-def check_action(action: Any, shape: tuple[int, ...]) -> np.ndarray:
+def check_action(action: Any, shape: tuple[int, ...], name: str = "action") -> np.ndarray:
     """Validate an action: array-like of ``shape``, finite. Returns float32, *unclipped*.
 
-    :raises ValueError: wrong shape or NaN/inf, naming what was expected.
+    Accepts numpy arrays, sequences and torch tensors (CPU or not, without grad).
+
+    :raises ValueError: not numeric, wrong shape or NaN/inf, naming what was expected.
     """
+    what = f"{name} must be a finite float array of shape {shape}"
+    if isinstance(action, torch.Tensor):
+        if action.requires_grad:
+            raise ValueError(
+                f"{what}, got a tensor with requires_grad=True (the env does not "
+                "differentiate through actions: pass action.detach())"
+            )
+        action = action.cpu().numpy()
+    if isinstance(action, (str, bytes, dict)):
+        raise ValueError(f"{what}, got {type(action).__name__} {action!r}")
     try:
         arr = np.asarray(action, dtype=np.float32)
     except (TypeError, ValueError):
-        raise ValueError(
-            f"action must be a float array of shape {shape}, got {type(action).__name__}"
-        ) from None
+        raise ValueError(f"{what}, got {type(action).__name__} {action!r}") from None
     if arr.shape != shape:
-        raise ValueError(f"action must have shape {shape}, got {arr.shape}")
+        raise ValueError(f"{what}, got shape {arr.shape}")
     if not np.isfinite(arr).all():
-        raise ValueError(f"action must be finite, got {arr.tolist()}")
+        raise ValueError(f"{what}, got non-finite values {arr.tolist()}")
     return arr
+
+
+def check_target_index(value: Any, n_targets: int, name: str = "options['target_index']") -> int:
+    """``value`` as a target index: a (numpy) int in ``[0, n_targets)``, never a bool,
+    a float or a string (no silent rounding)."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    if not ok or not 0 <= value < n_targets:
+        raise ValueError(f"{name} must be an int in [0, {n_targets}), got {value!r}")
+    return int(value)
 
 
 def target_index_option(
@@ -109,9 +145,7 @@ def target_index_option(
     idx = (options or {}).get("target_index")
     if idx is None:
         return int(rng.integers(n_targets))
-    if isinstance(idx, bool) or not isinstance(idx, (int, np.integer)) or not 0 <= idx < n_targets:
-        raise ValueError(f"options['target_index'] must be an int in [0, {n_targets}), got {idx!r}")
-    return int(idx)
+    return check_target_index(idx, n_targets)
 
 
 def limit_threads_in_worker() -> None:
@@ -122,6 +156,36 @@ def limit_threads_in_worker() -> None:
     """
     if multiprocessing.current_process().name != "MainProcess":
         torch.set_num_threads(1)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+#: torch intra-op threads of every single-env computation (see :func:`fixed_threads`).
+SINGLE_ENV_THREADS = 1
+
+
+def fixed_threads(fn: _F) -> _F:
+    """Run ``fn`` with torch at :data:`SINGLE_ENV_THREADS` intra-op threads.
+
+    Float reductions split across threads sum in a different order, so the same
+    seed would give results that differ in the last bits between a process with 2
+    threads and an ``AsyncVectorEnv`` worker with 1. Pinning the single env's torch
+    work to one thread makes it bit-for-bit reproducible whatever the process layout
+    (B = 1 work gains little from more threads). The caller's setting is restored.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        before = torch.get_num_threads()
+        if before == SINGLE_ENV_THREADS:
+            return fn(*args, **kwargs)
+        torch.set_num_threads(SINGLE_ENV_THREADS)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(before)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _colormap() -> np.ndarray:

@@ -14,6 +14,8 @@ from aegym._checks import check_int, check_positive
 from aegym.envs._base import CoreEnv
 from aegym.envs._common import (
     CoreStep,
+    check_max_move,
+    fixed_threads,
     limit_threads_in_worker,
     resolve_free_knobs,
     spectrogram_image,
@@ -32,7 +34,10 @@ class LiveConfig:
 
     :param sample_rate: audio rate in Hz.
     :param window_s: analysis window (features, reward) in seconds, 0.25–1.0.
-    :param hop_s: new audio per step in seconds (< window: windows overlap).
+    :param hop_s: new audio per step in seconds (< window: windows overlap), rounded
+        to a whole number of the synth's 128-sample control blocks (the filter's control
+        rate): at 16 kHz, 0.125 s is 2048 samples = 0.128 s. :attr:`hop_samples` is the
+        exact hop.
     :param free_knobs: knobs the agent moves; the others follow the target.
     :param max_move: largest change of a normalized knob per step.
     :param segment_steps: steps the target takes to glide from one waypoint to the next.
@@ -58,9 +63,20 @@ class LiveConfig:
         if self.hop_s > self.window_s:
             raise ValueError(f"hop_s ({self.hop_s}) must not exceed window_s ({self.window_s})")
         object.__setattr__(self, "free_knobs", resolve_free_knobs(self.free_knobs, KnobSpace()))
-        check_positive("max_move", self.max_move)
+        check_max_move(self.max_move)
         check_int("segment_steps", self.segment_steps, 1)
         check_int("history", self.history, 4)
+
+    @property
+    def hop_samples(self) -> int:
+        """The hop actually rendered per step: ``hop_s`` rounded to whole control blocks."""
+        block = SynthConfig(self.sample_rate, duration_s=self.window_s).control_block
+        return max(block, round(self.hop_s * self.sample_rate / block) * block)
+
+    @property
+    def window_samples(self) -> int:
+        """Samples in the analysis window (never shorter than one hop)."""
+        return max(self.hop_samples, round(self.window_s * self.sample_rate))
 
 
 class LiveCore:
@@ -79,9 +95,8 @@ class LiveCore:
         self.device = torch.device(device)
         sr = config.sample_rate
         self.voice = Voice(SynthConfig(sr, duration_s=config.window_s)).to(self.device)
-        block = self.voice.config.control_block
-        self.hop = max(block, round(config.hop_s * sr / block) * block)
-        self.window = max(self.hop, round(config.window_s * sr))
+        self.hop = config.hop_samples
+        self.window = config.window_samples
         self.space = self.voice.knob_space
         self.encoder = FeatureEncoder(FeatureConfig(sample_rate=sr)).to(self.device)
         self.reward_fn = CompositeReward(config.reward)
@@ -279,7 +294,8 @@ class SoundMatchLiveEnv(CoreEnv):
 
     ## Episode End
     - Termination: none (a tracking task).
-    - Truncation: after ``max_episode_steps`` (64 steps = 8 s at the default hop).
+    - Truncation: after ``max_episode_steps`` (64 steps = 8.19 s at the default hop,
+      0.125 s rounded to 2048 samples = 0.128 s at 16 kHz; see ``LiveConfig.hop_s``).
 
     ## Arguments
     ``gymnasium.make("AEGym/SoundMatchLive-v0", target=None, free_knobs="easy",
@@ -293,6 +309,7 @@ class SoundMatchLiveEnv(CoreEnv):
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 8}
     draw_reset = staticmethod(draw_reset)
 
+    @fixed_threads
     def __init__(
         self,
         target: Any = None,

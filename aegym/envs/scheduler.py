@@ -23,6 +23,7 @@ from aegym.controller import (
 from aegym.envs._base import CoreEnv
 from aegym.envs._common import (
     CoreStep,
+    fixed_threads,
     limit_threads_in_worker,
     spectrogram_image,
     target_index_option,
@@ -593,6 +594,7 @@ class SchedulerGainsEnv(CoreEnv):
 
     draw_reset = staticmethod(draw_reset)
 
+    @fixed_threads
     def __init__(
         self,
         target: Any = None,

@@ -10,13 +10,15 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from aegym._checks import check_int, check_positive, check_range
+from aegym._checks import check_int, check_positive
 from aegym.envs._base import CoreEnv
 from aegym.envs._common import (
     N_STATS,
     OBS_LIMIT,
     PROFILE_BANDS,
     CoreStep,
+    check_max_move,
+    fixed_threads,
     limit_threads_in_worker,
     resolve_free_knobs,
     spectral_profile,
@@ -57,7 +59,7 @@ class SoundMatchConfig:
         check_int("sample_rate", self.sample_rate, 4000)
         check_positive("duration_s", self.duration_s)
         object.__setattr__(self, "free_knobs", resolve_free_knobs(self.free_knobs, KnobSpace()))
-        check_range("max_move", self.max_move, 1e-4, 1.0)
+        check_max_move(self.max_move)
         check_positive("success_distance", self.success_distance)
         check_int("history", self.history, 4)
         if self.start not in ("random", "default"):
@@ -302,6 +304,7 @@ class SoundMatchEnv(CoreEnv):
 
     draw_reset = staticmethod(draw_reset)
 
+    @fixed_threads
     def __init__(
         self,
         target: Any = None,

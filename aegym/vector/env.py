@@ -22,7 +22,7 @@ from gymnasium.vector.utils import batch_space
 
 from aegym._checks import check_int
 from aegym.envs import live, scheduler, sound_match
-from aegym.envs._common import CoreStep
+from aegym.envs._common import CoreStep, check_action, check_target_index
 
 #: env class -> its module's ``draw_reset(rng, core, options)``.
 _DRAW: dict[type, Callable[..., tuple[torch.Tensor, ...]]] = {
@@ -84,15 +84,34 @@ class AEGymVectorEnv(VectorEnv):
         self._autoreset = np.zeros(num_envs, dtype=bool)
 
     # ----------------------------------------------------------------------------------
-    def _reset_envs(self, mask: np.ndarray, options: dict[str, Any] | None) -> torch.Tensor:
+    def _per_env_options(self, options: dict[str, Any] | None) -> list[dict[str, Any] | None]:
+        """Each sub-env's reset options; ``options["target_index"]`` may be one int for
+        all or a sequence of N ints. Validated before any state changes."""
+        if options is not None and not isinstance(options, dict):
+            raise ValueError(f"options must be a dict or None, got {type(options).__name__}")
+        if not options or "target_index" not in options:
+            return [options] * self.num_envs
+        idx, n = options["target_index"], len(self.core.targets)
+        if isinstance(idx, (str, bytes)) or np.ndim(idx) == 0:
+            if idx is not None:
+                check_target_index(idx, n)
+            return [options] * self.num_envs
+        if np.ndim(idx) != 1 or len(idx) != self.num_envs:
+            raise ValueError(
+                f"options['target_index'] must be an int or a sequence of {self.num_envs} "
+                f"ints (one per sub-env), got {idx!r}"
+            )
+        values = [i.item() if isinstance(i, np.generic) else i for i in idx]
+        for k, v in enumerate(values):
+            check_target_index(v, n, f"options['target_index'][{k}]")
+        return [{**options, "target_index": v} for v in values]
+
+    def _reset_envs(
+        self, mask: np.ndarray, per_env_opts: list[dict[str, Any] | None]
+    ) -> torch.Tensor:
         """Draw starts for the masked sub-envs from their own RNGs and reset them."""
         idx = np.flatnonzero(mask)
-        per_env = []
-        for i in idx:
-            opts = options
-            if options and "target_index" in options and np.ndim(options["target_index"]) > 0:
-                opts = {**options, "target_index": int(options["target_index"][i])}
-            per_env.append(self._draw(self._rngs[i], self.core, opts))
+        per_env = [self._draw(self._rngs[i], self.core, per_env_opts[i]) for i in idx]
         batch = []
         for k, first in enumerate(per_env[0]):
             full = torch.zeros((self.num_envs, *first.shape), dtype=first.dtype)
@@ -109,15 +128,19 @@ class AEGymVectorEnv(VectorEnv):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Reset all sub-envs. ``seed`` int -> sub-env i gets ``seed + i``; a list gives
         each its own. ``options["target_index"]`` may be an int or one int per env."""
+        per_env_opts = self._per_env_options(options)
         if seed is not None:
-            seeds = (
-                [seed + i for i in range(self.num_envs)] if isinstance(seed, int) else list(seed)
-            )
+            if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+                seeds: list[int | None] = [int(seed) + i for i in range(self.num_envs)]
+            elif isinstance(seed, Sequence) and not isinstance(seed, str):
+                seeds = list(seed)
+            else:
+                raise ValueError(f"seed must be an int, a list of ints or None, got {seed!r}")
             if len(seeds) != self.num_envs:
                 raise ValueError(f"seed list must have {self.num_envs} entries, got {len(seeds)}")
             self._rngs = [seeding.np_random(s)[0] for s in seeds]
         mask = np.ones(self.num_envs, dtype=bool)
-        obs = self._reset_envs(mask, options)
+        obs = self._reset_envs(mask, per_env_opts)
         self._autoreset[:] = False
         return obs.cpu().numpy(), self._info(mask, None)
 
@@ -141,12 +164,7 @@ class AEGymVectorEnv(VectorEnv):
     def step(
         self, actions: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        shape = self.action_space.shape
-        arr = np.asarray(actions, dtype=np.float32)
-        if arr.shape != shape:
-            raise ValueError(f"actions must have shape {shape}, got {arr.shape}")
-        if not np.isfinite(arr).all():
-            raise ValueError("actions must be finite (NaN/inf found)")
+        arr = check_action(actions, self.action_space.shape, "actions")
         res = self.core.step(torch.from_numpy(arr))
         self._elapsed += 1
         obs = res.obs.cpu().numpy()
@@ -160,7 +178,7 @@ class AEGymVectorEnv(VectorEnv):
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             redo = self._autoreset
             if redo.any():  # these sub-envs ended last step: this step only resets them
-                obs = self._reset_envs(redo, None).cpu().numpy()
+                obs = self._reset_envs(redo, [None] * self.num_envs).cpu().numpy()
                 reward[redo], term[redo], trunc[redo] = 0.0, False, False
                 fresh = self._info(everyone, None)  # distances after the reset
                 info.update(fresh)
@@ -176,7 +194,7 @@ class AEGymVectorEnv(VectorEnv):
                 info["_final_obs"] = done
                 info["final_info"] = dict(info)
                 info["_final_info"] = done
-                obs = self._reset_envs(done, None).cpu().numpy()
+                obs = self._reset_envs(done, [None] * self.num_envs).cpu().numpy()
         return obs, reward, term, trunc, info
 
     def render(self) -> tuple[np.ndarray, ...] | None:
