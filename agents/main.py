@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(BenchArgs, argv, prog="python -m agents.main")
     try:
         result = bench(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # OSError: an output folder that is a file, ...
         print(f"error: {err}")
         return 2
     ev = result.evaluation

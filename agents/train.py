@@ -3,30 +3,50 @@
 ``python -m agents train --env-id AEGym/SoundMatch-v0 --algo ppo --total-timesteps 20000``
 
 A run lives in ``{output_dir}/{env}__{algo}__{seed}__{unix time}`` (``/`` in the env id
-becomes ``-``): ``config.json`` (arguments, resolved hyperparameters, versions),
-TensorBoard events and ``progress*.csv`` (SB3's losses plus every reward term, the
-distance and, on SchedulerGains, α/μ/σ — see :class:`agents.callbacks.EnvSignalsCallback`),
+becomes ``-``): ``config.json`` (arguments, resolved hyperparameters, versions, the
+command line; what resume reads), ``model_card.json`` and ``README.md`` (what a user
+needs to reload and rerun the agent: env id and kwargs, algorithm and resolved
+hyperparameters, seed, package versions, the exact command line), TensorBoard events and
+``progress*.csv`` (SB3's losses plus every reward term, the distance and, on
+SchedulerGains, α/μ/σ — see :class:`agents.callbacks.EnvSignalsCallback`),
 ``checkpoints/step_XXXXXXXXX.zip`` (+ ``_replay.pkl`` for SAC) and ``model.zip``.
+``python -m agents evaluate RUN_DIR`` evaluates a run from its folder alone.
 
 Training runs in chunks of ``checkpoint_every`` steps. At the start of every chunk the
 envs are reset and every generator (python, numpy, torch, envs, action space) is seeded
 from ``(seed, steps so far)``; at its end a checkpoint is written atomically (temp file
 + ``os.replace``). Resuming from a checkpoint therefore continues exactly as the
 uninterrupted run does — same parameters after the same number of steps.
+
+Checkpoints survive a kill at any instant (``kill -9`` included): checkpoint N's replay
+buffer is written first, then ``step_N.zip``, and only then is checkpoint N−1's replay
+buffer deleted, so the newest zip that has its replay buffer is always complete and
+resumable (:func:`latest_checkpoint` only returns such a zip). Temp files a kill left
+behind, and replay buffers without their zip, are removed when the run starts or resumes.
 """
 
 from __future__ import annotations
 
 import copy
+import datetime
+import importlib
+import inspect
 import io
 import json
+import os
 import platform
 import re
+import shlex
+import sys
+import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+import zipfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import stable_baselines3
 import torch
@@ -56,6 +76,20 @@ ALGO_CLASSES: dict[str, type[BaseAlgorithm]] = {
 }
 
 _CKPT = re.compile(r"^step_(\d+)\.zip$")
+_REPLAY = re.compile(r"^step_(\d+)_replay\.pkl$")
+
+#: Temp files of :func:`atomic_write_bytes` (``.{name}.{random}.tmp``).
+_TEMP_GLOB = ".*.tmp"
+
+#: SB3 constructor arguments that :func:`build_model` sets itself.
+_RESERVED_KWARGS = frozenset(
+    {"policy", "env", "seed", "device", "verbose", "_init_setup_model", "shaping", "reference",
+     "potential_fn"}
+)  # fmt: skip
+
+#: Files of a run folder that describe the trained agent.
+MODEL_CARD = "model_card.json"
+RUN_README = "README.md"
 
 
 @dataclass
@@ -80,7 +114,8 @@ class TrainArgs:
     checkpoint_every: int = 10_000
     """env steps between checkpoints (rounded up to whole rollouts)"""
     resume: str | None = None
-    """checkpoint .zip to resume from (its run's config.json supplies every other setting)"""
+    """checkpoint .zip or run folder to resume from (a folder: its newest resumable
+    checkpoint); the run's config.json supplies every other setting"""
     native_vec: bool = True
     """use aegym's native batched vector env when available (else DummyVecEnv)"""
     hyperparams: dict[str, Any] = field(default_factory=dict)
@@ -122,22 +157,193 @@ def _positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def _entry_class(env_id: str) -> Any:
+    aegym.register_envs()
+    entry = gym.spec(env_id).entry_point
+    if isinstance(entry, str):
+        module, _, name = entry.partition(":")
+        return getattr(importlib.import_module(module), name)
+    return entry
+
+
+def allowed_env_kwargs(env_id: str) -> tuple[str, ...] | None:
+    """Keyword arguments the env ``env_id`` takes (None: it takes any).
+
+    :param env_id: a supported env id.
+    :raises ValueError: unknown env id.
+    """
+    params = inspect.signature(_entry_class(check_env_id(env_id))).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    # render_mode is the caller's (evaluation renders with its own), not a setting.
+    return tuple(
+        n
+        for n, p in params.items()
+        if n != "render_mode" and p.kind is not inspect.Parameter.VAR_POSITIONAL
+    )
+
+
+def check_env_kwargs(env_id: str, env_kwargs: Any) -> dict[str, Any]:
+    """Return ``env_kwargs`` if ``env_id`` takes every key.
+
+    :param env_id: a supported env id.
+    :param env_kwargs: env keyword arguments.
+    :raises ValueError: not a dict, or unknown keys (naming them and the allowed ones).
+    """
+    if not isinstance(env_kwargs, dict):
+        raise ValueError(f"env_kwargs must be a JSON object, got {env_kwargs!r}")
+    allowed = allowed_env_kwargs(env_id)
+    if allowed is not None:
+        unknown = sorted(set(env_kwargs) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"unknown env_kwargs {', '.join(map(repr, unknown))} for {env_id}; "
+                f"allowed: {', '.join(allowed)}"
+            )
+    return env_kwargs
+
+
+def allowed_hyperparams(algo: str) -> tuple[str, ...]:
+    """SB3 constructor arguments ``hyperparams`` may set for ``algo`` (sorted).
+
+    :param algo: algorithm name.
+    :raises ValueError: unknown algorithm.
+    """
+    names: set[str] = set()
+    for klass in ALGO_CLASSES[check_algo(algo)].__mro__:
+        if not issubclass(klass, BaseAlgorithm) or klass is BaseAlgorithm:
+            break
+        params = inspect.signature(klass).parameters
+        names |= {
+            n
+            for n, p in params.items()
+            if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+        }
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            break  # the parent's arguments are not forwarded
+    return tuple(sorted(names - _RESERVED_KWARGS))
+
+
+def check_hyperparams(algo: str, hyperparams: Any) -> dict[str, Any]:
+    """Return ``hyperparams`` if ``algo``'s SB3 class takes every key.
+
+    :param algo: algorithm name.
+    :param hyperparams: overrides of the SB3 constructor arguments.
+    :raises ValueError: not a dict, unknown keys (naming them and the allowed ones), or a
+        ``policy_kwargs`` that is not a dict.
+    """
+    if not isinstance(hyperparams, dict):
+        raise ValueError(f"hyperparams must be a JSON object, got {hyperparams!r}")
+    allowed = allowed_hyperparams(algo)
+    unknown = sorted(set(hyperparams) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"unknown hyperparams {', '.join(map(repr, unknown))} for algo {algo!r}; "
+            f"allowed: {', '.join(allowed)}"
+        )
+    policy_kwargs = hyperparams.get("policy_kwargs", {})
+    if not isinstance(policy_kwargs, dict):
+        raise ValueError(f"hyperparams policy_kwargs must be a JSON object, got {policy_kwargs!r}")
+    return hyperparams
+
+
+def check_output_dir(output_dir: str, run_name: str | None = None) -> None:
+    """Check that run folders can be created in ``output_dir`` (without creating any).
+
+    The nearest existing folder on the way is probed by creating and removing a temp
+    folder in it, which also catches read-only mounts and root-squashed shares.
+
+    :param output_dir: the folder that receives run folders (created if missing).
+    :param run_name: the run folder's name, if fixed.
+    :raises NotADirectoryError: ``output_dir`` (or a folder above it, or the run folder)
+        is a file.
+    :raises PermissionError: no folder can be created there.
+    """
+    out = Path(output_dir)
+    if run_name is not None and (out / run_name).exists() and not (out / run_name).is_dir():
+        raise NotADirectoryError(
+            f"run_name {run_name!r}: {str(out / run_name)!r} is a file, not a run folder"
+        )
+    probe = out
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        what = "is a file" if probe == out else f"is inside {str(probe)!r}, which is a file"
+        raise NotADirectoryError(
+            f"output_dir {output_dir!r} {what}; it must be a folder (or not exist yet)"
+        )
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".aegym-write-check-", dir=probe))
+    except OSError as err:
+        raise PermissionError(
+            f"output_dir {output_dir!r} is not writable: cannot create folders in "
+            f"{str(probe)!r} ({err.strerror or err})"
+        ) from None
+
+
+def _run_algo(run_dir: Path) -> str | None:
+    try:
+        return str(json.loads((run_dir / "config.json").read_text())["args"]["algo"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _off_policy(algo: str | None) -> bool:
+    cls = ALGO_CLASSES.get(algo or "")
+    return cls is not None and issubclass(cls, OffPolicyAlgorithm)
+
+
+def resolve_resume(resume: str) -> Path:
+    """The checkpoint that ``resume`` (a checkpoint ``.zip`` or a run folder) names.
+
+    :param resume: checkpoint or run folder.
+    :raises FileNotFoundError: no such checkpoint, not inside a run folder, a run folder
+        without a resumable checkpoint, or an off-policy checkpoint without its replay
+        buffer.
+    """
+    path = Path(resume)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"resume {resume!r} is a folder but not a run folder (no config.json in it)"
+            )
+        ckpt = latest_checkpoint(path)
+        if ckpt is None:
+            replay = ", with its _replay.pkl" if _off_policy(_run_algo(path)) else ""
+            raise FileNotFoundError(
+                f"resume {resume!r}: the run folder holds no resumable checkpoint "
+                f"(checkpoints/step_*.zip{replay})"
+            )
+        return ckpt
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint to resume from not found: {resume!r}")
+    run_dir = path.parent.parent
+    if not (run_dir / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{resume!r} is not inside a run folder (expected {run_dir / 'config.json'})"
+        )
+    if _off_policy(_run_algo(run_dir)) and not replay_path(path).is_file():
+        raise FileNotFoundError(
+            f"replay buffer of the checkpoint not found: {str(replay_path(path))!r} "
+            f"(resume from the run folder to pick its newest resumable checkpoint)"
+        )
+    return path
+
+
 def validate_args(args: TrainArgs) -> None:
     """Check the arguments, naming the bad value and what is allowed.
 
+    Nothing is created: a run that fails here leaves no run folder behind.
+
     :param args: the arguments.
-    :raises ValueError: unknown env id or algorithm, non-positive counts, bad overrides.
+    :raises ValueError: unknown env id, algorithm, env kwarg or hyperparameter,
+        non-positive counts, bad overrides.
     :raises FileNotFoundError: a resume checkpoint that does not exist.
+    :raises NotADirectoryError: an output folder that is a file.
+    :raises PermissionError: an output folder that cannot be written.
     """
     if args.resume is not None:
-        path = Path(args.resume)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint to resume from not found: {args.resume!r}")
-        if not (path.parent.parent / "config.json").is_file():
-            raise FileNotFoundError(
-                f"{args.resume!r} is not inside a run folder (expected "
-                f"{path.parent.parent / 'config.json'})"
-            )
+        resolve_resume(args.resume)
     check_env_id(args.env_id)
     check_algo(args.algo)
     _positive_int("total_timesteps", args.total_timesteps)
@@ -145,6 +351,10 @@ def validate_args(args: TrainArgs) -> None:
     _positive_int("torch_threads", args.torch_threads)
     if args.n_envs is not None:
         _positive_int("n_envs", args.n_envs)
+    check_env_kwargs(args.env_id, args.env_kwargs)
+    check_hyperparams(args.algo, args.hyperparams)
+    if not isinstance(args.shaping, dict):
+        raise ValueError(f"shaping must be a JSON object, got {args.shaping!r}")
     if args.shaping and args.algo != "shaped_ppo":
         raise ValueError(f"shaping overrides only apply to algo 'shaped_ppo', not {args.algo!r}")
     if args.shaping:
@@ -152,6 +362,8 @@ def validate_args(args: TrainArgs) -> None:
         unknown = sorted(set(args.shaping) - allowed)
         if unknown:
             raise ValueError(f"unknown shaping fields {unknown}; allowed: {sorted(allowed)}")
+    if args.resume is None:
+        check_output_dir(args.output_dir, args.run_name)
 
 
 def resolve_settings(args: TrainArgs) -> AlgoSettings:
@@ -213,36 +425,138 @@ def replay_path(checkpoint: Path) -> Path:
     return checkpoint.with_name(checkpoint.stem + "_replay.pkl")
 
 
+def _remove(path: Path) -> None:
+    """Delete a file of a run folder (one place, so tests can interrupt it)."""
+    path.unlink(missing_ok=True)
+
+
 def save_checkpoint(model: BaseAlgorithm, ckpt_dir: Path) -> Path:
     """Write ``step_{num_timesteps:09d}.zip`` (and the replay buffer of off-policy
-    models, keeping only the newest) atomically.
+    models, keeping only the newest) atomically, in an order that survives a kill at
+    any instant: replay buffer N, then ``step_N.zip``, then delete the older replay
+    buffers. Until ``step_N.zip`` exists the previous checkpoint keeps its replay buffer.
 
     :param model: the model.
     :param ckpt_dir: the run's checkpoint folder.
     """
     path = ckpt_dir / f"step_{model.num_timesteps:09d}.zip"
-    if isinstance(model, OffPolicyAlgorithm) and model.replay_buffer is not None:
+    off_policy = isinstance(model, OffPolicyAlgorithm) and model.replay_buffer is not None
+    if off_policy:
         buf = io.BytesIO()
-        save_to_pkl(buf, model.replay_buffer)
+        save_to_pkl(buf, model.replay_buffer)  # type: ignore[union-attr]
         atomic_write_bytes(replay_path(path), buf.getvalue())
-        for old in ckpt_dir.glob("step_*_replay.pkl"):
-            if old != replay_path(path):
-                old.unlink()
+        del buf
     save_model_atomic(model, path)
+    if off_policy:
+        for old in sorted(ckpt_dir.glob("step_*_replay.pkl")):
+            if old != replay_path(path):
+                _remove(old)
     return path
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
+def latest_checkpoint(run_dir: str | Path, resumable: bool = True) -> Path | None:
     """The checkpoint with the most steps in a run folder, or None.
 
     :param run_dir: a run folder.
+    :param resumable: for off-policy runs (SAC; from the run's config.json, else: any
+        replay buffer in the folder), only checkpoints whose replay buffer exists — what
+        resume needs. ``False``: any checkpoint (each zip is complete: written
+        atomically), e.g. to evaluate it.
     """
+    ckpt_dir = Path(run_dir) / "checkpoints"
     found = []
-    for p in (Path(run_dir) / "checkpoints").glob("step_*.zip"):
+    for p in ckpt_dir.glob("step_*.zip"):
         m = _CKPT.match(p.name)
         if m:
             found.append((int(m.group(1)), p))
+    if resumable:
+        algo = _run_algo(Path(run_dir))
+        needs_replay = (
+            _off_policy(algo) if algo is not None else any(ckpt_dir.glob("step_*_replay.pkl"))
+        )
+        if needs_replay:
+            found = [(n, p) for n, p in found if replay_path(p).is_file()]
     return max(found)[1] if found else None
+
+
+def saved_timesteps(path: str | Path) -> int | None:
+    """``num_timesteps`` stored in a saved model's ``data`` (None: unreadable).
+
+    :param path: a ``.zip`` written by ``model.save``.
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return int(json.loads(zf.read("data"))["num_timesteps"])
+    except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile):
+        return None
+
+
+def run_model_path(run_dir: str | Path) -> Path | None:
+    """The model of a run folder: ``model.zip``, or the newest checkpoint when training
+    was interrupted (no ``model.zip``, or a resumed run stopped past it); None if neither.
+
+    :param run_dir: a run folder.
+    """
+    model = Path(run_dir) / "model.zip"
+    ckpt = latest_checkpoint(run_dir, resumable=False)
+    if not model.is_file():
+        return ckpt
+    if ckpt is not None:
+        ckpt_steps = int(_CKPT.match(ckpt.name).group(1))  # type: ignore[union-attr]
+        model_steps = saved_timesteps(model)
+        if model_steps is not None and ckpt_steps > model_steps:
+            return ckpt
+    return model
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """A run folder's ``config.json``.
+
+    :param run_dir: a run folder.
+    :raises FileNotFoundError: not a folder, or no config.json in it.
+    :raises ValueError: config.json is not a run config.
+    """
+    folder = Path(run_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"run folder not found: {str(run_dir)!r}")
+    cfg = folder / "config.json"
+    if not cfg.is_file():
+        raise FileNotFoundError(
+            f"{str(run_dir)!r} is not a run folder: no config.json in it (train writes one)"
+        )
+    try:
+        config = json.loads(cfg.read_text())
+        for value in (config["args"]["env_id"], config["args"]["algo"], config["env_kwargs"]):
+            if value is None:
+                raise TypeError("null value")
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(
+            f"{str(cfg)!r} is not a run config (needs args.env_id, args.algo, env_kwargs): "
+            f"{type(err).__name__}: {err}"
+        ) from None
+    return config
+
+
+def clean_run_dir(run_dir: Path) -> list[Path]:
+    """Remove what a kill can leave in a run folder: temp files of interrupted atomic
+    writes, and replay buffers whose checkpoint zip was never written.
+
+    :param run_dir: a run folder (nothing else may be writing to it).
+    :return: the removed files.
+    """
+    removed: list[Path] = []
+    ckpt_dir = run_dir / "checkpoints"
+    for folder in (run_dir, ckpt_dir):
+        for tmp in sorted(folder.glob(_TEMP_GLOB)):
+            if tmp.is_file():
+                _remove(tmp)
+                removed.append(tmp)
+    for rp in sorted(ckpt_dir.glob("step_*_replay.pkl")):
+        m = _REPLAY.match(rp.name)
+        if m and not (ckpt_dir / f"step_{m.group(1)}.zip").is_file():
+            _remove(rp)
+            removed.append(rp)
+    return removed
 
 
 def _versions() -> dict[str, str]:
@@ -250,9 +564,205 @@ def _versions() -> dict[str, str]:
         "aegym": aegym.__version__,
         "stable_baselines3": stable_baselines3.__version__,
         "torch": torch.__version__,
+        "gymnasium": gym.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
+        "platform": platform.platform(),
     }
+
+
+def equivalent_command(args: TrainArgs) -> list[str]:
+    """A ``python -m agents train`` command line that trains with ``args``.
+
+    :param args: the arguments.
+    """
+    words = ["python", "-m", "agents", "train"]
+    defaults = TrainArgs()
+    for f in fields(TrainArgs):
+        value = getattr(args, f.name)
+        if value == getattr(defaults, f.name) and f.name not in ("env_id", "algo", "seed"):
+            continue
+        flag = f"--{f.name.replace('_', '-')}"
+        if isinstance(value, bool):
+            words.append(flag if value else f"--no-{f.name.replace('_', '-')}")
+        elif isinstance(value, dict):
+            words += [flag, json.dumps(value)]
+        elif value is not None:
+            words += [flag, str(value)]
+    return words
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def model_card(
+    run_dir: Path,
+    config: dict[str, Any],
+    args: TrainArgs,
+    num_timesteps: int,
+    model_file: Path | None,
+) -> dict[str, Any]:
+    """What a user needs to reload and rerun the run's agent (``model_card.json``).
+
+    :param run_dir: the run folder.
+    :param config: the run's config.json content.
+    :param args: the arguments of this call (after resume: the new total).
+    :param num_timesteps: env steps trained so far.
+    :param model_file: the final model, or None while training / if interrupted.
+    """
+    settings = config["settings"]
+    latest = latest_checkpoint(run_dir)
+    folder = shlex.quote(str(run_dir))
+    model_name = model_file.name if model_file is not None else "checkpoints/step_*.zip"
+    return {
+        "model_card_version": 1,
+        "status": "complete" if model_file is not None else "interrupted or in progress",
+        "env_id": args.env_id,
+        "env_kwargs": config["env_kwargs"],
+        "algo": args.algo,
+        "sb3_class": f"{type_name(args.algo)}",
+        "policy": "MlpPolicy",
+        "seed": args.seed,
+        "n_envs": settings["n_envs"],
+        "hyperparameters": settings["kwargs"],
+        "effective_hyperparameters": effective_hyperparams(args.algo, settings["kwargs"]),
+        "shaping": settings.get("shaping"),
+        "total_timesteps": args.total_timesteps,
+        "num_timesteps": num_timesteps,
+        "checkpoint_every": args.checkpoint_every,
+        "native_vec": config.get("native_vec"),
+        "model": model_file.name if model_file is not None else None,
+        "latest_checkpoint": str(latest.relative_to(run_dir)) if latest is not None else None,
+        "versions": config["versions"],
+        "command": config["command"],
+        "resumed": config.get("resumed", []),
+        "created": config.get("created"),
+        "usage": {
+            "evaluate": f"python -m agents evaluate {folder}",
+            "load": (
+                f"from agents.train import ALGO_CLASSES; "
+                f"model = ALGO_CLASSES[{args.algo!r}].load({str(run_dir / model_name)!r})"
+            ),
+            "resume": f"python -m agents train --resume {folder} --total-timesteps N",
+        },
+    }
+
+
+def effective_hyperparams(algo: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Every SB3 constructor argument of ``algo``: ``kwargs`` over SB3's defaults
+    (values JSON cannot hold are given as their ``repr``).
+
+    :param algo: algorithm name.
+    :param kwargs: the run's resolved constructor keyword arguments.
+    """
+    cls = ALGO_CLASSES[algo]
+    defaults: dict[str, Any] = {}
+    for klass in reversed([k for k in cls.__mro__ if k in ALGO_CLASSES.values()]):
+        for name, p in inspect.signature(klass).parameters.items():
+            if p.default is not inspect.Parameter.empty:
+                defaults[name] = p.default
+    out = {n: defaults.get(n) for n in allowed_hyperparams(algo)}
+    out.update(kwargs)
+    return {k: v if _jsonable(v) else repr(v) for k, v in sorted(out.items())}
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def type_name(algo: str) -> str:
+    """``module.Class`` of the SB3 class of ``algo``.
+
+    :param algo: algorithm name.
+    """
+    cls = ALGO_CLASSES[algo]
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def model_card_markdown(card: dict[str, Any]) -> str:
+    """The human-readable form of a model card (the run folder's ``README.md``).
+
+    :param card: a :func:`model_card`.
+    """
+    v = card["versions"]
+    rows = [
+        ("status", f"{card['status']} — {card['num_timesteps']} of {card['total_timesteps']} "
+                   f"env steps"),
+        ("model", f"`{card['model']}`" if card["model"] else
+                  f"none yet (latest checkpoint: `{card['latest_checkpoint']}`)"),
+        ("env", f"`{card['env_id']}`"),
+        ("env kwargs", f"`{json.dumps(card['env_kwargs'])}`"),
+        ("algorithm", f"{card['algo']} (`{card['sb3_class']}`, `{card['policy']}`)"),
+        ("seed", str(card["seed"])),
+        ("parallel envs", str(card["n_envs"])),
+        ("hyperparameters", f"`{json.dumps(card['hyperparameters'])}`"),
+    ]  # fmt: skip
+    if card["shaping"] is not None:
+        rows.append(("shaping", f"`{json.dumps(card['shaping'])}`"))
+    rows.append(("versions", ", ".join(f"{k} {val}" for k, val in v.items())))
+    lines = [
+        f"# {card['algo']} on {card['env_id']} (seed {card['seed']})",
+        "",
+        "| | |",
+        "|---|---|",
+        *(f"| {k} | {val} |" for k, val in rows),
+        "",
+        "Trained with:",
+        "",
+        f"    {card['command']}",
+        "",
+    ]
+    for entry in card["resumed"]:
+        lines += [
+            f"Resumed at {entry['num_timesteps']} steps with:",
+            "",
+            f"    {entry['command']}",
+            "",
+        ]
+    lines += [
+        "Evaluate (env id, env kwargs and algorithm are read from this folder):",
+        "",
+        f"    {card['usage']['evaluate']}",
+        "",
+        "Load in Python:",
+        "",
+        f"    {card['usage']['load']}",
+        "",
+        "Resume or extend training (picks the newest resumable checkpoint):",
+        "",
+        f"    {card['usage']['resume']}",
+        "",
+        "Everything above, machine-readable: `model_card.json`; the run's arguments: "
+        "`config.json`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_model_card(
+    run_dir: Path,
+    config: dict[str, Any],
+    args: TrainArgs,
+    num_timesteps: int,
+    model_file: Path | None,
+) -> dict[str, Any]:
+    """Write ``model_card.json`` and ``README.md`` into the run folder (atomically).
+
+    :param run_dir: the run folder.
+    :param config: the run's config.json content.
+    :param args: the arguments of this call.
+    :param num_timesteps: env steps trained so far.
+    :param model_file: the final model, or None.
+    """
+    card = model_card(run_dir, config, args, num_timesteps, model_file)
+    atomic_write_bytes(run_dir / MODEL_CARD, json.dumps(card, indent=2).encode())
+    atomic_write_bytes(run_dir / RUN_README, model_card_markdown(card).encode())
+    return card
 
 
 def _round_up(n: int, unit: int) -> int:
@@ -298,10 +808,9 @@ def build_model(
     return cls("MlpPolicy", venv, seed=seed, device=device, verbose=0, **kwargs)
 
 
-def _load_resume_args(args: TrainArgs) -> tuple[TrainArgs, Path, dict[str, Any]]:
-    ckpt = Path(args.resume)  # type: ignore[arg-type]
+def _load_resume_args(args: TrainArgs, ckpt: Path) -> tuple[TrainArgs, Path, dict[str, Any]]:
     run_dir = ckpt.parent.parent
-    config = json.loads((run_dir / "config.json").read_text())
+    config = read_run_config(run_dir)
     saved = {k: v for k, v in config["args"].items() if k in TrainArgs.__dataclass_fields__}
     saved.update(
         total_timesteps=args.total_timesteps,
@@ -312,18 +821,73 @@ def _load_resume_args(args: TrainArgs) -> tuple[TrainArgs, Path, dict[str, Any]]
     return TrainArgs(**saved), run_dir, config
 
 
-def train(args: TrainArgs) -> TrainResult:
+def _one_line(err: BaseException) -> str:
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"
+
+
+def _make_train_env(args: TrainArgs, n_envs: int, env_kwargs: dict[str, Any]) -> VecEnv:
+    try:
+        return make_vec_env(
+            args.env_id, n_envs, seed=args.seed, native=args.native_vec, **env_kwargs
+        )
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"env_kwargs {args.env_kwargs!r} rejected by {args.env_id}: {_one_line(err)}"
+        ) from err
+
+
+def _build_checked(args: TrainArgs, venv: VecEnv, settings: AlgoSettings) -> BaseAlgorithm:
+    try:
+        return build_model(args.algo, venv, settings, args.seed)
+    except (TypeError, ValueError, AssertionError) as err:
+        raise ValueError(
+            f"hyperparams {args.hyperparams!r} rejected by {ALGO_CLASSES[args.algo].__name__}: "
+            f"{_one_line(err)}"
+        ) from err
+
+
+def _load_checkpoint(
+    args: TrainArgs, ckpt: Path, venv: VecEnv, settings: AlgoSettings
+) -> BaseAlgorithm:
+    try:
+        model = ALGO_CLASSES[args.algo].load(ckpt, env=venv, device="cpu")
+    except Exception as err:
+        raise ValueError(
+            f"cannot resume from {str(ckpt)!r} (not a readable {args.algo} checkpoint): "
+            f"{_one_line(err)}"
+        ) from err
+    if isinstance(model, OffPolicyAlgorithm):
+        rp = replay_path(ckpt)
+        if not rp.is_file():
+            raise FileNotFoundError(f"replay buffer of the checkpoint not found: {str(rp)!r}")
+        model.load_replay_buffer(rp)
+    if isinstance(model, ShapedPPO):
+        model.set_reference(_reference(args.algo, settings, venv))
+    return model
+
+
+def train(args: TrainArgs, command: Sequence[str] | None = None) -> TrainResult:
     """Train (or resume) one agent; see the module docstring for the run folder.
 
+    Every argument is checked, and the env and model are built, before the run folder
+    is created: a bad argument leaves nothing behind.
+
     :param args: the arguments (validated here).
-    :raises ValueError: bad arguments.
+    :param command: the command line that asked for this (recorded in the run folder;
+        None: an equivalent ``python -m agents train`` command).
+    :raises ValueError: bad arguments (env kwargs and hyperparameters included).
     :raises FileNotFoundError: missing resume checkpoint.
+    :raises FileExistsError: the run folder already holds a run.
+    :raises NotADirectoryError: ``output_dir`` is a file.
+    :raises PermissionError: ``output_dir`` is not writable.
     """
     validate_args(args)
     t0 = time.perf_counter()
     config: dict[str, Any]
+    ckpt: Path | None = None
     if args.resume is not None:
-        args, run_dir, config = _load_resume_args(args)
+        ckpt = resolve_resume(args.resume)
+        args, run_dir, config = _load_resume_args(args, ckpt)
         validate_args(args)
     else:
         run_dir = Path(args.output_dir) / (
@@ -332,37 +896,52 @@ def train(args: TrainArgs) -> TrainResult:
         if (run_dir / "config.json").exists():
             raise FileExistsError(f"run folder {str(run_dir)!r} already holds a run")
         config = {}
+    command_line = shlex.join(command if command is not None else equivalent_command(args))
     torch.set_num_threads(args.torch_threads)
     settings = resolve_settings(args)
     env_kwargs = {"target": "train", **args.env_kwargs}
-    venv = make_vec_env(
-        args.env_id, settings.n_envs, seed=args.seed, native=args.native_vec, **env_kwargs
-    )
+    venv = _make_train_env(args, settings.n_envs, env_kwargs)
     ckpt_dir = run_dir / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    if args.resume is not None:
-        ckpt = Path(args.resume)
-        model = ALGO_CLASSES[args.algo].load(ckpt, env=venv, device="cpu")
-        if isinstance(model, OffPolicyAlgorithm):
-            rp = replay_path(ckpt)
-            if not rp.is_file():
-                raise FileNotFoundError(f"replay buffer of the checkpoint not found: {str(rp)!r}")
-            model.load_replay_buffer(rp)
-        if isinstance(model, ShapedPPO):
-            model.set_reference(_reference(args.algo, settings, venv))
+    try:
+        if ckpt is not None:
+            model = _load_checkpoint(args, ckpt, venv, settings)
+        else:
+            model = _build_checked(args, venv, settings)
+        try:
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise type(err)(
+                f"cannot create the run folder {str(run_dir)!r} (output_dir "
+                f"{args.output_dir!r}): {err.strerror or err}"
+            ) from None
+    except BaseException:
+        venv.close()
+        raise
+    clean_run_dir(run_dir)
+    if ckpt is not None:
         config.setdefault("resumed", []).append(
-            {"checkpoint": str(ckpt), "num_timesteps": model.num_timesteps}
+            {
+                "checkpoint": str(ckpt),
+                "num_timesteps": model.num_timesteps,
+                "total_timesteps": args.total_timesteps,
+                "command": command_line,
+                "time": _now(),
+                "versions": _versions(),
+            }
         )
     else:
-        model = build_model(args.algo, venv, settings, args.seed)
         config = {
             "args": asdict(args),
             "settings": settings.to_dict(),
             "env_kwargs": env_kwargs,
             "native_vec": native_vec_available() and args.native_vec,
             "versions": _versions(),
+            "command": command_line,
+            "created": _now(),
         }
+    config.setdefault("command", None)  # runs from before command lines were recorded
     atomic_write_bytes(run_dir / "config.json", json.dumps(config, indent=2).encode())
+    write_model_card(run_dir, config, args, model.num_timesteps, None)
     model.set_logger(_make_logger(run_dir, model.num_timesteps))
 
     chunk = _round_up(args.checkpoint_every, _chunk_unit(args.algo, settings, settings.n_envs))
@@ -394,6 +973,7 @@ def train(args: TrainArgs) -> TrainResult:
         bar.close()
         venv.close()
     model_path = save_model_atomic(model, run_dir / "model.zip")
+    write_model_card(run_dir, config, args, model.num_timesteps, model_path)
     return TrainResult(
         run_dir,
         model_path,
@@ -407,12 +987,15 @@ def train(args: TrainArgs) -> TrainResult:
 def main(argv: list[str] | None = None) -> int:
     """``python -m agents train ...``: train and print where the run went.
 
-    :param argv: command-line words (None: ``sys.argv``).
+    Bad arguments print one ``error: ...`` line and return 2 (no traceback).
+
+    :param argv: command-line words (None: ``sys.argv[1:]``).
     """
-    args = parse_args(TrainArgs, argv, prog="python -m agents train")
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(TrainArgs, words, prog="python -m agents train")
     try:
-        result = train(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        result = train(args, command=["python", "-m", "agents", "train", *words])
+    except (ValueError, OSError) as err:
         print(f"error: {err}")
         return 2
     print(f"trained {result.num_timesteps} steps in {result.wall_s:.1f}s -> {result.model_path}")

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +16,7 @@ import torch as th
 from agents.envs import FAST_ENV_KWARGS
 from agents.train import (
     TrainArgs,
+    allowed_hyperparams,
     chunk_seed,
     latest_checkpoint,
     main,
@@ -170,3 +175,117 @@ def test_cli_trains(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "trained 8 steps" in capsys.readouterr().out
     assert (tmp_path / "cli" / "model.zip").is_file()
     assert np.isfinite(json.loads((tmp_path / "cli" / "config.json").read_text())["args"]["seed"])
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "match"),
+    [
+        (
+            {"env_kwargs": {"duration_s": 0.25, "bogus": 1}},
+            ValueError,
+            r"^unknown env_kwargs 'bogus' for AEGym/SoundMatch-v0; allowed: target, "
+            r"free_knobs, .*duration_s",
+        ),
+        (
+            {"env_kwargs": {"duration_s": -1}},
+            ValueError,
+            r"^env_kwargs \{'duration_s': -1\} rejected by AEGym/SoundMatch-v0: ValueError: "
+            r"duration_s must be",
+        ),
+        (
+            {"hyperparams": {"n_steps": 8, "learning_rat": 1e-3}},
+            ValueError,
+            r"^unknown hyperparams 'learning_rat' for algo 'ppo'; allowed: batch_size, "
+            r".*learning_rate",
+        ),
+        (
+            {"hyperparams": {"n_steps": 8, "batch_size": 8, "policy_kwargs": {"bogus_arch": 1}}},
+            ValueError,
+            r"^hyperparams .*'bogus_arch'.* rejected by PPO: TypeError: .*bogus_arch",
+        ),
+        ({"hyperparams": {"policy_kwargs": 3}}, ValueError, r"policy_kwargs must be a JSON"),
+        ({"env_kwargs": [1]}, ValueError, r"^env_kwargs must be a JSON object, got \[1\]"),
+        ({"output_dir": "FILE"}, NotADirectoryError, r"^output_dir '.*FILE' is a file"),
+        (
+            {"output_dir": "FILE/sub"},
+            NotADirectoryError,
+            r"^output_dir '.*FILE/sub' is inside '.*FILE', which is a file",
+        ),
+        ({"run_name": "FILE"}, NotADirectoryError, r"^run_name 'FILE': '.*FILE' is a file"),
+    ],
+)
+def test_bad_arguments_name_the_value_and_leave_no_run_folder(
+    tmp_path: Path, changes: dict, error: type, match: str
+) -> None:
+    (tmp_path / "FILE").write_text("not a folder")
+    args = _args(tmp_path, SM, "ppo", 16)
+    for k, v in changes.items():
+        setattr(args, k, v.replace("FILE", str(tmp_path / "FILE")) if k == "output_dir" else v)
+    before = _files(tmp_path)
+    with pytest.raises(error, match=match) as info:
+        train(args)
+    assert "\n" not in str(info.value)  # one line
+    assert _files(tmp_path) == before  # no (empty) run folder left behind
+
+
+def test_read_only_output_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        if os.access(ro, os.W_OK):
+            # root ignores permission bits: make the folder creation fail as it would
+            def refuse(*args, **kwargs):
+                raise PermissionError(13, "Permission denied")
+
+            monkeypatch.setattr(tempfile, "mkdtemp", refuse)
+        with pytest.raises(PermissionError, match=r"^output_dir '.*ro/runs' is not writable: "
+                           r"cannot create folders in '.*ro' \(Permission denied\)$"):  # fmt: skip
+            train(_args(ro / "runs", SM, "ppo", 16))
+        assert list(ro.iterdir()) == []
+    finally:
+        ro.chmod(0o755)
+
+
+def test_allowed_hyperparams_follow_the_sb3_classes() -> None:
+    assert {"n_steps", "clip_range", "learning_rate"} <= set(allowed_hyperparams("ppo"))
+    assert set(allowed_hyperparams("shaped_ppo")) == set(allowed_hyperparams("ppo"))
+    assert {"tau", "buffer_size"} <= set(allowed_hyperparams("sac"))
+    assert "clip_range" not in allowed_hyperparams("a2c")
+    for reserved in ("policy", "env", "seed", "device", "shaping", "reference"):
+        assert reserved not in allowed_hyperparams("shaped_ppo")
+
+
+def test_cli_reports_bad_env_kwargs_hyperparams_and_output_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "FILE").write_text("x")
+    base = ["--n-envs", "2", "--no-progress", "--output-dir", str(tmp_path)]
+    cases = [
+        (["--env-kwargs", '{"bogus": 1}'], "error: unknown env_kwargs 'bogus'"),
+        (["--hyperparams", '{"bogus": 1}'], "error: unknown hyperparams 'bogus' for algo 'ppo'"),
+        (["--output-dir", str(tmp_path / "FILE")], f"error: output_dir '{tmp_path / 'FILE'}'"),
+        (["--resume", str(tmp_path)], "error: resume '"),
+    ]
+    for extra, expected in cases:
+        assert main(base + extra) == 2, extra
+        out = capsys.readouterr().out
+        assert out.startswith(expected) and out.count("\n") == 1, out
+    assert _files(tmp_path) == ["FILE"]
+
+
+def test_python_m_agents_train_error_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "FILE").write_text("x")
+    proc = subprocess.run(
+        [sys.executable, "-m", "agents", "train", "--output-dir", str(tmp_path / "FILE")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stdout.startswith(f"error: output_dir '{tmp_path / 'FILE'}' is a file")
+    assert "Traceback" not in proc.stderr + proc.stdout
