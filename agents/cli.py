@@ -65,7 +65,8 @@ def build_parser(cls: type, prog: str | None = None) -> argparse.ArgumentParser:
     """An argparse parser with one option per field of the dataclass ``cls``.
 
     Types: ``int``, ``float``, ``str``, ``bool`` (``--flag/--no-flag``), ``X | None``,
-    ``list[X]`` (several values) and ``dict[str, Any]`` (a JSON object).
+    ``list[X]`` (several values) and ``dict[str, Any]`` (a JSON object). A field with
+    ``metadata={"positional": True}`` becomes an optional positional argument.
 
     :param cls: a dataclass whose fields all have defaults.
     :param prog: program name shown in usage.
@@ -84,6 +85,17 @@ def build_parser(cls: type, prog: str | None = None) -> argparse.ArgumentParser:
             if f.default is dataclasses.MISSING
             else f.default
         )
+        if f.metadata.get("positional"):
+            # An optional positional (``nargs="?"``): ``python -m agents evaluate RUN_DIR``.
+            parser.add_argument(
+                f.name,
+                nargs="?",
+                default=default,
+                type=tp,
+                metavar=f.name.upper(),
+                help=docs.get(f.name, ""),
+            )
+            continue
         flags = [f"--{f.name.replace('_', '-')}"]
         if "_" in f.name and tp is not bool:
             flags.append(f"--{f.name}")

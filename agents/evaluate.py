@@ -3,6 +3,12 @@
 ``python -m agents evaluate --env-id AEGym/SoundMatch-v0 --agents ae static random
 runs/.../model.zip --n-targets 24 --seeds 0 1``
 
+``python -m agents evaluate RUN_DIR`` evaluates a training run from its folder alone: the
+env id, env kwargs and algorithm come from the folder's ``config.json``, the model is
+``model.zip`` (or the newest checkpoint if training was interrupted), and it plays
+against ``--agents`` (by default the ae, static and random baselines). A run folder can
+also be given in ``--agents``.
+
 Every agent plays the same episodes: each (target, seed) pair is reset with
 ``options={"target_index": t}`` and the seed ``episode_seed(seed, t)`` (so free knobs
 start at the same place for every agent). Per agent the command reports the mean and a
@@ -26,10 +32,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 import zipfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,16 +72,20 @@ METRICS: tuple[str, ...] = (
 
 Agent = PredictPolicy
 
+#: Env evaluated on when neither ``env_id`` nor a run folder says.
+DEFAULT_ENV_ID = "AEGym/SoundMatch-v0"
+
 
 @dataclass
 class EvalArgs:
     """Evaluate agents (baselines by name, saved models by path) on the same episodes."""
 
-    env_id: str = "AEGym/SoundMatch-v0"
-    """environment id"""
+    env_id: str | None = None
+    """environment id (None: the RUN_DIR's, else AEGym/SoundMatch-v0)"""
     agents: list[str] = field(default_factory=lambda: ["ae", "static", "random"])
-    """agents: baseline names (ae, random, static, adam) and/or model .zip paths
-    ("algo:path" forces the algorithm)"""
+    """agents: baseline names (ae, random, static, adam), run folders and/or model .zip
+    paths ("algo:path" checks the file holds that algorithm); with RUN_DIR, the run's
+    agent plays first"""
     target_set: str = "test"
     """instance set to evaluate on: test, train, or a WAV path/folder"""
     n_targets: int | None = None
@@ -97,6 +108,9 @@ class EvalArgs:
     """act with the mean action of trained models"""
     torch_threads: int = 1
     """torch intra-op threads"""
+    run_dir: str | None = field(default=None, metadata={"positional": True})
+    """a training run folder to evaluate: its env id, env kwargs and model are read from
+    it (explicit --env-id/--env-kwargs override them)"""
 
 
 @dataclass(frozen=True)
@@ -411,17 +425,8 @@ def run_episodes(
     return records
 
 
-def _infer_algo(path: Path) -> str:
-    """Algorithm of a saved model: the run's config.json, else the zip's saved data."""
-    for folder in (path.parent, path.parent.parent):
-        cfg = folder / "config.json"
-        if cfg.is_file():
-            try:
-                return str(json.loads(cfg.read_text())["args"]["algo"])
-            except (KeyError, json.JSONDecodeError):
-                pass
-    with zipfile.ZipFile(path) as zf:
-        data = json.loads(zf.read("data"))
+def _algo_from_data(data: dict[str, Any]) -> str:
+    """Algorithm of a saved SB3 model from its ``data`` entry."""
     policy = json.dumps(data.get("policy_class", ""))
     if "MultiHead" in policy:
         return "shaped_ppo"
@@ -430,6 +435,38 @@ def _infer_algo(path: Path) -> str:
     if "clip_range" in data:
         return "ppo"
     return "a2c"
+
+
+def read_model_data(spec: str, path: Path) -> dict[str, Any]:
+    """The ``data`` entry of a model zip written by SB3's ``save``.
+
+    :param spec: the agent as given (for messages).
+    :param path: the zip.
+    :raises ValueError: not a zip, no ``data`` entry, or one that is not SB3's JSON.
+    """
+    what = "a model saved by Stable-Baselines3 (model.save / train) is a .zip with 'data'"
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"agent {spec!r}: {str(path)!r} is not a zip file ({what})")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            if "data" not in names:
+                raise ValueError(
+                    f"agent {spec!r}: {str(path)!r} is not a Stable-Baselines3 model: no "
+                    f"'data' entry (it holds {names[:5]}; {what})"
+                )
+            data = json.loads(zf.read("data"))
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(
+            f"agent {spec!r}: {str(path)!r} is not a readable Stable-Baselines3 model "
+            f"({type(err).__name__}: {' '.join(str(err).split())})"
+        ) from None
+    if not isinstance(data, dict) or "policy_class" not in data:
+        raise ValueError(
+            f"agent {spec!r}: {str(path)!r} is not a Stable-Baselines3 model: its 'data' "
+            f"entry has no policy_class"
+        )
+    return data
 
 
 def run_dir_of(path: Path) -> Path | None:
@@ -443,30 +480,89 @@ def run_dir_of(path: Path) -> Path | None:
     return None
 
 
-def load_model(spec: str) -> tuple[str, Path, BaseAlgorithm]:
-    """Load a saved model from ``path`` or ``algo:path``.
+def _not_found(spec: str) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"agent {spec!r} is neither a baseline ({', '.join(BASELINE_NAMES)}), a run folder "
+        f"nor an existing model file"
+    )
 
-    :param spec: model path, optionally prefixed with the algorithm.
+
+def parse_agent_spec(spec: str) -> tuple[str | None, Path]:
+    """Split a model agent ``path`` or ``algo:path`` into (algorithm or None, path).
+
+    :param spec: the agent as given.
+    :raises ValueError: a prefix that is no algorithm (naming the allowed ones).
+    """
+    from agents.hyperparams import ALGOS
+
+    if Path(spec).exists():
+        return None, Path(spec)
+    head, sep, tail = spec.partition(":")
+    if sep and head in ALGOS:
+        return head, Path(tail)
+    # A word before ':' (not a one-letter drive) was meant as an algorithm.
+    if sep and re.fullmatch(r"[A-Za-z_][\w-]+", head):
+        raise ValueError(
+            f"agent {spec!r}: unknown algorithm prefix {head!r}; allowed: "
+            f"{', '.join(ALGOS)} (or no prefix: the algorithm is read from the file)"
+        )
+    return None, Path(spec)
+
+
+def inspect_agent(spec: str) -> tuple[str, Path]:
+    """Algorithm and model file of a model agent (a path, ``algo:path`` or a run folder),
+    checked without loading the model.
+
+    :param spec: the agent as given.
+    :return: ``(algo, model file)``.
+    :raises FileNotFoundError: no such file, or a run folder without a model.
+    :raises ValueError: unknown prefix, not an SB3 model zip, or a prefix that does not
+        match the algorithm the file holds.
+    """
+    from agents.train import run_model_path
+
+    prefix, path = parse_agent_spec(spec)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"agent {spec!r} is a folder but not a run folder (no config.json in it)"
+            )
+        found = run_model_path(path)
+        if found is None:
+            raise FileNotFoundError(
+                f"agent {spec!r}: the run folder holds no model.zip and no checkpoint "
+                f"(checkpoints/step_*.zip)"
+            )
+        path = found
+    elif not path.is_file():
+        raise _not_found(spec)
+    held = _algo_from_data(read_model_data(spec, path))
+    if prefix is not None and prefix != held:
+        raise ValueError(
+            f"agent {spec!r}: {str(path)!r} holds a {held} model, not {prefix}; use "
+            f"'{held}:{path}' or drop the prefix"
+        )
+    return held, path
+
+
+def load_model(spec: str) -> tuple[str, Path, BaseAlgorithm]:
+    """Load a saved model from ``path``, ``algo:path`` or a run folder.
+
+    :param spec: model path (optionally prefixed with the algorithm) or run folder.
     :return: ``(algo, path, model)``.
     :raises FileNotFoundError: no such file.
-    :raises ValueError: unknown algorithm prefix.
+    :raises ValueError: unknown algorithm prefix, a file that is no SB3 model of it.
     """
-    from agents.hyperparams import check_algo
     from agents.train import ALGO_CLASSES
 
-    algo: str | None = None
-    text = spec
-    head, sep, tail = spec.partition(":")
-    if sep and head in ALGO_CLASSES:
-        algo, text = head, tail
-    path = Path(text)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"agent {spec!r} is neither a baseline ({', '.join(BASELINE_NAMES)}) nor an "
-            f"existing model file"
-        )
-    algo = check_algo(algo or _infer_algo(path))
-    model = ALGO_CLASSES[algo].load(path, device="cpu")
+    algo, path = inspect_agent(spec)
+    try:
+        model = ALGO_CLASSES[algo].load(path, device="cpu")
+    except Exception as err:
+        raise ValueError(
+            f"agent {spec!r}: cannot load {str(path)!r} as a {algo} model "
+            f"({type(err).__name__}: {' '.join(str(err).split())})"
+        ) from err
     return algo, path, model
 
 
@@ -484,14 +580,42 @@ def _check_spaces(label: str, model: BaseAlgorithm, env: VecEnv) -> None:
         )
 
 
+def resolve_args(args: EvalArgs) -> EvalArgs:
+    """``args`` with the run folder (``run_dir``) applied: its env id and env kwargs
+    (explicit ones win) and its agent first; ``env_id`` filled in.
+
+    :param args: the arguments.
+    :raises FileNotFoundError: ``run_dir`` is not a run folder.
+    :raises ValueError: its config.json is not a run config.
+    """
+    env_id, env_kwargs, agents = args.env_id, dict(args.env_kwargs), list(args.agents)
+    if args.run_dir is not None:
+        from agents.train import read_run_config
+
+        config = read_run_config(args.run_dir)
+        env_id = env_id or str(config["args"]["env_id"])
+        saved = {k: v for k, v in dict(config["env_kwargs"]).items() if k != "target"}
+        env_kwargs = {**saved, **env_kwargs}
+        agents = [args.run_dir, *(a for a in agents if a != args.run_dir)]
+    return replace(
+        args, env_id=env_id or DEFAULT_ENV_ID, env_kwargs=env_kwargs, agents=agents, run_dir=None
+    )
+
+
 def validate_args(args: EvalArgs) -> None:
     """Check the arguments, naming the bad value and what is allowed.
 
-    :param args: the arguments.
-    :raises ValueError: bad env id, agent names, counts or seeds.
-    :raises FileNotFoundError: a model path that does not exist.
+    :param args: the arguments (``run_dir`` is applied first, see :func:`resolve_args`).
+    :raises ValueError: bad env id, env kwargs, agent names, counts or seeds, a model
+        file that is no SB3 model of its algorithm.
+    :raises FileNotFoundError: a model path or run folder that does not exist.
     """
-    check_env_id(args.env_id)
+    from agents.train import check_env_kwargs
+
+    args = resolve_args(args)
+    env_id = str(args.env_id)
+    check_env_id(env_id)
+    check_env_kwargs(env_id, args.env_kwargs)
     if not args.agents:
         raise ValueError("agents must name at least one agent")
     if not args.seeds:
@@ -506,19 +630,13 @@ def validate_args(args: EvalArgs) -> None:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     for spec in args.agents:
         if spec in BASELINE_NAMES:
-            if spec == "adam" and env_family(args.env_id) != "scheduler":
+            if spec == "adam" and env_family(env_id) != "scheduler":
                 raise ValueError(
                     "the 'adam' baseline only exists for AEGym/SchedulerGains-v0; allowed "
-                    f"on {args.env_id}: ae, random, static"
+                    f"on {env_id}: ae, random, static"
                 )
             continue
-        _, sep, tail = spec.partition(":")
-        path = Path(tail if sep and not Path(spec).exists() else spec)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"agent {spec!r} is neither a baseline ({', '.join(BASELINE_NAMES)}) nor an "
-                f"existing model file"
-            )
+        inspect_agent(spec)
 
 
 def _unique(label: str, taken: set[str]) -> str:
@@ -537,16 +655,18 @@ def evaluate(args: EvalArgs, write: bool = True) -> EvalResult:
     :raises ValueError: bad arguments.
     :raises FileNotFoundError: a missing model file.
     """
+    args = resolve_args(args)
     validate_args(args)
+    env_id = str(args.env_id)
     t0 = time.perf_counter()
     torch.set_num_threads(args.torch_threads)
     aegym.register_envs()
     env_kwargs = {**args.env_kwargs, "target": args.target_set}
-    indices = select_targets(args.env_id, args.target_set, args.n_targets, env_kwargs)
+    indices = select_targets(env_id, args.target_set, args.n_targets, env_kwargs)
     specs = [EpisodeSpec(t, s) for s in args.seeds for t in indices]
-    limit = episode_limit(args.env_id, env_kwargs)
+    limit = episode_limit(env_id, env_kwargs)
     n_par = min(len(specs), args.max_parallel)
-    venv = make_vec_env(args.env_id, n_par, seed=0, native=args.native_vec, **env_kwargs)
+    venv = make_vec_env(env_id, n_par, seed=0, native=args.native_vec, **env_kwargs)
     results: list[AgentResult] = []
     taken: set[str] = set()
     loaded: dict[str, tuple[str, Agent, str | None]] = {}
@@ -578,7 +698,7 @@ def evaluate(args: EvalArgs, write: bool = True) -> EvalResult:
     finally:
         venv.close()
     result = EvalResult(
-        args.env_id,
+        env_id,
         args.target_set,
         indices,
         names,
@@ -672,14 +792,15 @@ def format_table(result: EvalResult) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m agents evaluate ...``: evaluate, print the table, write the report.
+    """``python -m agents evaluate [RUN_DIR] ...``: evaluate, print the table, write the
+    report. Bad arguments print one ``error: ...`` line and return 2 (no traceback).
 
     :param argv: command-line words (None: ``sys.argv``).
     """
     args = parse_args(EvalArgs, argv, prog="python -m agents evaluate")
     try:
         result = evaluate(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:
         print(f"error: {err}")
         return 2
     print(format_table(result))

@@ -36,6 +36,26 @@ class _Demo:
     """a JSON object"""
 
 
+@dataclass
+class _WithPositional:
+    """Demo with a positional."""
+
+    count: int = 1
+    """a count"""
+    folder: str | None = field(default=None, metadata={"positional": True})
+    """a folder"""
+
+
+def test_positional_field() -> None:
+    assert parse_args(_WithPositional, []) == _WithPositional(1, None)
+    assert parse_args(_WithPositional, ["runs/x", "--count", "2"]) == _WithPositional(2, "runs/x")
+    assert parse_args(_WithPositional, ["--count", "3", "runs/y"]) == _WithPositional(3, "runs/y")
+    text = build_parser(_WithPositional).format_help()
+    assert "[FOLDER]" in text and "a folder" in text
+    with pytest.raises(SystemExit):
+        parse_args(_WithPositional, ["a", "b"])
+
+
 def test_dataclass_parser() -> None:
     assert field_docs(_Demo) == {
         "env_id": "the env",
@@ -84,6 +104,15 @@ def test_bench_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     assert "unknown env id 'CartPole-v1'" in capsys.readouterr().out
     assert bench_main(["--total-timesteps", "0"]) == 2
     assert "total_timesteps must be a positive integer, got 0" in capsys.readouterr().out
+
+
+def test_bench_output_dir_that_is_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "FILE").write_text("x")
+    out = str(tmp_path / "FILE")
+    assert bench_main(["--output-dir", out, "--no-progress"]) == 2
+    assert capsys.readouterr().out.startswith(f"error: output_dir '{out}/runs' is inside '{out}'")
 
 
 def test_bench_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

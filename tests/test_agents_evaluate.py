@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -206,3 +207,81 @@ def test_cli(model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "| ppo |" in out and "| static |" in out and "report.html" in out
     assert main(["--agents", "nope.zip", "--output-dir", str(tmp_path)]) == 2
     assert "agent 'nope.zip' is neither a baseline" in capsys.readouterr().out
+
+
+def _bad_models(tmp_path: Path) -> dict[str, Path]:
+    corrupt = tmp_path / "corrupt.zip"
+    corrupt.write_bytes(b"PK\x03\x04 this is not really a zip")
+    foreign = tmp_path / "foreign.zip"
+    with zipfile.ZipFile(foreign, "w") as zf:
+        zf.writestr("weights.bin", b"123")
+    not_json = tmp_path / "not_json.zip"
+    with zipfile.ZipFile(not_json, "w") as zf:
+        zf.writestr("data", b"\x00\x01 not json")
+    return {"corrupt": corrupt, "foreign": foreign, "not_json": not_json}
+
+
+def test_bad_model_files_are_named(model_path: Path, tmp_path: Path) -> None:
+    bad = _bad_models(tmp_path)
+    cases = [
+        (str(bad["corrupt"]), rf"^agent '{bad['corrupt']}': '{bad['corrupt']}' is not a zip file"),
+        (
+            str(bad["foreign"]),
+            rf"^agent '{bad['foreign']}': '{bad['foreign']}' is not a Stable-Baselines3 model: "
+            r"no 'data' entry \(it holds \['weights.bin'\]",
+        ),
+        (str(bad["not_json"]), rf"'{bad['not_json']}' is not a readable Stable-Baselines3 model"),
+        (
+            f"xyz:{model_path}",
+            rf"^agent 'xyz:{model_path}': unknown algorithm prefix 'xyz'; allowed: ppo, sac, "
+            r"a2c, shaped_ppo",
+        ),
+        (
+            f"sac:{model_path}",
+            rf"^agent 'sac:{model_path}': '{model_path}' holds a ppo model, not sac",
+        ),
+        (f"a2c:{model_path}", r"holds a ppo model, not a2c"),
+    ]
+    for spec, match in cases:
+        args = EvalArgs(env_kwargs=FAST_ENV_KWARGS[SM], agents=[spec], n_targets=1, seeds=[0],
+                        output_dir=str(tmp_path / "out"))  # fmt: skip
+        with pytest.raises(ValueError, match=match) as info:
+            evaluate(args, write=False)
+        assert "\n" not in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_names_bad_model_files(
+    model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = _bad_models(tmp_path)
+    for spec, expected in [
+        (str(bad["corrupt"]), f"error: agent '{bad['corrupt']}': '{bad['corrupt']}' is not a zip"),
+        (str(bad["foreign"]), f"error: agent '{bad['foreign']}': '{bad['foreign']}' is not a St"),
+        (f"xyz:{model_path}", f"error: agent 'xyz:{model_path}': unknown algorithm prefix 'xyz'"),
+        (f"sac:{model_path}", f"error: agent 'sac:{model_path}': '{model_path}' holds a ppo"),
+    ]:
+        assert main(["--agents", spec, "--output-dir", str(tmp_path / "out")]) == 2
+        out = capsys.readouterr().out
+        assert out.startswith(expected) and out.count("\n") == 1, out
+
+
+def test_unknown_env_kwarg_is_named(tmp_path: Path) -> None:
+    args = EvalArgs(agents=["static"], env_kwargs={"duraton_s": 0.25}, output_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"^unknown env_kwargs 'duraton_s' for AEGym/SoundMatch"):
+        evaluate(args)
+
+
+def test_run_folder_as_agent(model_path: Path) -> None:
+    result = evaluate(
+        EvalArgs(
+            env_kwargs=FAST_ENV_KWARGS[SM],
+            agents=[str(model_path.parent), f"ppo:{model_path}"],
+            n_targets=1,
+            seeds=[0],
+        ),
+        write=False,
+    )
+    assert [a.source for a in result.agents] == [str(model_path)] * 2
+    assert result.agents[0].label == "ppo" and result.agents[0].algo == "ppo"
+    assert result.agents[0].episodes[0].distances == result.agents[1].episodes[0].distances
