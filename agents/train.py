@@ -64,7 +64,13 @@ from agents.baselines import AEBaseline
 from agents.callbacks import EnvSignalsCallback, TqdmCallback
 from agents.cli import parse_args
 from agents.envs import check_env_id, make_vec_env, native_vec_available
-from agents.hyperparams import AE_ALPHA0, AlgoSettings, check_algo, get_settings
+from agents.hyperparams import (
+    AE_ALPHA0,
+    TRAIN_ENV_KWARGS,
+    AlgoSettings,
+    check_algo,
+    get_settings,
+)
 from agents.shaped_ppo import ShapedPPO, ShapingConfig
 
 #: Algorithm name -> SB3 class.
@@ -899,7 +905,7 @@ def train(args: TrainArgs, command: Sequence[str] | None = None) -> TrainResult:
     command_line = shlex.join(command if command is not None else equivalent_command(args))
     torch.set_num_threads(args.torch_threads)
     settings = resolve_settings(args)
-    env_kwargs = {"target": "train", **args.env_kwargs}
+    env_kwargs = {**TRAIN_ENV_KWARGS, **args.env_kwargs}
     venv = _make_train_env(args, settings.n_envs, env_kwargs)
     ckpt_dir = run_dir / "checkpoints"
     try:

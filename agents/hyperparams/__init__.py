@@ -1,6 +1,10 @@
 """Every agent setting in one place: per-env, per-algorithm SB3 hyperparameters, the
 shaped-PPO switches, the reference step of the AE baseline and Adam's tuned rate.
 
+The RL Baselines3 Zoo files beside this module (``ppo.yml``, ``sac.yml``, ``a2c.yml``)
+are generated from these values by ``python -m agents zoo-hyperparams`` (see
+:mod:`agents.zoo`); regenerate them after changing anything here.
+
 Choices common to all: small MLPs (two layers of 64 units), CPU, no observation or
 reward normalization wrappers (aegym observations are already O(1) and clipped; the
 composite reward's terms are bounded). Discounts follow the horizons: γ = 0.95 for the
@@ -27,6 +31,10 @@ from agents.shaped_ppo import ShapingConfig
 
 #: Algorithms the train command knows.
 ALGOS: tuple[str, ...] = ("ppo", "sac", "a2c", "shaped_ppo")
+
+#: Env keyword arguments every training run starts from (a run's ``env_kwargs`` override
+#: them): agents train on the *train* target set and are evaluated on the test set.
+TRAIN_ENV_KWARGS: MappingProxyType[str, Any] = MappingProxyType({"target": "train"})
 
 #: Network of every policy and critic: two hidden layers of 64 units.
 _NET = {"net_arch": [64, 64]}
