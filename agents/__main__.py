@@ -1,4 +1,5 @@
-"""``python -m agents {train,evaluate,bench,tune-adam} ...`` (``aegym-agents`` script)."""
+"""``python -m agents {train,evaluate,bench,tune-adam,zoo-hyperparams} ...``
+(``aegym-agents`` script)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ commands:
   evaluate   evaluate agents and baselines on the same test episodes, write a report
   bench      train a small agent and evaluate it against the baselines (one command)
   tune-adam  pick the Adam baseline's constant learning rate on train targets
+  zoo-hyperparams
+             write RL Baselines3 Zoo hyperparameter files (agents/hyperparams/*.yml)
 
 run `python -m agents COMMAND --help` for a command's options"""
 
@@ -33,8 +36,13 @@ def main(argv: list[str] | None = None) -> int:
         from agents.main import main as run
     elif command == "tune-adam":
         from agents.tune import main as run
+    elif command == "zoo-hyperparams":
+        from agents.zoo import main as run
     else:
-        print(f"error: unknown command {command!r}; allowed: train, evaluate, bench, tune-adam")
+        print(
+            f"error: unknown command {command!r}; allowed: train, evaluate, bench, "
+            "tune-adam, zoo-hyperparams"
+        )
         return 2
     return run(rest)
 
