@@ -5,7 +5,10 @@ values as ``agents``' own config (:data:`agents.hyperparams.HYPERPARAMS`), one t
 key per env id::
 
     python -m rl_zoo3.train --algo ppo --env AEGym/SoundMatch-v0 --gym-packages aegym \\
-        --conf-file agents/hyperparams/ppo.yml
+        --conf-file agents/hyperparams/ppo.yml --num-threads 1 --device cpu
+
+(``--num-threads 1``, as ``agents train``: on few CPU cores torch's default threads
+compete with the env's own torch work; the files cannot set it.)
 
 They are written by ``python -m agents zoo-hyperparams --out agents/hyperparams/``
 (``--check`` compares instead of writing); a test keeps the shipped files equal to what
@@ -53,7 +56,7 @@ _HEADER = (
     "# RL Baselines3 Zoo hyperparameters for aegym ({algo}), generated from\n"
     "# agents/hyperparams/__init__.py by `python -m agents zoo-hyperparams`: do not edit.\n"
     "# python -m rl_zoo3.train --algo {algo} --env AEGym/SoundMatch-v0 --gym-packages aegym \\\n"
-    "#     --conf-file agents/hyperparams/{algo}.yml\n"
+    "#     --conf-file agents/hyperparams/{algo}.yml --num-threads 1 --device cpu\n"
 )
 
 
