@@ -1,45 +1,35 @@
-"""WAV reading and writing on the standard library and numpy.
+"""Audio file reading (any format libsndfile reads) and atomic WAV writing.
 
-``torchaudio.load`` needs torchcodec, which aegym does not depend on, so this module
-parses RIFF/WAVE itself. Supported sample formats:
+Reading goes through `soundfile <https://python-soundfile.readthedocs.io>`_ (libsndfile,
+bundled in its wheels): WAV (PCM 8–32 bit, float, A-/µ-law, WAVE_FORMAT_EXTENSIBLE),
+FLAC, OGG/Vorbis, AIFF and the rest of :func:`soundfile.available_formats`. It replaced
+a hand-written RIFF parser, which knew four WAV encodings and nothing else. Integer PCM
+decodes as ``x / 2**(bits-1)``; float data is kept as stored, then clipped to [-1, 1]
+(NaN/inf are refused). libsndfile reads a file whose last data frames are cut off up to
+its last complete frame, as audio tools do.
 
-=============================  =========  ==========================
-format tag                     bits       decoded as
-=============================  =========  ==========================
-1 (PCM)                        8          unsigned, ``(x - 128) / 128``
-1 (PCM)                        16/24/32   signed, ``x / 2**(bits-1)``
-3 (IEEE float)                 32/64      as stored, clipped to [-1, 1]
-0xFFFE (WAVE_FORMAT_EXTENSIBLE) any above  by its sub-format (PCM or float)
-=============================  =========  ==========================
-
-Chunks other than ``fmt`` and ``data`` (``LIST``, ``fact``, ``cue``, ...) are skipped.
 Every error is a :class:`ValueError` whose message names the file and the problem.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import stat
-import struct
 import tempfile
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-__all__ = ["SILENCE_PEAK", "load_audio", "read_wav", "write_wav"]
+__all__ = ["SILENCE_PEAK", "load_audio", "read_audio", "read_wav", "write_wav"]
 
 #: Peak amplitude below which :func:`load_audio` calls a file silent (about -120 dBFS).
 SILENCE_PEAK = 1e-6
-
-_WAVE_FORMAT_PCM = 0x0001
-_WAVE_FORMAT_IEEE_FLOAT = 0x0003
-_WAVE_FORMAT_EXTENSIBLE = 0xFFFE
-# KSDATAFORMAT_SUBTYPE_* GUIDs are the format tag followed by this fixed tail.
-_GUID_TAIL = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
 
 PathLike = str | os.PathLike[str]
 
@@ -48,108 +38,35 @@ def _fail(path: PathLike, problem: str) -> ValueError:
     return ValueError(f"{os.fspath(path)}: {problem}")
 
 
-def _iter_chunks(path: PathLike, data: bytes) -> dict[bytes, tuple[int, int]]:
-    """Map chunk id -> (offset, size) of the first chunk of each id after the header."""
-    chunks: dict[bytes, tuple[int, int]] = {}
-    pos = 12
-    while pos + 8 <= len(data):
-        chunk_id = data[pos : pos + 4]
-        (size,) = struct.unpack_from("<I", data, pos + 4)
-        start = pos + 8
-        if start + size > len(data):
-            if chunk_id in (b"fmt ", b"data"):
-                raise _fail(
-                    path,
-                    f"truncated WAV file: {chunk_id.decode('latin-1').strip()!r} chunk "
-                    f"declares {size} bytes but only {len(data) - start} remain",
-                )
-            break  # a truncated trailing chunk we would skip anyway
-        chunks.setdefault(chunk_id, (start, size))
-        pos = start + size + (size & 1)  # chunks are padded to even sizes
-    return chunks
+def read_audio(path: PathLike) -> tuple[torch.Tensor, int]:
+    """Read an audio file (WAV, FLAC, OGG, AIFF, ... — whatever libsndfile reads).
 
-
-def _decode(path: PathLike, raw: bytes, fmt_tag: int, bits: int) -> np.ndarray:
-    """Decode little-endian sample bytes to float64 in [-1, 1]."""
-    if fmt_tag == _WAVE_FORMAT_PCM:
-        if bits == 8:
-            return (np.frombuffer(raw, np.uint8).astype(np.float64) - 128.0) / 128.0
-        if bits == 16:
-            return np.frombuffer(raw, "<i2").astype(np.float64) / 32768.0
-        if bits == 24:
-            b = np.frombuffer(raw, np.uint8).reshape(-1, 3)
-            # Put the 3 bytes in the top of an int32, then shift back to sign-extend.
-            wide = np.zeros((b.shape[0], 4), np.uint8)
-            wide[:, 1:] = b
-            return (wide.view("<i4")[:, 0] >> 8).astype(np.float64) / 8388608.0
-        if bits == 32:
-            return np.frombuffer(raw, "<i4").astype(np.float64) / 2147483648.0
-        raise _fail(path, f"unsupported PCM bit depth {bits} (supported: 8, 16, 24, 32)")
-    if fmt_tag == _WAVE_FORMAT_IEEE_FLOAT:
-        if bits not in (32, 64):
-            raise _fail(path, f"unsupported float bit depth {bits} (supported: 32, 64)")
-        x = np.frombuffer(raw, "<f4" if bits == 32 else "<f8").astype(np.float64)
-        if not np.isfinite(x).all():
-            raise _fail(path, "float WAV data contains NaN or inf samples")
-        return np.clip(x, -1.0, 1.0)
-    raise _fail(
-        path,
-        f"unsupported WAV format tag 0x{fmt_tag:04X} (supported: PCM 0x0001, "
-        "IEEE float 0x0003, and WAVE_FORMAT_EXTENSIBLE with those sub-formats)",
-    )
-
-
-def read_wav(path: PathLike) -> tuple[torch.Tensor, int]:
-    """Read a RIFF/WAVE file.
-
-    :param path: the WAV file.
+    :param path: the file.
     :returns: ``(audio, sample_rate)`` with ``audio`` a float32 tensor ``[C, T]`` in
         ``[-1, 1]`` (integer PCM scaled by ``2**(bits-1)``; float data clipped).
-    :raises ValueError: the file is missing, is not RIFF/WAVE, is truncated, or uses an
-        unsupported format; the message names the file.
+    :raises ValueError: the file is missing, not an audio file libsndfile knows, broken,
+        or holds NaN/inf samples; the message names the file.
     """
     p = Path(path)
     if not p.is_file():
-        raise _fail(path, "no such WAV file")
-    data = p.read_bytes()
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise _fail(path, "not a RIFF/WAVE file (missing 'RIFF....WAVE' header)")
-    chunks = _iter_chunks(path, data)
-    if b"fmt " not in chunks:
-        raise _fail(path, "truncated or invalid WAV file: no 'fmt ' chunk")
-    fmt_pos, fmt_size = chunks[b"fmt "]
-    if fmt_size < 16:
-        raise _fail(path, f"invalid 'fmt ' chunk of {fmt_size} bytes (need >= 16)")
-    fmt_tag, channels, sample_rate, _, block_align, bits = struct.unpack_from(
-        "<HHIIHH", data, fmt_pos
-    )
-    if fmt_tag == _WAVE_FORMAT_EXTENSIBLE:
-        if fmt_size < 40:
-            raise _fail(path, "WAVE_FORMAT_EXTENSIBLE 'fmt ' chunk shorter than 40 bytes")
-        guid = data[fmt_pos + 24 : fmt_pos + 40]
-        if guid[2:] != _GUID_TAIL:
-            raise _fail(path, f"unsupported WAVE_FORMAT_EXTENSIBLE sub-format {guid.hex()}")
-        (fmt_tag,) = struct.unpack_from("<H", guid)
-    if channels < 1 or sample_rate < 1:
-        raise _fail(path, f"invalid header: {channels} channels at {sample_rate} Hz")
-    if bits % 8 or block_align != channels * bits // 8:
+        raise _fail(path, "no such audio file")
+    try:
+        data, sample_rate = sf.read(p, dtype="float64", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        problem = getattr(err, "error_string", None) or str(err)
         raise _fail(
             path,
-            f"unsupported layout: {bits} bits/sample, block align {block_align} "
-            f"for {channels} channels (only byte-aligned, packed samples are supported)",
-        )
-    if b"data" not in chunks:
-        raise _fail(path, "truncated or invalid WAV file: no 'data' chunk")
-    data_pos, data_size = chunks[b"data"]
-    if data_size % block_align:
-        raise _fail(
-            path,
-            f"truncated WAV data: {data_size} bytes is not a whole number of "
-            f"{block_align}-byte frames",
-        )
-    samples = _decode(path, data[data_pos : data_pos + data_size], fmt_tag, bits)
-    audio = samples.reshape(-1, channels).T  # interleaved frames -> [C, T]
+            f"cannot read as audio ({problem}); formats read: "
+            f"{', '.join(sorted(sf.available_formats()))}",
+        ) from None
+    if not np.isfinite(data).all():
+        raise _fail(path, "audio data contains NaN or inf samples")
+    audio = np.clip(data, -1.0, 1.0).T  # [T, C] -> [C, T]
     return torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), int(sample_rate)
+
+
+#: Former name of :func:`read_audio` (it read WAV only), kept for existing callers.
+read_wav = read_audio
 
 
 def _file_mode(dest: Path) -> int:
@@ -203,7 +120,7 @@ def write_wav(
     :param path: destination file (missing folders are created).
     :param audio: ``[T]`` (mono) or ``[C, T]`` samples, nominally in ``[-1, 1]``. Values
         outside are **clipped** to ``[-1, 1]`` (integer formats cannot hold them and
-        float output stays within what :func:`read_wav` returns).
+        float output stays within what :func:`read_audio` returns).
     :param sample_rate: sample rate in Hz.
     :param bits: ``16`` or ``24`` for integer PCM, ``32`` for 32-bit IEEE float.
     :returns: the destination path.
@@ -224,56 +141,47 @@ def write_wav(
     if not np.isfinite(x).all():
         raise ValueError(f"{dest}: audio contains NaN or inf samples")
     x = np.clip(x, -1.0, 1.0)
-    channels = x.shape[0]
-    frames = x.T  # [T, C] interleaves when flattened
+    frames = x.T  # [T, C]
     if bits == 32:
-        fmt_tag, payload = _WAVE_FORMAT_IEEE_FLOAT, frames.astype("<f4").tobytes()
+        samples, subtype = frames.astype(np.float32), "FLOAT"
     else:
+        # Scale and round ourselves (libsndfile's own float->int conversion scales by
+        # 2**(bits-1) - 1): full scale is 2**(bits-1), the inverse of the reader.
         scale = 2.0 ** (bits - 1)
-        ints = np.clip(np.round(frames * scale), -scale, scale - 1).astype("<i4")
+        ints = np.clip(np.round(frames * scale), -scale, scale - 1)
         if bits == 16:
-            payload = ints.astype("<i2").tobytes()
-        else:  # 24-bit: low three bytes of each little-endian int32
-            payload = ints.reshape(-1, 1).view(np.uint8)[:, :3].tobytes()
-        fmt_tag = _WAVE_FORMAT_PCM
-    block_align = channels * bits // 8
-    fmt = struct.pack(
-        "<HHIIHH", fmt_tag, channels, sample_rate, sample_rate * block_align, block_align, bits
-    )
-    chunks = [b"fmt " + struct.pack("<I", len(fmt)) + fmt]
-    if fmt_tag == _WAVE_FORMAT_IEEE_FLOAT:  # non-PCM files carry a 'fact' chunk
-        chunks.append(b"fact" + struct.pack("<II", 4, frames.shape[0]))
-    chunks.append(
-        b"data" + struct.pack("<I", len(payload)) + payload + b"\x00" * (len(payload) & 1)
-    )
-    body = b"WAVE" + b"".join(chunks)
-    blob = b"RIFF" + struct.pack("<I", len(body)) + body
+            samples, subtype = ints.astype(np.int16), "PCM_16"
+        else:  # libsndfile takes 24-bit samples in the top bits of an int32
+            samples, subtype = ints.astype(np.int32) << 8, "PCM_24"
+    buf = io.BytesIO()
+    sf.write(buf, samples, sample_rate, subtype=subtype, format="WAV")
+    blob = buf.getvalue()
 
     atomic_write_bytes(dest, blob)
     return dest
 
 
 def load_audio(path: PathLike, sample_rate: int, mono: bool = True) -> torch.Tensor:
-    """Read a WAV file, downmix and resample it.
+    """Read an audio file (see :func:`read_audio`), downmix and resample it.
 
-    :param path: the WAV file.
+    :param path: the audio file (WAV, FLAC, OGG, ...).
     :param sample_rate: rate to resample to (``torchaudio.functional.resample``).
     :param mono: downmix to one channel (mean of the channels) and return ``[T]``;
         with ``mono=False`` the channels are kept and the result is ``[C, T]``.
     :returns: float32 audio at ``sample_rate`` in ``[-1, 1]`` (clipped after resampling).
-    :raises ValueError: as :func:`read_wav`, or the file is silent (peak below
+    :raises ValueError: as :func:`read_audio`, or the file is silent (peak below
         :data:`SILENCE_PEAK`).
     """
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate < 1:
         raise ValueError(f"sample_rate must be a positive int, got {sample_rate!r}")
-    audio, file_rate = read_wav(path)
+    audio, file_rate = read_audio(path)
     if audio.shape[-1] == 0:
-        raise _fail(path, "WAV file has no samples")
+        raise _fail(path, "audio file has no samples")
     peak = float(audio.abs().max())
     if peak < SILENCE_PEAK:
         raise _fail(
             path,
-            f"WAV file is silent (peak {peak:.3g} < {SILENCE_PEAK:g}); a target needs sound",
+            f"audio file is silent (peak {peak:.3g} < {SILENCE_PEAK:g}); a target needs sound",
         )
     if mono:
         audio = audio.mean(0)

@@ -559,24 +559,33 @@ def make_target_set(
 PathSpec = str | os.PathLike[str]
 
 
+#: File name endings a target folder is scanned for (what :func:`aegym.audio_io.read_audio`
+#: reads; a single file or a list may have any name libsndfile can read).
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff")
+
+
 def _wav_files(paths: PathSpec | Sequence[PathSpec]) -> tuple[str, list[Path]]:
-    """Expand a file, a folder (its ``*.wav``, sorted) or a list into (set name, files)."""
+    """Expand a file, a folder (its audio files, sorted) or a list into (set name, files)."""
     if isinstance(paths, (str, os.PathLike)):
         p = Path(paths)
         if p.is_dir():
-            files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() == ".wav")
+            files = sorted(
+                f for f in p.iterdir() if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES
+            )
             if not files:
-                raise ValueError(f"{p}: directory contains no .wav files")
+                raise ValueError(
+                    f"{p}: directory contains no audio files ({', '.join(AUDIO_SUFFIXES)})"
+                )
             return p.name or str(p), files
         if not p.exists():
-            raise ValueError(f"{p}: no such WAV file or directory")
+            raise ValueError(f"{p}: no such audio file or directory")
         return p.stem, [p]
     files = [Path(p) for p in paths]
     if not files:
         raise ValueError("the list of WAV paths is empty")
     for f in files:
         if not f.is_file():
-            raise ValueError(f"{f}: no such WAV file")
+            raise ValueError(f"{f}: no such audio file")
     return "wav", files
 
 
@@ -587,14 +596,14 @@ def load_wav_targets(
     *,
     peak_dbfs: float | None = None,
 ) -> TargetSet:
-    """Load WAV files as targets of kind ``"wav"``.
+    """Load audio files (WAV, FLAC, OGG, AIFF, ...) as targets of kind ``"wav"``.
 
     Each file is read with :func:`aegym.audio_io.load_audio` (downmixed to mono,
     resampled to ``sample_rate``), then **cut** to its first ``duration_s`` seconds or
     **zero-padded** at the end to that length.
 
-    :param paths: one WAV file, a directory (every ``*.wav`` in it, sorted by name, not
-        recursive) or a list of files.
+    :param paths: one audio file, a directory (every file in it ending in one of
+        :data:`AUDIO_SUFFIXES`, sorted by name, not recursive) or a list of files.
     :param sample_rate: target sample rate in Hz.
     :param duration_s: target length in seconds.
     :param peak_dbfs: if set, each target is scaled to this peak level; None keeps the

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
-from aegym.audio_io import atomic_write_bytes, load_audio, read_wav, write_wav
+from aegym.audio_io import atomic_write_bytes, load_audio, read_audio, read_wav, write_wav
 
 
 def _sine(freq_hz: float, sample_rate: int, n: int, amp: float = 0.5) -> np.ndarray:
@@ -171,7 +172,7 @@ def test_resample_preserves_frequency(tmp_path: Path, rate: int) -> None:
 
 def test_error_missing_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.wav"
-    with pytest.raises(ValueError, match=r"nope\.wav.*no such WAV file"):
+    with pytest.raises(ValueError, match=r"nope\.wav.*no such audio file"):
         read_wav(missing)
     with pytest.raises(ValueError, match=r"nope\.wav"):
         load_audio(missing, 16000)
@@ -180,34 +181,59 @@ def test_error_missing_file(tmp_path: Path) -> None:
 def test_error_garbage(tmp_path: Path) -> None:
     path = tmp_path / "garbage.wav"
     path.write_bytes(np.random.default_rng(0).bytes(500))
-    with pytest.raises(ValueError, match=r"garbage\.wav.*not a RIFF/WAVE"):
+    with pytest.raises(
+        ValueError, match=r"garbage\.wav: cannot read as audio.*formats read:.*FLAC"
+    ):
         read_wav(path)
     path.write_bytes(b"")
-    with pytest.raises(ValueError, match="not a RIFF/WAVE"):
+    with pytest.raises(ValueError, match=r"garbage\.wav: cannot read as audio"):
         read_wav(path)
 
 
-def test_error_truncated(tmp_path: Path) -> None:
-    good = _wav_bytes(1, 1, 8000, 16, np.zeros(100, "<i2").tobytes())
+def test_truncated_files(tmp_path: Path) -> None:
+    ints = np.arange(100, dtype="<i2") * 100
+    good = _wav_bytes(1, 1, 8000, 16, ints.tobytes())
     path = tmp_path / "trunc.wav"
     path.write_bytes(good[:20])  # header cut inside the fmt chunk
-    with pytest.raises(ValueError, match=r"trunc\.wav.*truncated"):
+    with pytest.raises(ValueError, match=r"trunc\.wav: cannot read as audio.*fmt"):
         read_wav(path)
-    path.write_bytes(good[:-11])  # data chunk cut short
-    with pytest.raises(ValueError, match=r"trunc\.wav.*truncated"):
-        read_wav(path)
+    path.write_bytes(good[:-11])  # data cut short: the complete frames are read
+    audio, rate = read_wav(path)
+    assert rate == 8000 and audio.shape == (1, 94)
+    np.testing.assert_array_equal(audio[0].numpy(), (ints[:94] / 32768.0).astype(np.float32))
     path.write_bytes(good[:12])  # RIFF/WAVE header only
-    with pytest.raises(ValueError, match="no 'fmt ' chunk"):
+    with pytest.raises(ValueError, match=r"trunc\.wav: cannot read as audio"):
         read_wav(path)
 
 
-def test_error_unsupported(tmp_path: Path) -> None:
-    path = tmp_path / "alaw.wav"
-    path.write_bytes(_wav_bytes(6, 1, 8000, 8, bytes(100)))  # A-law
-    with pytest.raises(ValueError, match=r"alaw\.wav.*unsupported WAV format tag 0x0006"):
+def test_other_encodings_and_formats(tmp_path: Path) -> None:
+    # A-law WAV, which the former hand-written parser refused, decodes now.
+    alaw = tmp_path / "alaw.wav"
+    alaw.write_bytes(_wav_bytes(6, 1, 8000, 8, bytes([0xD5] * 50 + [0x2A] * 50)))
+    audio, _ = read_wav(alaw)
+    assert audio.shape == (1, 100) and float(audio[0, :50].abs().max()) < 0.01
+    # 0x2A xor 0x55 = 0x7F: G.711's largest negative magnitude, -32256 / 32768.
+    assert torch.all(audio[0, 50:] == -32256 / 32768)
+    path = tmp_path / "odd.wav"
+    path.write_bytes(_wav_bytes(0x1234, 1, 8000, 16, bytes(100)))
+    with pytest.raises(ValueError, match=r"odd\.wav: cannot read as audio"):
         read_wav(path)
-    path.write_bytes(_wav_bytes(1, 1, 8000, 12, bytes(100)))
-    with pytest.raises(ValueError, match="unsupported"):
+    # FLAC and OGG/Vorbis read like WAV (through load_audio: resampled, mono).
+    x = _sine(440.0, 22_050, 22_050)
+    for name, fmt, tol in (("t.flac", "FLAC", 1e-4), ("t.ogg", "OGG", 0.05)):
+        sf.write(tmp_path / name, x, 22_050, format=fmt)
+        back, rate = read_audio(tmp_path / name)
+        assert rate == 22_050 and back.shape[0] == 1
+        assert np.abs(back[0, : x.shape[0]].numpy() - x).max() < tol
+        mono = load_audio(tmp_path / name, 16_000)
+        assert _peak_hz(mono, 16_000) == pytest.approx(440.0, rel=0.01)
+
+
+def test_non_finite_float_data_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "nan.wav"
+    payload = np.array([0.1, np.nan, 0.2], "<f4").tobytes()
+    path.write_bytes(_wav_bytes(3, 1, 8000, 32, payload))
+    with pytest.raises(ValueError, match=r"nan\.wav: audio data contains NaN or inf"):
         read_wav(path)
 
 

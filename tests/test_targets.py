@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from aegym import targets as targets_mod
@@ -255,6 +256,14 @@ def test_wav_targets_from_directory(wav_dir: Path) -> None:
     assert float(ts.audio_batch().abs().max()) <= 1.0
 
 
+def test_flac_and_ogg_files_are_targets_too(wav_dir: Path) -> None:
+    sf.write(wav_dir / "c.flac", _sine(550, 16000, 1.0), 16000, format="FLAC")
+    sf.write(wav_dir / "d.ogg", _sine(220, 24000, 1.0), 24000, format="OGG")
+    ts = load_wav_targets(wav_dir, 16000, 1.0)
+    assert ts.names == ("a_22k.wav", "b_44k.wav", "c.flac", "d.ogg")
+    assert all(float(t.audio.abs().max()) > 0.3 for t in ts)
+
+
 def test_wav_targets_from_list_and_single_file(wav_dir: Path) -> None:
     files = [wav_dir / "b_44k.wav", str(wav_dir / "a_22k.wav")]
     ts = load_wav_targets(files, 16000, 0.5)
@@ -269,7 +278,7 @@ def test_wav_targets_from_list_and_single_file(wav_dir: Path) -> None:
 def test_wav_target_errors(tmp_path: Path, wav_dir: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ValueError, match=r"empty.*no \.wav files"):
+    with pytest.raises(ValueError, match=r"empty.*no audio files \(\.wav, \.flac"):
         load_wav_targets(empty)
     with pytest.raises(ValueError, match=r"missing\.wav.*no such"):
         load_wav_targets(tmp_path / "missing.wav")
@@ -286,7 +295,7 @@ def test_wav_target_errors(tmp_path: Path, wav_dir: Path) -> None:
         load_wav_targets(tmp_path / "late.wav", 16000, 1.0)
     garbage = tmp_path / "bad.wav"
     garbage.write_bytes(b"hello world, not a wav")
-    with pytest.raises(ValueError, match=r"bad\.wav.*not a RIFF/WAVE"):
+    with pytest.raises(ValueError, match=r"bad\.wav: cannot read as audio"):
         load_wav_targets(garbage)
 
 
