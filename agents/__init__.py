@@ -20,7 +20,7 @@ from agents.baselines import (
     make_baseline,
     tune_adam_lr,
 )
-from agents.envs import ENV_IDS, make_env, make_vec_env
+from agents.common.envs import ENV_IDS, make_env, make_vec_env
 from agents.evaluate import EvalArgs, EvalResult, evaluate, format_table
 from agents.hyperparams import ALGOS, HYPERPARAMS, get_settings
 from agents.shaped_ppo import ShapedPPO, ShapingConfig

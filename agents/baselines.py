@@ -331,7 +331,7 @@ def tune_adam_lr(
         for s in seeds
     ]
     results: dict[float, float] = {}
-    from agents.envs import make_vec_env
+    from agents.common.envs import make_vec_env
 
     venv = make_vec_env(env_id, len(specs), seed=0, native=native, **env_kwargs)
     try:

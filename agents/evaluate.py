@@ -49,8 +49,8 @@ from stable_baselines3.common.vec_env import VecEnv
 import aegym
 from aegym.targets import TARGET_SETS
 from agents.baselines import BASELINE_NAMES, make_baseline
-from agents.cli import parse_args
-from agents.envs import (
+from agents.common.cli import parse_args
+from agents.common.envs import (
     SUCCESS_DISTANCE,
     check_env_id,
     env_family,
@@ -58,7 +58,7 @@ from agents.envs import (
     make_vec_env,
     reset_episodes,
 )
-from agents.type_aliases import PredictPolicy
+from agents.common.type_aliases import PredictPolicy
 
 #: The metrics of every agent, in table order.
 METRICS: tuple[str, ...] = (

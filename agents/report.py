@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.envs import SUCCESS_DISTANCE
+from agents.common.envs import SUCCESS_DISTANCE
 
 
 def _plt() -> Any:

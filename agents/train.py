@@ -8,7 +8,7 @@ command line; what resume reads), ``model_card.json`` and ``README.md`` (what a 
 needs to reload and rerun the agent: env id and kwargs, algorithm and resolved
 hyperparameters, seed, package versions, the exact command line), TensorBoard events and
 ``progress*.csv`` (SB3's losses plus every reward term, the distance and, on
-SchedulerGains, α/μ/σ — see :class:`agents.callbacks.EnvSignalsCallback`),
+SchedulerGains, α/μ/σ — see :class:`agents.common.callbacks.EnvSignalsCallback`),
 ``checkpoints/step_XXXXXXXXX.zip`` (+ ``_replay.pkl`` for SAC) and ``model.zip``.
 ``python -m agents evaluate RUN_DIR`` evaluates a run from its folder alone.
 
@@ -61,9 +61,9 @@ from tqdm.auto import tqdm
 import aegym
 from aegym.audio_io import atomic_write_bytes
 from agents.baselines import AEBaseline
-from agents.callbacks import EnvSignalsCallback, TqdmCallback
-from agents.cli import parse_args
-from agents.envs import check_env_id, make_vec_env, native_vec_available
+from agents.common.callbacks import EnvSignalsCallback, TqdmCallback
+from agents.common.cli import parse_args
+from agents.common.envs import check_env_id, make_vec_env, native_vec_available
 from agents.hyperparams import (
     AE_ALPHA0,
     TRAIN_ENV_KWARGS,

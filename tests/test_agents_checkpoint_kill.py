@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch as th
 
-from agents.envs import FAST_ENV_KWARGS
+from agents.common.envs import FAST_ENV_KWARGS
 from agents.train import (
     TrainArgs,
     clean_run_dir,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from agents.envs import (
+from agents.common.envs import (
     ENV_IDS,
     FAST_ENV_KWARGS,
     check_env_id,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.envs import FAST_ENV_KWARGS
+from agents.common.envs import FAST_ENV_KWARGS
 from agents.evaluate import (
     METRICS,
     EvalArgs,

@@ -18,8 +18,8 @@ import torch
 
 import aegym
 from agents.__main__ import main as agents_main
-from agents.cli import parse_args
-from agents.envs import FAST_ENV_KWARGS, make_env
+from agents.common.cli import parse_args
+from agents.common.envs import FAST_ENV_KWARGS, make_env
 from agents.evaluate import EvalArgs, evaluate
 from agents.train import ALGO_CLASSES, TrainArgs, run_model_path, train
 

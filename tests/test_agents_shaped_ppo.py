@@ -11,7 +11,7 @@ from stable_baselines3.common.buffers import RolloutBuffer
 
 import aegym  # noqa: F401
 from agents.baselines import AEBaseline, StaticBaseline
-from agents.envs import FAST_ENV_KWARGS, make_vec_env
+from agents.common.envs import FAST_ENV_KWARGS, make_vec_env
 from agents.shaped_ppo import (
     POTENTIAL,
     RESIDUAL,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch as th
 
-from agents.envs import FAST_ENV_KWARGS
+from agents.common.envs import FAST_ENV_KWARGS
 from agents.train import (
     TrainArgs,
     allowed_hyperparams,

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from agents.envs import check_env_id
+from agents.common.envs import check_env_id
 from agents.shaped_ppo import ShapingConfig
 
 #: Algorithms the train command knows.

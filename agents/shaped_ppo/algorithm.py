@@ -18,6 +18,7 @@ from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
+from agents.common.type_aliases import PredictPolicy
 from agents.shaped_ppo.buffer import ShapedRolloutBuffer
 from agents.shaped_ppo.config import ShapingConfig
 from agents.shaped_ppo.policy import MultiHeadActorCriticPolicy
@@ -30,7 +31,6 @@ from agents.shaped_ppo.shaping import (
     reward_channels,
     true_next_observations,
 )
-from agents.type_aliases import PredictPolicy
 
 #: A policy with SB3's ``predict`` that the KL penalty pulls toward.
 ReferencePolicy = PredictPolicy
