@@ -9,6 +9,8 @@ Layering goes one way: ``agents`` uses ``aegym``, never the reverse.
 * Commands (``python -m agents train|evaluate|bench|tune-adam``) as functions:
   :func:`train`, :func:`evaluate`, :func:`bench`.
 * :func:`make_vec_env` — native batched vector env when available, else DummyVecEnv.
+* :data:`ALGOS` — the algorithm registry (name -> :class:`agents.common.registry.AlgoSpec`);
+  :func:`algo_class` loads a saved model: ``algo_class("ppo").load(path)``.
 """
 
 from agents.baselines import (
@@ -21,8 +23,9 @@ from agents.baselines import (
     tune_adam_lr,
 )
 from agents.common.envs import ENV_IDS, make_env, make_vec_env
+from agents.common.registry import ALGOS, algo_class
 from agents.evaluate import EvalArgs, EvalResult, evaluate, format_table
-from agents.hyperparams import ALGOS, HYPERPARAMS, get_settings
+from agents.hyperparams import HYPERPARAMS, get_settings
 from agents.shaped_ppo import ShapedPPO, ShapingConfig
 from agents.train import TrainArgs, TrainResult, train
 
@@ -55,6 +58,7 @@ __all__ = [
     "StaticBaseline",
     "TrainArgs",
     "TrainResult",
+    "algo_class",
     "bench",
     "evaluate",
     "format_table",

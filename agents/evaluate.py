@@ -58,6 +58,7 @@ from agents.common.envs import (
     make_vec_env,
     reset_episodes,
 )
+from agents.common.registry import ALGOS, algo_class
 from agents.common.type_aliases import PredictPolicy
 
 #: The metrics of every agent, in table order.
@@ -493,8 +494,6 @@ def parse_agent_spec(spec: str) -> tuple[str | None, Path]:
     :param spec: the agent as given.
     :raises ValueError: a prefix that is no algorithm (naming the allowed ones).
     """
-    from agents.hyperparams import ALGOS
-
     if Path(spec).exists():
         return None, Path(spec)
     head, sep, tail = spec.partition(":")
@@ -553,11 +552,9 @@ def load_model(spec: str) -> tuple[str, Path, BaseAlgorithm]:
     :raises FileNotFoundError: no such file.
     :raises ValueError: unknown algorithm prefix, a file that is no SB3 model of it.
     """
-    from agents.train import ALGO_CLASSES
-
     algo, path = inspect_agent(spec)
     try:
-        model = ALGO_CLASSES[algo].load(path, device="cpu")
+        model = algo_class(algo).load(path, device="cpu")
     except Exception as err:
         raise ValueError(
             f"agent {spec!r}: cannot load {str(path)!r} as a {algo} model "

@@ -50,7 +50,6 @@ import gymnasium as gym
 import numpy as np
 import stable_baselines3
 import torch
-from stable_baselines3 import A2C, PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
@@ -64,22 +63,9 @@ from agents.baselines import AEBaseline
 from agents.common.callbacks import EnvSignalsCallback, TqdmCallback
 from agents.common.cli import parse_args
 from agents.common.envs import check_env_id, make_vec_env, native_vec_available
-from agents.hyperparams import (
-    AE_ALPHA0,
-    TRAIN_ENV_KWARGS,
-    AlgoSettings,
-    check_algo,
-    get_settings,
-)
+from agents.common.registry import ALGOS, algo_class, check_algo, get_algo, is_off_policy
+from agents.hyperparams import AE_ALPHA0, TRAIN_ENV_KWARGS, AlgoSettings, get_settings
 from agents.shaped_ppo import ShapedPPO, ShapingConfig
-
-#: Algorithm name -> SB3 class.
-ALGO_CLASSES: dict[str, type[BaseAlgorithm]] = {
-    "ppo": PPO,
-    "sac": SAC,
-    "a2c": A2C,
-    "shaped_ppo": ShapedPPO,
-}
 
 _CKPT = re.compile(r"^step_(\d+)\.zip$")
 _REPLAY = re.compile(r"^step_(\d+)_replay\.pkl$")
@@ -216,7 +202,7 @@ def allowed_hyperparams(algo: str) -> tuple[str, ...]:
     :raises ValueError: unknown algorithm.
     """
     names: set[str] = set()
-    for klass in ALGO_CLASSES[check_algo(algo)].__mro__:
+    for klass in algo_class(algo).__mro__:
         if not issubclass(klass, BaseAlgorithm) or klass is BaseAlgorithm:
             break
         params = inspect.signature(klass).parameters
@@ -294,11 +280,6 @@ def _run_algo(run_dir: Path) -> str | None:
         return None
 
 
-def _off_policy(algo: str | None) -> bool:
-    cls = ALGO_CLASSES.get(algo or "")
-    return cls is not None and issubclass(cls, OffPolicyAlgorithm)
-
-
 def resolve_resume(resume: str) -> Path:
     """The checkpoint that ``resume`` (a checkpoint ``.zip`` or a run folder) names.
 
@@ -315,7 +296,7 @@ def resolve_resume(resume: str) -> Path:
             )
         ckpt = latest_checkpoint(path)
         if ckpt is None:
-            replay = ", with its _replay.pkl" if _off_policy(_run_algo(path)) else ""
+            replay = ", with its _replay.pkl" if is_off_policy(_run_algo(path)) else ""
             raise FileNotFoundError(
                 f"resume {resume!r}: the run folder holds no resumable checkpoint "
                 f"(checkpoints/step_*.zip{replay})"
@@ -328,7 +309,7 @@ def resolve_resume(resume: str) -> Path:
         raise FileNotFoundError(
             f"{resume!r} is not inside a run folder (expected {run_dir / 'config.json'})"
         )
-    if _off_policy(_run_algo(run_dir)) and not replay_path(path).is_file():
+    if is_off_policy(_run_algo(run_dir)) and not replay_path(path).is_file():
         raise FileNotFoundError(
             f"replay buffer of the checkpoint not found: {str(replay_path(path))!r} "
             f"(resume from the run folder to pick its newest resumable checkpoint)"
@@ -478,7 +459,7 @@ def latest_checkpoint(run_dir: str | Path, resumable: bool = True) -> Path | Non
     if resumable:
         algo = _run_algo(Path(run_dir))
         needs_replay = (
-            _off_policy(algo) if algo is not None else any(ckpt_dir.glob("step_*_replay.pkl"))
+            is_off_policy(algo) if algo is not None else any(ckpt_dir.glob("step_*_replay.pkl"))
         )
         if needs_replay:
             found = [(n, p) for n, p in found if replay_path(p).is_file()]
@@ -627,7 +608,7 @@ def model_card(
         "env_id": args.env_id,
         "env_kwargs": config["env_kwargs"],
         "algo": args.algo,
-        "sb3_class": f"{type_name(args.algo)}",
+        "sb3_class": get_algo(args.algo).type_name,
         "policy": "MlpPolicy",
         "seed": args.seed,
         "n_envs": settings["n_envs"],
@@ -647,8 +628,8 @@ def model_card(
         "usage": {
             "evaluate": f"python -m agents evaluate {folder}",
             "load": (
-                f"from agents.train import ALGO_CLASSES; "
-                f"model = ALGO_CLASSES[{args.algo!r}].load({str(run_dir / model_name)!r})"
+                f"from agents import algo_class; "
+                f"model = algo_class({args.algo!r}).load({str(run_dir / model_name)!r})"
             ),
             "resume": f"python -m agents train --resume {folder} --total-timesteps N",
         },
@@ -662,9 +643,9 @@ def effective_hyperparams(algo: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     :param algo: algorithm name.
     :param kwargs: the run's resolved constructor keyword arguments.
     """
-    cls = ALGO_CLASSES[algo]
+    registered = {spec.cls for spec in ALGOS.values()}
     defaults: dict[str, Any] = {}
-    for klass in reversed([k for k in cls.__mro__ if k in ALGO_CLASSES.values()]):
+    for klass in reversed([k for k in algo_class(algo).__mro__ if k in registered]):
         for name, p in inspect.signature(klass).parameters.items():
             if p.default is not inspect.Parameter.empty:
                 defaults[name] = p.default
@@ -679,15 +660,6 @@ def _jsonable(value: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return True
-
-
-def type_name(algo: str) -> str:
-    """``module.Class`` of the SB3 class of ``algo``.
-
-    :param algo: algorithm name.
-    """
-    cls = ALGO_CLASSES[algo]
-    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def model_card_markdown(card: dict[str, Any]) -> str:
@@ -776,7 +748,7 @@ def _round_up(n: int, unit: int) -> int:
 
 
 def _chunk_unit(algo: str, settings: AlgoSettings, n_envs: int) -> int:
-    if algo == "sac":
+    if get_algo(algo).off_policy:
         return n_envs
     return int(settings.kwargs.get("n_steps", 2048)) * n_envs
 
@@ -806,7 +778,7 @@ def build_model(
     :param seed: run seed.
     :param device: torch device.
     """
-    cls = ALGO_CLASSES[check_algo(algo)]
+    cls = algo_class(algo)
     kwargs = copy.deepcopy(settings.kwargs)
     if algo == "shaped_ppo":
         kwargs["shaping"] = settings.shaping
@@ -847,7 +819,7 @@ def _build_checked(args: TrainArgs, venv: VecEnv, settings: AlgoSettings) -> Bas
         return build_model(args.algo, venv, settings, args.seed)
     except (TypeError, ValueError, AssertionError) as err:
         raise ValueError(
-            f"hyperparams {args.hyperparams!r} rejected by {ALGO_CLASSES[args.algo].__name__}: "
+            f"hyperparams {args.hyperparams!r} rejected by {algo_class(args.algo).__name__}: "
             f"{_one_line(err)}"
         ) from err
 
@@ -856,7 +828,7 @@ def _load_checkpoint(
     args: TrainArgs, ckpt: Path, venv: VecEnv, settings: AlgoSettings
 ) -> BaseAlgorithm:
     try:
-        model = ALGO_CLASSES[args.algo].load(ckpt, env=venv, device="cpu")
+        model = algo_class(args.algo).load(ckpt, env=venv, device="cpu")
     except Exception as err:
         raise ValueError(
             f"cannot resume from {str(ckpt)!r} (not a readable {args.algo} checkpoint): "

@@ -31,11 +31,13 @@
 Layout (as an SB3 algorithm package): :mod:`~agents.shaped_ppo.config` (the switches),
 :mod:`~agents.shaped_ppo.shaping` (the pure functions above), :mod:`~agents.shaped_ppo.policy`
 (the multi-head critic), :mod:`~agents.shaped_ppo.buffer` (per-channel rollouts) and
-:mod:`~agents.shaped_ppo.algorithm` (:class:`ShapedPPO`).
+:mod:`~agents.shaped_ppo.algorithm` (:class:`ShapedPPO`). Importing the package registers
+``"shaped_ppo"`` in :mod:`agents.common.registry`.
 """
 
 from __future__ import annotations
 
+from agents.common.registry import register_algo
 from agents.shaped_ppo.algorithm import ReferencePolicy, ShapedPPO
 from agents.shaped_ppo.buffer import ShapedRolloutBuffer, ShapedRolloutSamples
 from agents.shaped_ppo.config import AEGYM_TERMS, POTENTIAL, RESIDUAL, TOTAL, ShapingConfig
@@ -51,6 +53,9 @@ from agents.shaped_ppo.shaping import (
     reward_channels,
     true_next_observations,
 )
+
+# Ours, not a Zoo algorithm: RL Baselines3 Zoo has no file for it.
+register_algo("shaped_ppo", ShapedPPO, zoo=False)
 
 __all__ = [
     "AEGYM_TERMS",
