@@ -1,6 +1,9 @@
 """Agents for aegym: baselines as policies, SB3 training, shaped PPO, evaluation.
 
-Layering goes one way: ``agents`` uses ``aegym``, never the reverse.
+Layering goes one way: ``agents`` uses ``aegym``, never the reverse; inside ``agents``,
+:mod:`agents.common` (episode running, statistics, the algorithm registry, env and
+run-folder helpers) is below everything else, and no import cycle exists, not even
+through imports inside functions (``tests/test_agents_imports.py``).
 
 * Baselines with SB3's ``predict``: :class:`AEBaseline`, :class:`RandomBaseline`,
   :class:`StaticBaseline`, :class:`AdamBaseline` (:func:`make_baseline` by name).
@@ -24,8 +27,9 @@ from agents.baselines import (
 )
 from agents.common.envs import ENV_IDS, make_env, make_vec_env
 from agents.common.registry import ALGOS, algo_class
-from agents.evaluate import EvalArgs, EvalResult, evaluate, format_table
+from agents.evaluate import EvalArgs, EvalResult, evaluate
 from agents.hyperparams import HYPERPARAMS, get_settings
+from agents.report import format_table
 from agents.shaped_ppo import ShapedPPO, ShapingConfig
 from agents.train import TrainArgs, TrainResult, train
 

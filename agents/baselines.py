@@ -29,6 +29,9 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from aegym.envs.policies import AEGradientPolicy, AELawPolicy
 from aegym.envs.scheduler import SIGNAL_NAMES, SchedulerConfig, SchedulerCore
+from agents.common.envs import make_vec_env
+from agents.common.episodes import EpisodeSpec, run_episodes, select_targets
+from agents.hyperparams import ADAM_LR_MULTIPLIER, AE_ALPHA0
 
 #: Names accepted by :func:`make_baseline`.
 BASELINE_NAMES: tuple[str, ...] = ("ae", "random", "static", "adam")
@@ -152,8 +155,6 @@ class AdamBaseline(BaselinePolicy):
     ) -> None:
         super().__init__(observation_space, action_space)
         if lr_multiplier is None:
-            from agents.hyperparams import ADAM_LR_MULTIPLIER
-
             lr_multiplier = ADAM_LR_MULTIPLIER
         if not lr_multiplier > 0 or not math.isfinite(lr_multiplier):
             raise ValueError(f"lr_multiplier must be a finite number > 0, got {lr_multiplier!r}")
@@ -269,8 +270,6 @@ def make_baseline(
         (None: the tuned default).
     :raises ValueError: unknown name, or ``"adam"`` on a knob env.
     """
-    from agents.hyperparams import AE_ALPHA0
-
     obs_space, act_space = env.observation_space, env.action_space
     if name == "ae":
         return AEBaseline(env, alpha0=AE_ALPHA0, seed=seed)
@@ -321,8 +320,6 @@ def tune_adam_lr(
     :param native: use the native batched vector env when available.
     :param env_kwargs: SchedulerGains keyword arguments (``target`` is forced to "train").
     """
-    from agents.evaluate import EpisodeSpec, run_episodes, select_targets
-
     env_kwargs = {**env_kwargs, "target": "train"}
     env_id = "AEGym/SchedulerGains-v0"
     specs = [
@@ -331,8 +328,6 @@ def tune_adam_lr(
         for s in seeds
     ]
     results: dict[float, float] = {}
-    from agents.common.envs import make_vec_env
-
     venv = make_vec_env(env_id, len(specs), seed=0, native=native, **env_kwargs)
     try:
         for c in multipliers:

@@ -19,7 +19,8 @@ from typing import Any
 from agents.common.cli import parse_args
 from agents.common.envs import check_env_id, env_family
 from agents.common.registry import check_algo
-from agents.evaluate import EvalArgs, EvalResult, evaluate, format_table
+from agents.evaluate import EvalArgs, EvalResult, evaluate
+from agents.report import format_table
 from agents.train import TrainArgs, TrainResult, train
 
 

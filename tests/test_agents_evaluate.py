@@ -10,16 +10,10 @@ import numpy as np
 import pytest
 
 from agents.common.envs import FAST_ENV_KWARGS
-from agents.evaluate import (
-    METRICS,
-    EvalArgs,
-    evaluate,
-    format_table,
-    main,
-    mean_ci,
-    select_targets,
-)
-from agents.report import markdown_to_html_table, read_progress
+from agents.common.episodes import METRICS, select_targets
+from agents.common.statistics import mean_ci, mean_normal_band
+from agents.evaluate import EvalArgs, evaluate, main
+from agents.report import format_table, markdown_to_html_table, read_progress
 from agents.train import TrainArgs, train
 
 SM = "AEGym/SoundMatch-v0"
@@ -141,6 +135,13 @@ def test_scheduler_with_adam_baseline(tmp_path: Path) -> None:
     assert result.episode_limit == 20
     assert (tmp_path / "wav" / "adam_0.wav").is_file()
     assert all(a.episodes[0].length <= 20 for a in result.agents)
+
+
+def test_mean_normal_band() -> None:
+    values = np.array([[1.0, 2.0], [3.0, np.nan]])
+    mean, half = mean_normal_band(values)
+    np.testing.assert_allclose(mean, [2.0, 2.0])
+    np.testing.assert_allclose(half, [1.96 * 1.0 / np.sqrt(2), 0.0])
 
 
 def test_mean_ci_and_targets() -> None:

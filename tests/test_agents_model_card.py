@@ -21,8 +21,9 @@ from agents.__main__ import main as agents_main
 from agents.common.cli import parse_args
 from agents.common.envs import FAST_ENV_KWARGS, make_env
 from agents.common.registry import algo_class
+from agents.common.runs import run_model_path
 from agents.evaluate import EvalArgs, evaluate
-from agents.train import TrainArgs, run_model_path, train
+from agents.train import TrainArgs, train
 
 SM = "AEGym/SoundMatch-v0"
 HYPER = {"n_steps": 16, "batch_size": 16, "n_epochs": 1, "policy_kwargs": {"net_arch": [16]}}

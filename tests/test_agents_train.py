@@ -14,13 +14,12 @@ import pytest
 import torch as th
 
 from agents.common.envs import FAST_ENV_KWARGS
+from agents.common.runs import latest_checkpoint, replay_path
 from agents.train import (
     TrainArgs,
     allowed_hyperparams,
     chunk_seed,
-    latest_checkpoint,
     main,
-    replay_path,
     run_dir_name,
     train,
 )

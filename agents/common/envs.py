@@ -1,4 +1,4 @@
-"""Env construction for agents: id checks, env families and vector envs.
+"""Env construction for agents: id and kwarg checks, env families and vector envs.
 
 Every agent-side entry point builds its envs here, so the choice between aegym's native
 batched vector env (``aegym.vector.make_sb3_vec_env``, one batched core for all
@@ -8,6 +8,7 @@ sub-envs) and SB3's ``DummyVecEnv`` of monitored single envs is made in one plac
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -144,3 +145,49 @@ def reset_episodes(venv: VecEnv, seeds: Sequence[int], target_indices: Sequence[
     inner._seeds = [int(s) for s in seeds]  # SB3 has no public per-env seed setter
     inner.set_options([{"target_index": int(t)} for t in target_indices])
     return np.asarray(venv.reset())
+
+
+def _entry_class(env_id: str) -> Any:
+    aegym.register_envs()
+    entry = gym.spec(env_id).entry_point
+    if isinstance(entry, str):
+        module, _, name = entry.partition(":")
+        return getattr(importlib.import_module(module), name)
+    return entry
+
+
+def allowed_env_kwargs(env_id: str) -> tuple[str, ...] | None:
+    """Keyword arguments the env ``env_id`` takes (None: it takes any).
+
+    :param env_id: a supported env id.
+    :raises ValueError: unknown env id.
+    """
+    params = inspect.signature(_entry_class(check_env_id(env_id))).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    # render_mode is the caller's (evaluation renders with its own), not a setting.
+    return tuple(
+        n
+        for n, p in params.items()
+        if n != "render_mode" and p.kind is not inspect.Parameter.VAR_POSITIONAL
+    )
+
+
+def check_env_kwargs(env_id: str, env_kwargs: Any) -> dict[str, Any]:
+    """Return ``env_kwargs`` if ``env_id`` takes every key.
+
+    :param env_id: a supported env id.
+    :param env_kwargs: env keyword arguments.
+    :raises ValueError: not a dict, or unknown keys (naming them and the allowed ones).
+    """
+    if not isinstance(env_kwargs, dict):
+        raise ValueError(f"env_kwargs must be a JSON object, got {env_kwargs!r}")
+    allowed = allowed_env_kwargs(env_id)
+    if allowed is not None:
+        unknown = sorted(set(env_kwargs) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"unknown env_kwargs {', '.join(map(repr, unknown))} for {env_id}; "
+                f"allowed: {', '.join(allowed)}"
+            )
+    return env_kwargs
