@@ -18,12 +18,17 @@ percentile method; :mod:`agents.common.statistics`) of:
 * ``return`` — the undiscounted episode return;
 * ``final_distance`` — the spectral distance after the last step (lower is better);
 * ``success`` — ``info["is_success"]`` at the end (for the live env, which has no
-  success flag: final distance < 0.3);
-* ``steps_to_threshold`` — the first step with distance < 0.3 (0 if the start is
-  already there); episodes that never get there count as the episode limit;
+  success flag: final distance below the success distance);
+* ``steps_to_threshold`` — the first step with distance below the success distance (0
+  if the start is already there); episodes that never get there count as the episode
+  limit;
 * ``violations`` — safety violations per episode: steps with any penalty term
   (``pen/*`` in ``info["reward_terms"]``) below 0, plus divergences
   (``info["diverged"]``, SchedulerGains).
+
+The success distance and the episode limit are read from the created env's config
+(:func:`agents.common.envs.success_distance`), so an env kwarg that changes them is
+honoured; both are recorded in ``results.json``.
 
 Outputs (see :mod:`agents.report`): ``results.json``, ``results.md``, PNG plots, WAV
 renders of target vs result and one self-contained ``report.html``.
@@ -46,18 +51,19 @@ import aegym
 from agents.baselines import BASELINE_NAMES, make_baseline
 from agents.common.cli import parse_args
 from agents.common.envs import (
-    SUCCESS_DISTANCE,
     check_env_id,
     check_env_kwargs,
+    env_config,
     env_family,
+    episode_limit,
     make_vec_env,
+    success_distance,
 )
 from agents.common.episodes import (
     METRICS,
     Agent,
     EpisodeRecord,
     EpisodeSpec,
-    episode_limit,
     run_episodes,
     select_targets,
 )
@@ -147,6 +153,7 @@ class EvalResult:
     :param env_kwargs: env keyword arguments.
     :param agents: per-agent results, in the order given.
     :param episode_limit: step limit of an episode (censoring of steps_to_threshold).
+    :param success_distance: the env's success threshold (from its config).
     :param showcase: per agent label, rendered episodes: ``{"episode", "image",
         "result_wav", "target_wav", "final_distance"}`` (filled by the report).
     :param wall_s: total seconds.
@@ -160,6 +167,7 @@ class EvalResult:
     env_kwargs: dict[str, Any]
     agents: list[AgentResult]
     episode_limit: int
+    success_distance: float
     showcase: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     wall_s: float = 0.0
 
@@ -173,7 +181,7 @@ class EvalResult:
             "seeds": self.seeds,
             "env_kwargs": {k: _jsonable(v) for k, v in self.env_kwargs.items()},
             "episode_limit": self.episode_limit,
-            "success_distance": SUCCESS_DISTANCE,
+            "success_distance": self.success_distance,
             "wall_s": self.wall_s,
             "agents": [
                 {
@@ -373,9 +381,11 @@ def evaluate(args: EvalArgs, write: bool = True) -> EvalResult:
     env_kwargs = {**args.env_kwargs, "target": args.target_set}
     indices = select_targets(env_id, args.target_set, args.n_targets, env_kwargs)
     specs = [EpisodeSpec(t, s) for s in args.seeds for t in indices]
-    limit = episode_limit(env_id, env_kwargs)
     n_par = min(len(specs), args.max_parallel)
     venv = make_vec_env(env_id, n_par, seed=0, native=args.native_vec, **env_kwargs)
+    config = env_config(venv)
+    limit = episode_limit(env_id, config)
+    threshold = success_distance(venv)
     results: list[AgentResult] = []
     taken: set[str] = set()
     loaded: dict[str, tuple[str, Agent, str | None]] = {}
@@ -395,7 +405,7 @@ def evaluate(args: EvalArgs, write: bool = True) -> EvalResult:
                 # A second model of the same algorithm is told apart by its run folder.
                 label = algo if algo not in taken else f"{algo}:{(rd or path).name}"
                 label = _unique(label, taken)
-            records = run_episodes(venv, agent, specs, args.deterministic, limit)
+            records = run_episodes(venv, agent, specs, args.deterministic, limit, threshold)
             metrics = {m: mean_ci([r.metric(m) for r in records]) for m in METRICS}
             results.append(
                 AgentResult(
@@ -415,6 +425,7 @@ def evaluate(args: EvalArgs, write: bool = True) -> EvalResult:
         env_kwargs,
         results,
         limit,
+        threshold,
     )
     if write:
         showcase = specs[: args.n_showcase]

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from agents.baselines import BASELINE_NAMES, make_baseline
-from agents.common.envs import SUCCESS_DISTANCE, make_env
+from agents.common.envs import make_env
 from agents.common.episodes import METRICS, replay_episode
 from agents.common.statistics import mean_normal_band
 
@@ -94,7 +94,7 @@ def plot_distance_over_steps(result: Any, path: Path) -> Path:
         steps = np.arange(horizon)
         ax.plot(steps, mean, label=agent.label)
         ax.fill_between(steps, mean - half, mean + half, alpha=0.2)
-    ax.axhline(SUCCESS_DISTANCE, color="k", ls="--", lw=0.8, label="success threshold")
+    ax.axhline(result.success_distance, color="k", ls="--", lw=0.8, label="success threshold")
     ax.set_xlabel("step")
     ax.set_ylabel("spectral distance")
     ax.set_title(f"{result.env_id} on {result.target_set}: distance over steps")
@@ -252,7 +252,7 @@ def build_html(
             f"<p>{len(result.target_indices)} targets × {len(result.seeds)} seeds = "
             f"{len(result.target_indices) * len(result.seeds)} episodes per agent, the same "
             f"for every agent. Mean [95 % bootstrap CI]. Success: distance &lt; "
-            f"{SUCCESS_DISTANCE}. Violations: steps with a negative penalty term, plus "
+            f"{result.success_distance}. Violations: steps with a negative penalty term, plus "
             f"divergences.</p>"
         ),
         markdown_to_html_table(table_md),

@@ -3,7 +3,8 @@
 Every agent plays the same episodes: each :class:`EpisodeSpec` (target, seed) is reset
 with ``options={"target_index": t}`` and the seed :func:`episode_seed` (so free knobs
 start at the same place for every agent). :func:`run_episodes` plays a list of them
-batched in a VecEnv and records, per episode, the metrics of :data:`METRICS`.
+batched in a VecEnv and records, per episode, the metrics of :data:`METRICS`; the
+success threshold is read from the env's config (:func:`agents.common.envs.success_distance`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
 from aegym.targets import TARGET_SETS
-from agents.common.envs import SUCCESS_DISTANCE, make_env, reset_episodes
+from agents.common.envs import make_env, reset_episodes, success_distance
 from agents.common.type_aliases import PredictPolicy
 
 #: The metrics of every agent, in table order.
@@ -55,7 +56,8 @@ class EpisodeRecord:
     :param length: steps taken.
     :param final_distance: distance after the last step.
     :param success: success flag at the end.
-    :param steps_to_threshold: first step with distance < 0.3 (censored at the limit).
+    :param steps_to_threshold: first step with distance below the env's success
+        distance (censored at the limit).
     :param violations: steps with a negative penalty term, plus divergences.
     :param distances: distance at reset and after every step.
     """
@@ -130,18 +132,6 @@ def select_targets(
     return sorted({round(float(x)) for x in np.linspace(0, total - 1, n_targets)})
 
 
-def episode_limit(env_id: str, env_kwargs: dict[str, Any]) -> int:
-    """Step limit of an episode of ``env_id`` with these kwargs.
-
-    :param env_id: env id.
-    :param env_kwargs: env keyword arguments.
-    """
-    limit = int(gym.spec(env_id).max_episode_steps or 10**9)
-    if "episode_steps" in env_kwargs:
-        limit = min(limit, int(env_kwargs["episode_steps"]))
-    return limit
-
-
 def _violations(info: dict[str, Any]) -> int:
     terms = info.get("reward_terms") or {}
     penalised = any(v < 0 for k, v in terms.items() if k.startswith("pen/"))
@@ -154,6 +144,7 @@ def run_episodes(
     specs: Sequence[EpisodeSpec],
     deterministic: bool = True,
     limit: int | None = None,
+    threshold: float | None = None,
 ) -> list[EpisodeRecord]:
     """Play every episode of ``specs`` once with ``agent`` in ``venv`` (batches of
     ``venv.num_envs`` side by side; a short last batch is padded and the padding ignored).
@@ -163,7 +154,11 @@ def run_episodes(
     :param specs: episodes to play.
     :param deterministic: passed to ``predict``.
     :param limit: censoring value of ``steps_to_threshold`` (None: longest episode).
+    :param threshold: success distance of ``steps_to_threshold`` and of ``success``
+        where the env gives no ``is_success`` (None: the env's, :func:`success_distance`).
     """
+    if threshold is None:
+        threshold = success_distance(venv)
     n = venv.num_envs
     records: list[EpisodeRecord] = []
     for start in range(0, len(specs), n):
@@ -185,7 +180,7 @@ def run_episodes(
         first_hit = np.full(n, -1)
         distances = [[float(d)] for d in np.asarray(obs)[:, -1]]
         for i in range(n):
-            if distances[i][0] < SUCCESS_DISTANCE:
+            if distances[i][0] < threshold:
                 first_hit[i] = 0
         finals: dict[int, tuple[float, bool]] = {}
         while alive.any():
@@ -199,11 +194,11 @@ def run_episodes(
                 violations[i] += _violations(info)
                 d = float(info.get("distance", math.nan))
                 distances[i].append(d)
-                if first_hit[i] < 0 and d < SUCCESS_DISTANCE:
+                if first_hit[i] < 0 and d < threshold:
                     first_hit[i] = lengths[i]
                 if dones[i]:
                     alive[i] = False
-                    finals[i] = (d, bool(info.get("is_success", d < SUCCESS_DISTANCE)))
+                    finals[i] = (d, bool(info.get("is_success", d < threshold)))
         cap = limit if limit is not None else int(lengths.max())
         for i, spec in enumerate(batch):
             d, ok = finals[i]
