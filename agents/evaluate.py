@@ -28,7 +28,7 @@ percentile method; :mod:`agents.common.statistics`) of:
 
 The success distance and the episode limit are read from the created env's config
 (:func:`agents.common.envs.success_distance`), so an env kwarg that changes them is
-honoured; both are recorded in ``results.json``.
+honoured; both are recorded in ``results.json`` with the env's resolved config.
 
 Outputs (see :mod:`agents.report`): ``results.json``, ``results.md``, PNG plots, WAV
 renders of target vs result and one self-contained ``report.html``.
@@ -70,6 +70,8 @@ from agents.common.episodes import (
 from agents.common.registry import ALGOS, algo_class
 from agents.common.runs import (
     algo_of_model_data,
+    config_to_dict,
+    json_ready,
     read_model_data,
     read_run_config,
     run_dir_of,
@@ -154,6 +156,7 @@ class EvalResult:
     :param agents: per-agent results, in the order given.
     :param episode_limit: step limit of an episode (censoring of steps_to_threshold).
     :param success_distance: the env's success threshold (from its config).
+    :param env_config: the env's resolved config (every setting, defaults included).
     :param showcase: per agent label, rendered episodes: ``{"episode", "image",
         "result_wav", "target_wav", "final_distance"}`` (filled by the report).
     :param wall_s: total seconds.
@@ -168,6 +171,7 @@ class EvalResult:
     agents: list[AgentResult]
     episode_limit: int
     success_distance: float
+    env_config: dict[str, Any] = field(default_factory=dict)
     showcase: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     wall_s: float = 0.0
 
@@ -179,9 +183,10 @@ class EvalResult:
             "target_indices": self.target_indices,
             "target_names": self.target_names,
             "seeds": self.seeds,
-            "env_kwargs": {k: _jsonable(v) for k, v in self.env_kwargs.items()},
+            "env_kwargs": json_ready(self.env_kwargs),
             "episode_limit": self.episode_limit,
             "success_distance": self.success_distance,
+            "env_config": self.env_config,
             "wall_s": self.wall_s,
             "agents": [
                 {
@@ -197,14 +202,6 @@ class EvalResult:
             ],
             "showcase": self.showcase,
         }
-
-
-def _jsonable(value: Any) -> Any:
-    try:
-        json.dumps(value)
-    except TypeError:
-        return repr(value)
-    return value
 
 
 def _not_found(spec: str) -> FileNotFoundError:
@@ -426,6 +423,7 @@ def evaluate(args: EvalArgs, write: bool = True) -> EvalResult:
         results,
         limit,
         threshold,
+        config_to_dict(config),
     )
     if write:
         showcase = specs[: args.n_showcase]

@@ -3,12 +3,14 @@
 ``python -m agents train --env-id AEGym/SoundMatch-v0 --algo ppo --total-timesteps 20000``
 
 A run lives in ``{output_dir}/{env}__{algo}__{seed}__{unix time}`` (``/`` in the env id
-becomes ``-``): ``config.json`` (arguments, resolved hyperparameters, versions, the
-command line; what resume reads), ``model_card.json`` and ``README.md`` (what a user
-needs to reload and rerun the agent: env id and kwargs, algorithm and resolved
-hyperparameters, seed, package versions, the exact command line), TensorBoard events and
-``progress*.csv`` (SB3's losses plus every reward term, the distance and, on
-SchedulerGains, α/μ/σ — see :class:`agents.common.callbacks.EnvSignalsCallback`),
+becomes ``-``): ``config.json`` (arguments; everything resolved: the env's config with
+its defaults, the algorithm's settings and every SB3 constructor argument, the shaping
+switches; versions, the command line; what resume reads), ``model_card.json`` and
+``README.md`` (what a user needs to reload and rerun the agent: env id and kwargs,
+algorithm and resolved hyperparameters, seed, package versions, the exact command
+line), TensorBoard events and ``progress*.csv`` (SB3's losses plus every reward term,
+the distance and, on SchedulerGains, α/μ/σ — see
+:class:`agents.common.callbacks.EnvSignalsCallback`),
 ``checkpoints/step_XXXXXXXXX.zip`` (+ ``_replay.pkl`` for SAC) and ``model.zip``.
 ``python -m agents evaluate RUN_DIR`` evaluates a run from its folder alone.
 
@@ -60,13 +62,21 @@ from aegym.audio_io import atomic_write_bytes
 from agents.baselines import AEBaseline
 from agents.common.callbacks import EnvSignalsCallback, TqdmCallback
 from agents.common.cli import parse_args
-from agents.common.envs import check_env_id, check_env_kwargs, make_vec_env, native_vec_available
+from agents.common.envs import (
+    check_env_id,
+    check_env_kwargs,
+    env_config,
+    make_vec_env,
+    native_vec_available,
+)
 from agents.common.registry import ALGOS, algo_class, check_algo, get_algo, is_off_policy
 from agents.common.runs import (
     MODEL_CARD,
     REPLAY,
     RUN_CONFIG,
     RUN_README,
+    config_to_dict,
+    json_ready,
     latest_checkpoint,
     read_run_config,
     replay_path,
@@ -464,6 +474,7 @@ def model_card(
         "status": "complete" if model_file is not None else "interrupted or in progress",
         "env_id": args.env_id,
         "env_kwargs": config["env_kwargs"],
+        "env_config": config.get("env_config"),
         "algo": args.algo,
         "sb3_class": get_algo(args.algo).type_name,
         "policy": "MlpPolicy",
@@ -508,15 +519,7 @@ def effective_hyperparams(algo: str, kwargs: dict[str, Any]) -> dict[str, Any]:
                 defaults[name] = p.default
     out = {n: defaults.get(n) for n in allowed_hyperparams(algo)}
     out.update(kwargs)
-    return {k: v if _jsonable(v) else repr(v) for k, v in sorted(out.items())}
-
-
-def _jsonable(value: Any) -> bool:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True
+    return {k: json_ready(v) for k, v in sorted(out.items())}
 
 
 def model_card_markdown(card: dict[str, Any]) -> str:
@@ -774,6 +777,10 @@ def train(args: TrainArgs, command: Sequence[str] | None = None) -> TrainResult:
             "command": command_line,
             "created": _now(),
         }
+    # Resolved, for runs from before they were recorded too: every env setting (defaults
+    # included, read from the built env) and every SB3 constructor argument.
+    config.setdefault("env_config", config_to_dict(env_config(venv)))
+    config.setdefault("hyperparameters", effective_hyperparams(args.algo, settings.kwargs))
     config.setdefault("command", None)  # runs from before command lines were recorded
     atomic_write_bytes(run_dir / RUN_CONFIG, json.dumps(config, indent=2).encode())
     write_model_card(run_dir, config, args, model.num_timesteps, None)

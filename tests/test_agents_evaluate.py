@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import zipfile
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from aegym.envs.sound_match import SoundMatchConfig
+from aegym.reward import RewardConfig
 from agents.common.envs import FAST_ENV_KWARGS
 from agents.common.episodes import METRICS, select_targets
 from agents.common.statistics import mean_ci, mean_normal_band
@@ -83,8 +85,11 @@ def test_results_schema(knob_eval) -> None:
         assert ep["distances"][-1] == pytest.approx(ep["final_distance"])
         assert 0 <= ep["steps_to_threshold"] <= data["episode_limit"]
     assert data["agents"][0]["run_dir"] is not None
-    # The env's own threshold, read from the created env.
+    # The env's own settings, read from the created env: every field, defaults included.
     assert data["success_distance"] == SoundMatchConfig().success_distance
+    assert set(data["env_config"]) == {f.name for f in fields(SoundMatchConfig)}
+    assert data["env_config"]["duration_s"] == FAST_ENV_KWARGS[SM]["duration_s"]
+    assert data["env_config"]["reward"]["w_aud"] == RewardConfig().w_aud
 
 
 def test_every_agent_plays_the_same_episodes(knob_eval) -> None:
@@ -158,7 +163,7 @@ def test_success_threshold_is_the_envs(tmp_path: Path) -> None:
     for e in result.agents[0].episodes:
         assert e.success and e.steps_to_threshold == 0 and e.length == 1
     data = json.loads((tmp_path / "results.json").read_text())
-    assert data["success_distance"] == 1e6
+    assert data["success_distance"] == data["env_config"]["success_distance"] == 1e6
     assert "distance &lt; 1000000.0." in (tmp_path / "report.html").read_text()
 
 

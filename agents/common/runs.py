@@ -7,6 +7,7 @@ algorithms) and ``model.zip``; see :mod:`agents.train` for how they are written.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import zipfile
@@ -184,3 +185,30 @@ def algo_of_model_data(data: dict[str, Any]) -> str:
     if "clip_range" in data:
         return "ppo"
     return "a2c"
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` as JSON can hold it: dicts and sequences item by item, anything JSON
+    cannot encode as its ``repr``.
+
+    :param value: a setting.
+    """
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """JSON-ready form of a config dataclass with every nested setting resolved (its
+    ``to_dict`` if it has one, else :func:`dataclasses.asdict`).
+
+    :param config: a dataclass instance (an env's config, :class:`ShapingConfig`, ...).
+    """
+    data = config.to_dict() if hasattr(config, "to_dict") else dataclasses.asdict(config)
+    return json_ready(data)
