@@ -31,7 +31,7 @@ from aegym.envs.policies import AEGradientPolicy, AELawPolicy
 from aegym.envs.scheduler import SIGNAL_NAMES, SchedulerConfig, SchedulerCore
 from agents.common.envs import make_vec_env
 from agents.common.episodes import EpisodeSpec, run_episodes, select_targets
-from agents.hyperparams import ADAM_LR_MULTIPLIER, AE_ALPHA0
+from agents.hyperparams import ADAM_LR_GRID, ADAM_LR_MULTIPLIER, AE_ALPHA0
 
 #: Names accepted by :func:`make_baseline`.
 BASELINE_NAMES: tuple[str, ...] = ("ae", "random", "static", "adam")
@@ -161,7 +161,7 @@ class AdamBaseline(BaselinePolicy):
         self.lr_multiplier = float(lr_multiplier)
 
     def _act(self, obs: np.ndarray, episode_start: np.ndarray) -> np.ndarray:
-        out = np.empty((obs.shape[0], 4), dtype=np.float32)
+        out = np.empty((obs.shape[0], *self.action_space.shape), dtype=np.float32)
         out[:, 0] = math.log2(self.lr_multiplier) - obs[:, _ALPHA_OBS]
         out[:, 1] = 0.0
         out[:, 2] = -1.0
@@ -213,17 +213,18 @@ class AEBaseline(BaselinePolicy):
       ``episode_start`` (SB3's ``evaluate_policy`` and :mod:`agents.evaluate` do).
 
     :param env: the env the baseline acts in.
-    :param alpha0: reference step of the gradient policy (normalized knob units).
+    :param alpha0: reference step of the gradient policy (normalized knob units; None:
+        :data:`agents.hyperparams.AE_ALPHA0`).
     :param seed: seed of the gradient policy's dither noise.
     """
 
     name = "ae"
 
-    def __init__(self, env: gym.Env | VecEnv, alpha0: float = 0.05, seed: int = 0) -> None:
+    def __init__(self, env: gym.Env | VecEnv, alpha0: float | None = None, seed: int = 0) -> None:
         binding = _bind(env)
         super().__init__(binding.observation_space, binding.action_space)
         self.binding = binding
-        self.alpha0 = alpha0
+        self.alpha0 = AE_ALPHA0 if alpha0 is None else alpha0
         self.seed = seed
         first = binding.cores[0]
         self.is_scheduler = isinstance(first, SchedulerCore) or isinstance(
@@ -272,7 +273,7 @@ def make_baseline(
     """
     obs_space, act_space = env.observation_space, env.action_space
     if name == "ae":
-        return AEBaseline(env, alpha0=AE_ALPHA0, seed=seed)
+        return AEBaseline(env, seed=seed)
     if name == "random":
         return RandomBaseline(obs_space, act_space, seed=seed)  # type: ignore[arg-type]
     if name == "static":
@@ -302,7 +303,7 @@ class AdamTuning:
 
 
 def tune_adam_lr(
-    multipliers: Sequence[float] = (0.03125, 0.0625, 0.125, 0.25, 0.5, 1.0, 2.0),
+    multipliers: Sequence[float] = ADAM_LR_GRID,
     n_targets: int = 16,
     seeds: Sequence[int] = (0, 1),
     native: bool = True,

@@ -82,7 +82,7 @@ from agents.common.runs import (
     replay_path,
     run_algo,
 )
-from agents.hyperparams import AE_ALPHA0, TRAIN_ENV_KWARGS, AlgoSettings, get_settings
+from agents.hyperparams import TRAIN_ENV_KWARGS, AlgoSettings, get_settings
 from agents.shaped_ppo import ShapedPPO, ShapingConfig
 
 #: Temp files of :func:`atomic_write_bytes` (``.{name}.{random}.tmp``).
@@ -610,7 +610,8 @@ def _round_up(n: int, unit: int) -> int:
 def _chunk_unit(algo: str, settings: AlgoSettings, n_envs: int) -> int:
     if get_algo(algo).off_policy:
         return n_envs
-    return int(settings.kwargs.get("n_steps", 2048)) * n_envs
+    # n_steps as the SB3 class will use it (its own default when the settings omit it).
+    return int(effective_hyperparams(algo, settings.kwargs)["n_steps"]) * n_envs
 
 
 def _make_logger(run_dir: Path, num_timesteps: int) -> Logger:
@@ -623,7 +624,7 @@ def _make_logger(run_dir: Path, num_timesteps: int) -> Logger:
 
 def _reference(algo: str, settings: AlgoSettings, venv: VecEnv) -> AEBaseline | None:
     if algo == "shaped_ppo" and settings.shaping is not None and settings.shaping.kl_coef > 0:
-        return AEBaseline(venv, alpha0=AE_ALPHA0)
+        return AEBaseline(venv)
     return None
 
 
