@@ -210,7 +210,7 @@ class AEBaseline(BaselinePolicy):
       differentiable plant (:class:`aegym.envs.policies.AEGradientPolicy`), expressed as
       knob moves. The policy reads the plant's *current* state, so it must act on the
       env it was built from, and it keeps per-episode optimizer state: pass
-      ``episode_start`` (SB3's ``evaluate_policy`` and :mod:`agents.evaluate` do).
+      ``episode_start`` (SB3's ``evaluate_policy`` and :mod:`agents.common.episodes` do).
 
     :param env: the env the baseline acts in.
     :param alpha0: reference step of the gradient policy (normalized knob units; None:

@@ -286,7 +286,7 @@ def write_report(
 
     :param result: an :class:`agents.evaluate.EvalResult` (its ``showcase`` is filled).
     :param out_dir: destination folder (created).
-    :param showcase: episodes (:class:`agents.evaluate.EpisodeSpec`) to render.
+    :param showcase: episodes (:class:`agents.common.episodes.EpisodeSpec`) to render.
     :param loaded: agent label -> ``(agent spec, agent, run folder or None)``.
     :param extra_runs: more run folders for the learning curves.
     :return: name -> path of every file written.
