@@ -1,6 +1,9 @@
 """Agents for aegym: baselines as policies, SB3 training, shaped PPO, evaluation.
 
-Layering goes one way: ``agents`` uses ``aegym``, never the reverse.
+Layering goes one way: ``agents`` uses ``aegym``, never the reverse; inside ``agents``,
+:mod:`agents.common` (episode running, statistics, the algorithm registry, env and
+run-folder helpers) is below everything else, and no import cycle exists, not even
+through imports inside functions (``tests/test_agents_imports.py``).
 
 * Baselines with SB3's ``predict``: :class:`AEBaseline`, :class:`RandomBaseline`,
   :class:`StaticBaseline`, :class:`AdamBaseline` (:func:`make_baseline` by name).
@@ -9,6 +12,8 @@ Layering goes one way: ``agents`` uses ``aegym``, never the reverse.
 * Commands (``python -m agents train|evaluate|bench|tune-adam``) as functions:
   :func:`train`, :func:`evaluate`, :func:`bench`.
 * :func:`make_vec_env` — native batched vector env when available, else DummyVecEnv.
+* :data:`ALGOS` — the algorithm registry (name -> :class:`agents.common.registry.AlgoSpec`);
+  :func:`algo_class` loads a saved model: ``algo_class("ppo").load(path)``.
 """
 
 from agents.baselines import (
@@ -20,9 +25,11 @@ from agents.baselines import (
     make_baseline,
     tune_adam_lr,
 )
-from agents.envs import ENV_IDS, make_env, make_vec_env
-from agents.evaluate import EvalArgs, EvalResult, evaluate, format_table
-from agents.hyperparams import ALGOS, HYPERPARAMS, get_settings
+from agents.common.envs import ENV_IDS, make_env, make_vec_env
+from agents.common.registry import ALGOS, algo_class
+from agents.evaluate import EvalArgs, EvalResult, evaluate
+from agents.hyperparams import HYPERPARAMS, get_settings
+from agents.report import format_table
 from agents.shaped_ppo import ShapedPPO, ShapingConfig
 from agents.train import TrainArgs, TrainResult, train
 
@@ -55,6 +62,7 @@ __all__ = [
     "StaticBaseline",
     "TrainArgs",
     "TrainResult",
+    "algo_class",
     "bench",
     "evaluate",
     "format_table",

@@ -29,6 +29,9 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from aegym.envs.policies import AEGradientPolicy, AELawPolicy
 from aegym.envs.scheduler import SIGNAL_NAMES, SchedulerConfig, SchedulerCore
+from agents.common.envs import make_vec_env
+from agents.common.episodes import EpisodeSpec, run_episodes, select_targets
+from agents.hyperparams import ADAM_LR_GRID, ADAM_LR_MULTIPLIER, AE_ALPHA0
 
 #: Names accepted by :func:`make_baseline`.
 BASELINE_NAMES: tuple[str, ...] = ("ae", "random", "static", "adam")
@@ -152,15 +155,13 @@ class AdamBaseline(BaselinePolicy):
     ) -> None:
         super().__init__(observation_space, action_space)
         if lr_multiplier is None:
-            from agents.hyperparams import ADAM_LR_MULTIPLIER
-
             lr_multiplier = ADAM_LR_MULTIPLIER
         if not lr_multiplier > 0 or not math.isfinite(lr_multiplier):
             raise ValueError(f"lr_multiplier must be a finite number > 0, got {lr_multiplier!r}")
         self.lr_multiplier = float(lr_multiplier)
 
     def _act(self, obs: np.ndarray, episode_start: np.ndarray) -> np.ndarray:
-        out = np.empty((obs.shape[0], 4), dtype=np.float32)
+        out = np.empty((obs.shape[0], *self.action_space.shape), dtype=np.float32)
         out[:, 0] = math.log2(self.lr_multiplier) - obs[:, _ALPHA_OBS]
         out[:, 1] = 0.0
         out[:, 2] = -1.0
@@ -209,20 +210,21 @@ class AEBaseline(BaselinePolicy):
       differentiable plant (:class:`aegym.envs.policies.AEGradientPolicy`), expressed as
       knob moves. The policy reads the plant's *current* state, so it must act on the
       env it was built from, and it keeps per-episode optimizer state: pass
-      ``episode_start`` (SB3's ``evaluate_policy`` and :mod:`agents.evaluate` do).
+      ``episode_start`` (SB3's ``evaluate_policy`` and :mod:`agents.common.episodes` do).
 
     :param env: the env the baseline acts in.
-    :param alpha0: reference step of the gradient policy (normalized knob units).
+    :param alpha0: reference step of the gradient policy (normalized knob units; None:
+        :data:`agents.hyperparams.AE_ALPHA0`).
     :param seed: seed of the gradient policy's dither noise.
     """
 
     name = "ae"
 
-    def __init__(self, env: gym.Env | VecEnv, alpha0: float = 0.05, seed: int = 0) -> None:
+    def __init__(self, env: gym.Env | VecEnv, alpha0: float | None = None, seed: int = 0) -> None:
         binding = _bind(env)
         super().__init__(binding.observation_space, binding.action_space)
         self.binding = binding
-        self.alpha0 = alpha0
+        self.alpha0 = AE_ALPHA0 if alpha0 is None else alpha0
         self.seed = seed
         first = binding.cores[0]
         self.is_scheduler = isinstance(first, SchedulerCore) or isinstance(
@@ -269,11 +271,9 @@ def make_baseline(
         (None: the tuned default).
     :raises ValueError: unknown name, or ``"adam"`` on a knob env.
     """
-    from agents.hyperparams import AE_ALPHA0
-
     obs_space, act_space = env.observation_space, env.action_space
     if name == "ae":
-        return AEBaseline(env, alpha0=AE_ALPHA0, seed=seed)
+        return AEBaseline(env, seed=seed)
     if name == "random":
         return RandomBaseline(obs_space, act_space, seed=seed)  # type: ignore[arg-type]
     if name == "static":
@@ -303,7 +303,7 @@ class AdamTuning:
 
 
 def tune_adam_lr(
-    multipliers: Sequence[float] = (0.03125, 0.0625, 0.125, 0.25, 0.5, 1.0, 2.0),
+    multipliers: Sequence[float] = ADAM_LR_GRID,
     n_targets: int = 16,
     seeds: Sequence[int] = (0, 1),
     native: bool = True,
@@ -321,8 +321,6 @@ def tune_adam_lr(
     :param native: use the native batched vector env when available.
     :param env_kwargs: SchedulerGains keyword arguments (``target`` is forced to "train").
     """
-    from agents.evaluate import EpisodeSpec, run_episodes, select_targets
-
     env_kwargs = {**env_kwargs, "target": "train"}
     env_id = "AEGym/SchedulerGains-v0"
     specs = [
@@ -331,8 +329,6 @@ def tune_adam_lr(
         for s in seeds
     ]
     results: dict[float, float] = {}
-    from agents.envs import make_vec_env
-
     venv = make_vec_env(env_id, len(specs), seed=0, native=native, **env_kwargs)
     try:
         for c in multipliers:

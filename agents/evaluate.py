@@ -9,20 +9,26 @@ env id, env kwargs and algorithm come from the folder's ``config.json``, the mod
 against ``--agents`` (by default the ae, static and random baselines). A run folder can
 also be given in ``--agents``.
 
-Every agent plays the same episodes: each (target, seed) pair is reset with
-``options={"target_index": t}`` and the seed ``episode_seed(seed, t)`` (so free knobs
-start at the same place for every agent). Per agent the command reports the mean and a
-95 % bootstrap confidence interval (2,000 resamples of episodes, percentile method) of:
+Every agent plays the same episodes (:mod:`agents.common.episodes`): each (target, seed)
+pair is reset with ``options={"target_index": t}`` and the seed ``episode_seed(seed, t)``
+(so free knobs start at the same place for every agent). Per agent the command reports
+the mean and a 95 % bootstrap confidence interval (2,000 resamples of episodes,
+percentile method; :mod:`agents.common.statistics`) of:
 
 * ``return`` — the undiscounted episode return;
 * ``final_distance`` — the spectral distance after the last step (lower is better);
 * ``success`` — ``info["is_success"]`` at the end (for the live env, which has no
-  success flag: final distance < 0.3);
-* ``steps_to_threshold`` — the first step with distance < 0.3 (0 if the start is
-  already there); episodes that never get there count as the episode limit;
+  success flag: final distance below the success distance);
+* ``steps_to_threshold`` — the first step with distance below the success distance (0
+  if the start is already there); episodes that never get there count as the episode
+  limit;
 * ``violations`` — safety violations per episode: steps with any penalty term
   (``pen/*`` in ``info["reward_terms"]``) below 0, plus divergences
   (``info["diverged"]``, SchedulerGains).
+
+The success distance and the episode limit are read from the created env's config
+(:func:`agents.common.envs.success_distance`), so an env kwarg that changes them is
+honoured; both are recorded in ``results.json`` with the env's resolved config.
 
 Outputs (see :mod:`agents.report`): ``results.json``, ``results.md``, PNG plots, WAV
 renders of target vs result and one self-contained ``report.html``.
@@ -31,46 +37,48 @@ renders of target vs result and one self-contained ``report.html``.
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
-import zipfile
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
-import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
 import aegym
-from aegym.targets import TARGET_SETS
 from agents.baselines import BASELINE_NAMES, make_baseline
-from agents.cli import parse_args
-from agents.envs import (
-    SUCCESS_DISTANCE,
+from agents.common.cli import parse_args
+from agents.common.envs import (
     check_env_id,
+    check_env_kwargs,
+    env_config,
     env_family,
-    make_env,
+    episode_limit,
     make_vec_env,
-    reset_episodes,
+    success_distance,
 )
-from agents.type_aliases import PredictPolicy
-
-#: The metrics of every agent, in table order.
-METRICS: tuple[str, ...] = (
-    "return",
-    "final_distance",
-    "success",
-    "steps_to_threshold",
-    "violations",
+from agents.common.episodes import (
+    METRICS,
+    Agent,
+    EpisodeRecord,
+    EpisodeSpec,
+    run_episodes,
+    select_targets,
 )
-
-
-Agent = PredictPolicy
+from agents.common.registry import ALGOS, algo_class
+from agents.common.runs import (
+    algo_of_model_data,
+    config_to_dict,
+    json_ready,
+    read_model_data,
+    read_run_config,
+    run_dir_of,
+    run_model_path,
+)
+from agents.common.statistics import MetricSummary, mean_ci
+from agents.report import format_table, write_report
 
 #: Env evaluated on when neither ``env_id`` nor a run folder says.
 DEFAULT_ENV_ID = "AEGym/SoundMatch-v0"
@@ -113,73 +121,6 @@ class EvalArgs:
     it (explicit --env-id/--env-kwargs override them)"""
 
 
-@dataclass(frozen=True)
-class EpisodeSpec:
-    """One evaluation episode: a target of the set and a seed.
-
-    :param target_index: index into the env's target set.
-    :param seed: the evaluation seed (the reset seed is :func:`episode_seed`).
-    """
-
-    target_index: int
-    seed: int
-
-
-@dataclass
-class EpisodeRecord:
-    """What happened in one episode.
-
-    :param target_index: target played.
-    :param seed: evaluation seed.
-    :param episode_return: undiscounted return.
-    :param length: steps taken.
-    :param final_distance: distance after the last step.
-    :param success: success flag at the end.
-    :param steps_to_threshold: first step with distance < 0.3 (censored at the limit).
-    :param violations: steps with a negative penalty term, plus divergences.
-    :param distances: distance at reset and after every step.
-    """
-
-    target_index: int
-    seed: int
-    episode_return: float
-    length: int
-    final_distance: float
-    success: bool
-    steps_to_threshold: int
-    violations: int
-    distances: list[float]
-
-    def metric(self, name: str) -> float:
-        """Value of one of :data:`METRICS`.
-
-        :param name: metric name.
-        """
-        return {
-            "return": self.episode_return,
-            "final_distance": self.final_distance,
-            "success": float(self.success),
-            "steps_to_threshold": float(self.steps_to_threshold),
-            "violations": float(self.violations),
-        }[name]
-
-
-@dataclass(frozen=True)
-class MetricSummary:
-    """Mean and 95 % bootstrap CI of a metric over episodes.
-
-    :param mean: the mean.
-    :param ci_low: 2.5th percentile of bootstrap means.
-    :param ci_high: 97.5th percentile of bootstrap means.
-    :param n: number of episodes.
-    """
-
-    mean: float
-    ci_low: float
-    ci_high: float
-    n: int
-
-
 @dataclass
 class AgentResult:
     """One agent's evaluation.
@@ -214,6 +155,8 @@ class EvalResult:
     :param env_kwargs: env keyword arguments.
     :param agents: per-agent results, in the order given.
     :param episode_limit: step limit of an episode (censoring of steps_to_threshold).
+    :param success_distance: the env's success threshold (from its config).
+    :param env_config: the env's resolved config (every setting, defaults included).
     :param showcase: per agent label, rendered episodes: ``{"episode", "image",
         "result_wav", "target_wav", "final_distance"}`` (filled by the report).
     :param wall_s: total seconds.
@@ -227,6 +170,8 @@ class EvalResult:
     env_kwargs: dict[str, Any]
     agents: list[AgentResult]
     episode_limit: int
+    success_distance: float
+    env_config: dict[str, Any] = field(default_factory=dict)
     showcase: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     wall_s: float = 0.0
 
@@ -238,9 +183,10 @@ class EvalResult:
             "target_indices": self.target_indices,
             "target_names": self.target_names,
             "seeds": self.seeds,
-            "env_kwargs": {k: _jsonable(v) for k, v in self.env_kwargs.items()},
+            "env_kwargs": json_ready(self.env_kwargs),
             "episode_limit": self.episode_limit,
-            "success_distance": SUCCESS_DISTANCE,
+            "success_distance": self.success_distance,
+            "env_config": self.env_config,
             "wall_s": self.wall_s,
             "agents": [
                 {
@@ -258,228 +204,6 @@ class EvalResult:
         }
 
 
-def _jsonable(value: Any) -> Any:
-    try:
-        json.dumps(value)
-    except TypeError:
-        return repr(value)
-    return value
-
-
-def mean_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> MetricSummary:
-    """Mean and 95 % percentile-bootstrap CI (fixed seed: reproducible).
-
-    :param values: per-episode values (non-finite ones are dropped).
-    :param n_boot: bootstrap resamples.
-    :param seed: resampling seed.
-    """
-    x = np.asarray(values, dtype=np.float64)
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return MetricSummary(math.nan, math.nan, math.nan, 0)
-    m = float(x.mean())
-    if x.size == 1:
-        return MetricSummary(m, m, m, 1)
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return MetricSummary(m, float(lo), float(hi), int(x.size))
-
-
-def episode_seed(seed: int, target_index: int) -> int:
-    """Reset seed of the episode (target ``target_index``, evaluation seed ``seed``).
-
-    :param seed: evaluation seed.
-    :param target_index: target index.
-    """
-    return int(np.random.SeedSequence([seed, target_index, 7919]).generate_state(1)[0])
-
-
-def n_targets_in(env_id: str, target_set: str, env_kwargs: dict[str, Any]) -> int:
-    """Size of the instance set ``target_set`` for ``env_id``.
-
-    :param env_id: env id.
-    :param target_set: set name or WAV path.
-    :param env_kwargs: env keyword arguments.
-    """
-    if target_set in TARGET_SETS:
-        spec = TARGET_SETS[target_set]
-        return spec.n_in_domain + spec.n_out_of_domain
-    env = make_env(env_id, **{**env_kwargs, "target": target_set})
-    try:
-        return len(env.unwrapped.core.targets)  # type: ignore[attr-defined]
-    finally:
-        env.close()
-
-
-def select_targets(
-    env_id: str, target_set: str, n_targets: int | None, env_kwargs: dict[str, Any]
-) -> list[int]:
-    """``n_targets`` indices spread evenly over the set (all when None), so a subset
-    keeps the set's mix of in-domain and out-of-domain targets.
-
-    :param env_id: env id.
-    :param target_set: set name or WAV path.
-    :param n_targets: how many (None: all).
-    :param env_kwargs: env keyword arguments.
-    :raises ValueError: ``n_targets`` not a positive integer.
-    """
-    total = n_targets_in(env_id, target_set, env_kwargs)
-    if n_targets is None or n_targets >= total:
-        return list(range(total))
-    if isinstance(n_targets, bool) or not isinstance(n_targets, int) or n_targets <= 0:
-        raise ValueError(f"n_targets must be a positive integer or None, got {n_targets!r}")
-    return sorted({round(float(x)) for x in np.linspace(0, total - 1, n_targets)})
-
-
-def episode_limit(env_id: str, env_kwargs: dict[str, Any]) -> int:
-    """Step limit of an episode of ``env_id`` with these kwargs.
-
-    :param env_id: env id.
-    :param env_kwargs: env keyword arguments.
-    """
-    limit = int(gym.spec(env_id).max_episode_steps or 10**9)
-    if "episode_steps" in env_kwargs:
-        limit = min(limit, int(env_kwargs["episode_steps"]))
-    return limit
-
-
-def _violations(info: dict[str, Any]) -> int:
-    terms = info.get("reward_terms") or {}
-    penalised = any(v < 0 for k, v in terms.items() if k.startswith("pen/"))
-    return int(penalised) + int(bool(info.get("diverged", False)))
-
-
-def run_episodes(
-    venv: VecEnv,
-    agent: Agent,
-    specs: Sequence[EpisodeSpec],
-    deterministic: bool = True,
-    limit: int | None = None,
-) -> list[EpisodeRecord]:
-    """Play every episode of ``specs`` once with ``agent`` in ``venv`` (batches of
-    ``venv.num_envs`` side by side; a short last batch is padded and the padding ignored).
-
-    :param venv: a VecEnv of the env (native or DummyVecEnv).
-    :param agent: the agent (it must act on ``venv``: the AE baseline reads its plant).
-    :param specs: episodes to play.
-    :param deterministic: passed to ``predict``.
-    :param limit: censoring value of ``steps_to_threshold`` (None: longest episode).
-    """
-    n = venv.num_envs
-    records: list[EpisodeRecord] = []
-    for start in range(0, len(specs), n):
-        batch = list(specs[start : start + n])
-        padded = batch + [batch[-1]] * (n - len(batch))
-        obs = reset_episodes(
-            venv,
-            [episode_seed(s.seed, s.target_index) for s in padded],
-            [s.target_index for s in padded],
-        )
-        if hasattr(agent, "reset"):
-            agent.reset()  # type: ignore[union-attr]
-        starts = np.ones(n, dtype=bool)
-        alive = np.zeros(n, dtype=bool)
-        alive[: len(batch)] = True
-        returns = np.zeros(n)
-        lengths = np.zeros(n, dtype=int)
-        violations = np.zeros(n, dtype=int)
-        first_hit = np.full(n, -1)
-        distances = [[float(d)] for d in np.asarray(obs)[:, -1]]
-        for i in range(n):
-            if distances[i][0] < SUCCESS_DISTANCE:
-                first_hit[i] = 0
-        finals: dict[int, tuple[float, bool]] = {}
-        while alive.any():
-            actions, _ = agent.predict(obs, episode_start=starts, deterministic=deterministic)
-            obs, rewards, dones, infos = venv.step(actions)
-            starts = np.asarray(dones, dtype=bool)
-            for i in np.flatnonzero(alive):
-                info = infos[i]
-                returns[i] += float(rewards[i])
-                lengths[i] += 1
-                violations[i] += _violations(info)
-                d = float(info.get("distance", math.nan))
-                distances[i].append(d)
-                if first_hit[i] < 0 and d < SUCCESS_DISTANCE:
-                    first_hit[i] = lengths[i]
-                if dones[i]:
-                    alive[i] = False
-                    finals[i] = (d, bool(info.get("is_success", d < SUCCESS_DISTANCE)))
-        cap = limit if limit is not None else int(lengths.max())
-        for i, spec in enumerate(batch):
-            d, ok = finals[i]
-            records.append(
-                EpisodeRecord(
-                    spec.target_index,
-                    spec.seed,
-                    float(returns[i]),
-                    int(lengths[i]),
-                    d,
-                    ok,
-                    int(first_hit[i]) if first_hit[i] >= 0 else cap,
-                    int(violations[i]),
-                    distances[i],
-                )
-            )
-    return records
-
-
-def _algo_from_data(data: dict[str, Any]) -> str:
-    """Algorithm of a saved SB3 model from its ``data`` entry."""
-    policy = json.dumps(data.get("policy_class", ""))
-    if "MultiHead" in policy:
-        return "shaped_ppo"
-    if "tau" in data or "SAC" in policy:
-        return "sac"
-    if "clip_range" in data:
-        return "ppo"
-    return "a2c"
-
-
-def read_model_data(spec: str, path: Path) -> dict[str, Any]:
-    """The ``data`` entry of a model zip written by SB3's ``save``.
-
-    :param spec: the agent as given (for messages).
-    :param path: the zip.
-    :raises ValueError: not a zip, no ``data`` entry, or one that is not SB3's JSON.
-    """
-    what = "a model saved by Stable-Baselines3 (model.save / train) is a .zip with 'data'"
-    if not zipfile.is_zipfile(path):
-        raise ValueError(f"agent {spec!r}: {str(path)!r} is not a zip file ({what})")
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            if "data" not in names:
-                raise ValueError(
-                    f"agent {spec!r}: {str(path)!r} is not a Stable-Baselines3 model: no "
-                    f"'data' entry (it holds {names[:5]}; {what})"
-                )
-            data = json.loads(zf.read("data"))
-    except (zipfile.BadZipFile, OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(
-            f"agent {spec!r}: {str(path)!r} is not a readable Stable-Baselines3 model "
-            f"({type(err).__name__}: {' '.join(str(err).split())})"
-        ) from None
-    if not isinstance(data, dict) or "policy_class" not in data:
-        raise ValueError(
-            f"agent {spec!r}: {str(path)!r} is not a Stable-Baselines3 model: its 'data' "
-            f"entry has no policy_class"
-        )
-    return data
-
-
-def run_dir_of(path: Path) -> Path | None:
-    """Training run folder of a model file (holding config.json), if any.
-
-    :param path: model path.
-    """
-    for folder in (path.parent, path.parent.parent):
-        if (folder / "config.json").is_file():
-            return folder
-    return None
-
-
 def _not_found(spec: str) -> FileNotFoundError:
     return FileNotFoundError(
         f"agent {spec!r} is neither a baseline ({', '.join(BASELINE_NAMES)}), a run folder "
@@ -493,8 +217,6 @@ def parse_agent_spec(spec: str) -> tuple[str | None, Path]:
     :param spec: the agent as given.
     :raises ValueError: a prefix that is no algorithm (naming the allowed ones).
     """
-    from agents.hyperparams import ALGOS
-
     if Path(spec).exists():
         return None, Path(spec)
     head, sep, tail = spec.partition(":")
@@ -519,8 +241,6 @@ def inspect_agent(spec: str) -> tuple[str, Path]:
     :raises ValueError: unknown prefix, not an SB3 model zip, or a prefix that does not
         match the algorithm the file holds.
     """
-    from agents.train import run_model_path
-
     prefix, path = parse_agent_spec(spec)
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -536,7 +256,7 @@ def inspect_agent(spec: str) -> tuple[str, Path]:
         path = found
     elif not path.is_file():
         raise _not_found(spec)
-    held = _algo_from_data(read_model_data(spec, path))
+    held = algo_of_model_data(read_model_data(spec, path))
     if prefix is not None and prefix != held:
         raise ValueError(
             f"agent {spec!r}: {str(path)!r} holds a {held} model, not {prefix}; use "
@@ -553,11 +273,9 @@ def load_model(spec: str) -> tuple[str, Path, BaseAlgorithm]:
     :raises FileNotFoundError: no such file.
     :raises ValueError: unknown algorithm prefix, a file that is no SB3 model of it.
     """
-    from agents.train import ALGO_CLASSES
-
     algo, path = inspect_agent(spec)
     try:
-        model = ALGO_CLASSES[algo].load(path, device="cpu")
+        model = algo_class(algo).load(path, device="cpu")
     except Exception as err:
         raise ValueError(
             f"agent {spec!r}: cannot load {str(path)!r} as a {algo} model "
@@ -590,8 +308,6 @@ def resolve_args(args: EvalArgs) -> EvalArgs:
     """
     env_id, env_kwargs, agents = args.env_id, dict(args.env_kwargs), list(args.agents)
     if args.run_dir is not None:
-        from agents.train import read_run_config
-
         config = read_run_config(args.run_dir)
         env_id = env_id or str(config["args"]["env_id"])
         saved = {k: v for k, v in dict(config["env_kwargs"]).items() if k != "target"}
@@ -610,8 +326,6 @@ def validate_args(args: EvalArgs) -> None:
         file that is no SB3 model of its algorithm.
     :raises FileNotFoundError: a model path or run folder that does not exist.
     """
-    from agents.train import check_env_kwargs
-
     args = resolve_args(args)
     env_id = str(args.env_id)
     check_env_id(env_id)
@@ -664,9 +378,11 @@ def evaluate(args: EvalArgs, write: bool = True) -> EvalResult:
     env_kwargs = {**args.env_kwargs, "target": args.target_set}
     indices = select_targets(env_id, args.target_set, args.n_targets, env_kwargs)
     specs = [EpisodeSpec(t, s) for s in args.seeds for t in indices]
-    limit = episode_limit(env_id, env_kwargs)
     n_par = min(len(specs), args.max_parallel)
     venv = make_vec_env(env_id, n_par, seed=0, native=args.native_vec, **env_kwargs)
+    config = env_config(venv)
+    limit = episode_limit(env_id, config)
+    threshold = success_distance(venv)
     results: list[AgentResult] = []
     taken: set[str] = set()
     loaded: dict[str, tuple[str, Agent, str | None]] = {}
@@ -686,7 +402,7 @@ def evaluate(args: EvalArgs, write: bool = True) -> EvalResult:
                 # A second model of the same algorithm is told apart by its run folder.
                 label = algo if algo not in taken else f"{algo}:{(rd or path).name}"
                 label = _unique(label, taken)
-            records = run_episodes(venv, agent, specs, args.deterministic, limit)
+            records = run_episodes(venv, agent, specs, args.deterministic, limit, threshold)
             metrics = {m: mean_ci([r.metric(m) for r in records]) for m in METRICS}
             results.append(
                 AgentResult(
@@ -706,10 +422,10 @@ def evaluate(args: EvalArgs, write: bool = True) -> EvalResult:
         env_kwargs,
         results,
         limit,
+        threshold,
+        config_to_dict(config),
     )
     if write:
-        from agents.report import write_report
-
         showcase = specs[: args.n_showcase]
         write_report(result, Path(args.output_dir), showcase, loaded, args.runs)
     result.wall_s = time.perf_counter() - t0
@@ -724,71 +440,6 @@ def _target_name(venv: VecEnv, index: int) -> str:
     if core is None:
         core = inner.envs[0].unwrapped.core  # type: ignore[attr-defined]
     return str(core.targets[index].name)
-
-
-def replay_episode(
-    env_id: str,
-    env_kwargs: dict[str, Any],
-    spec: EpisodeSpec,
-    agent_spec: str,
-    model: Agent | None,
-    deterministic: bool = True,
-) -> tuple[gym.Env, float]:
-    """Play one episode in a single rendering env (for images and WAV files).
-
-    Baselines are rebuilt on the single env; models are reused. Returns the env at the
-    episode's end (caller closes it) and the final distance.
-
-    :param env_id: env id.
-    :param env_kwargs: env keyword arguments (with ``target``).
-    :param spec: the episode.
-    :param agent_spec: baseline name or model spec.
-    :param model: the loaded model for non-baselines.
-    :param deterministic: passed to ``predict``.
-    """
-    env = make_env(env_id, render_mode="rgb_array", **env_kwargs)
-    agent: Agent = make_baseline(agent_spec, env) if agent_spec in BASELINE_NAMES else model  # type: ignore[assignment]
-    obs, info = env.reset(
-        seed=episode_seed(spec.seed, spec.target_index),
-        options={"target_index": spec.target_index},
-    )
-    start = True
-    done = False
-    while not done:
-        action, _ = agent.predict(obs, episode_start=np.array([start]), deterministic=deterministic)
-        start = False
-        obs, _, terminated, truncated, info = env.step(action)
-        done = terminated or truncated
-    return env, float(info["distance"])
-
-
-def format_table(result: EvalResult) -> str:
-    """Markdown table: one row per agent, ``mean [95 % CI]`` per metric.
-
-    :param result: an evaluation.
-    """
-    head = [
-        "agent",
-        "return ↑",
-        "final distance ↓",
-        "success rate ↑",
-        "steps to threshold ↓",
-        "safety violations ↓",
-    ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for a in result.agents:
-        cells = [a.label]
-        for m in METRICS:
-            s = a.metrics[m]
-            fmt = "{:.0%}" if m == "success" else "{:.2f}"
-            if math.isnan(s.mean):
-                cells.append("—")
-            else:
-                cells.append(
-                    f"{fmt.format(s.mean)} [{fmt.format(s.ci_low)}, {fmt.format(s.ci_high)}]"
-                )
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

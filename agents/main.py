@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.cli import parse_args
-from agents.envs import check_env_id, env_family
-from agents.evaluate import EvalArgs, EvalResult, evaluate, format_table
-from agents.hyperparams import check_algo
+from agents.common.cli import parse_args
+from agents.common.envs import check_env_id, env_family
+from agents.common.registry import check_algo
+from agents.evaluate import EvalArgs, EvalResult, evaluate
+from agents.report import format_table
 from agents.train import TrainArgs, TrainResult, train
 
 

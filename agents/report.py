@@ -1,5 +1,6 @@
 """Evaluation report: markdown table, PNG plots, WAV renders and one self-contained HTML.
 
+:func:`format_table` is the results table (mean [95 % CI] per agent and metric);
 :func:`write_report` fills an output folder with
 
 * ``results.md`` — the table (mean [95 % CI] per agent and metric);
@@ -27,7 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from agents.envs import SUCCESS_DISTANCE
+from agents.baselines import BASELINE_NAMES, make_baseline
+from agents.common.envs import make_env
+from agents.common.episodes import METRICS, replay_episode
+from agents.common.statistics import mean_normal_band
 
 
 def _plt() -> Any:
@@ -86,12 +90,11 @@ def plot_distance_over_steps(result: Any, path: Path) -> Path:
         mat = np.array(
             [e.distances + [e.distances[-1]] * (horizon - len(e.distances)) for e in agent.episodes]
         )
-        mean = np.nanmean(mat, 0)
-        half = 1.96 * np.nanstd(mat, 0) / math.sqrt(max(1, mat.shape[0]))
+        mean, half = mean_normal_band(mat)
         steps = np.arange(horizon)
         ax.plot(steps, mean, label=agent.label)
         ax.fill_between(steps, mean - half, mean + half, alpha=0.2)
-    ax.axhline(SUCCESS_DISTANCE, color="k", ls="--", lw=0.8, label="success threshold")
+    ax.axhline(result.success_distance, color="k", ls="--", lw=0.8, label="success threshold")
     ax.set_xlabel("step")
     ax.set_ylabel("spectral distance")
     ax.set_title(f"{result.env_id} on {result.target_set}: distance over steps")
@@ -167,8 +170,37 @@ def _b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode("ascii")
 
 
+def format_table(result: Any) -> str:
+    """Markdown table: one row per agent, ``mean [95 % CI]`` per metric.
+
+    :param result: an :class:`agents.evaluate.EvalResult`.
+    """
+    head = [
+        "agent",
+        "return ↑",
+        "final distance ↓",
+        "success rate ↑",
+        "steps to threshold ↓",
+        "safety violations ↓",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for a in result.agents:
+        cells = [a.label]
+        for m in METRICS:
+            s = a.metrics[m]
+            fmt = "{:.0%}" if m == "success" else "{:.2f}"
+            if math.isnan(s.mean):
+                cells.append("—")
+            else:
+                cells.append(
+                    f"{fmt.format(s.mean)} [{fmt.format(s.ci_low)}, {fmt.format(s.ci_high)}]"
+                )
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def markdown_to_html_table(table: str) -> str:
-    """Turn the markdown table of :func:`agents.evaluate.format_table` into HTML.
+    """Turn the markdown table of :func:`format_table` into HTML.
 
     :param table: markdown table text.
     """
@@ -220,7 +252,7 @@ def build_html(
             f"<p>{len(result.target_indices)} targets × {len(result.seeds)} seeds = "
             f"{len(result.target_indices) * len(result.seeds)} episodes per agent, the same "
             f"for every agent. Mean [95 % bootstrap CI]. Success: distance &lt; "
-            f"{SUCCESS_DISTANCE}. Violations: steps with a negative penalty term, plus "
+            f"{result.success_distance}. Violations: steps with a negative penalty term, plus "
             f"divergences.</p>"
         ),
         markdown_to_html_table(table_md),
@@ -254,13 +286,11 @@ def write_report(
 
     :param result: an :class:`agents.evaluate.EvalResult` (its ``showcase`` is filled).
     :param out_dir: destination folder (created).
-    :param showcase: episodes (:class:`agents.evaluate.EpisodeSpec`) to render.
+    :param showcase: episodes (:class:`agents.common.episodes.EpisodeSpec`) to render.
     :param loaded: agent label -> ``(agent spec, agent, run folder or None)``.
     :param extra_runs: more run folders for the learning curves.
     :return: name -> path of every file written.
     """
-    from agents.evaluate import format_table, replay_episode
-
     out_dir.mkdir(parents=True, exist_ok=True)
     wav_dir = out_dir / "wav"
     wav_dir.mkdir(exist_ok=True)
@@ -293,8 +323,11 @@ def write_report(
         clips: list[tuple[str, Path]] = []
         target_wav: Path | None = None
         for label, (agent_spec, agent, _) in loaded.items():
-            env, final = replay_episode(result.env_id, env_kwargs, spec, agent_spec, agent)
+            # Baselines that read the plant are rebuilt on the rendering env; models reused.
+            env = make_env(result.env_id, render_mode="rgb_array", **env_kwargs)
             try:
+                player = make_baseline(agent_spec, env) if agent_spec in BASELINE_NAMES else agent
+                final = replay_episode(env, player, spec)
                 img = env.render()
                 if target_wav is None:
                     target_wav = env.unwrapped.save_wav(wav_dir / f"target_{k}.wav", "target")  # type: ignore[attr-defined]

@@ -3,12 +3,14 @@
 ``python -m agents train --env-id AEGym/SoundMatch-v0 --algo ppo --total-timesteps 20000``
 
 A run lives in ``{output_dir}/{env}__{algo}__{seed}__{unix time}`` (``/`` in the env id
-becomes ``-``): ``config.json`` (arguments, resolved hyperparameters, versions, the
-command line; what resume reads), ``model_card.json`` and ``README.md`` (what a user
-needs to reload and rerun the agent: env id and kwargs, algorithm and resolved
-hyperparameters, seed, package versions, the exact command line), TensorBoard events and
-``progress*.csv`` (SB3's losses plus every reward term, the distance and, on
-SchedulerGains, α/μ/σ — see :class:`agents.callbacks.EnvSignalsCallback`),
+becomes ``-``): ``config.json`` (arguments; everything resolved: the env's config with
+its defaults, the algorithm's settings and every SB3 constructor argument, the shaping
+switches; versions, the command line; what resume reads), ``model_card.json`` and
+``README.md`` (what a user needs to reload and rerun the agent: env id and kwargs,
+algorithm and resolved hyperparameters, seed, package versions, the exact command
+line), TensorBoard events and ``progress*.csv`` (SB3's losses plus every reward term,
+the distance and, on SchedulerGains, α/μ/σ — see
+:class:`agents.common.callbacks.EnvSignalsCallback`),
 ``checkpoints/step_XXXXXXXXX.zip`` (+ ``_replay.pkl`` for SAC) and ``model.zip``.
 ``python -m agents evaluate RUN_DIR`` evaluates a run from its folder alone.
 
@@ -21,26 +23,24 @@ uninterrupted run does — same parameters after the same number of steps.
 Checkpoints survive a kill at any instant (``kill -9`` included): checkpoint N's replay
 buffer is written first, then ``step_N.zip``, and only then is checkpoint N−1's replay
 buffer deleted, so the newest zip that has its replay buffer is always complete and
-resumable (:func:`latest_checkpoint` only returns such a zip). Temp files a kill left
-behind, and replay buffers without their zip, are removed when the run starts or resumes.
+resumable (:func:`agents.common.runs.latest_checkpoint` only returns such a zip). Temp
+files a kill left behind, and replay buffers without their zip, are removed when the run
+starts or resumes.
 """
 
 from __future__ import annotations
 
 import copy
 import datetime
-import importlib
 import inspect
 import io
 import json
 import os
 import platform
-import re
 import shlex
 import sys
 import tempfile
 import time
-import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -50,7 +50,6 @@ import gymnasium as gym
 import numpy as np
 import stable_baselines3
 import torch
-from stable_baselines3 import A2C, PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
@@ -61,28 +60,30 @@ from tqdm.auto import tqdm
 import aegym
 from aegym.audio_io import atomic_write_bytes
 from agents.baselines import AEBaseline
-from agents.callbacks import EnvSignalsCallback, TqdmCallback
-from agents.cli import parse_args
-from agents.envs import check_env_id, make_vec_env, native_vec_available
-from agents.hyperparams import (
-    AE_ALPHA0,
-    TRAIN_ENV_KWARGS,
-    AlgoSettings,
-    check_algo,
-    get_settings,
+from agents.common.callbacks import EnvSignalsCallback, TqdmCallback
+from agents.common.cli import parse_args
+from agents.common.envs import (
+    check_env_id,
+    check_env_kwargs,
+    env_config,
+    make_vec_env,
+    native_vec_available,
 )
+from agents.common.registry import ALGOS, algo_class, check_algo, get_algo, is_off_policy
+from agents.common.runs import (
+    MODEL_CARD,
+    REPLAY,
+    RUN_CONFIG,
+    RUN_README,
+    config_to_dict,
+    json_ready,
+    latest_checkpoint,
+    read_run_config,
+    replay_path,
+    run_algo,
+)
+from agents.hyperparams import TRAIN_ENV_KWARGS, AlgoSettings, get_settings
 from agents.shaped_ppo import ShapedPPO, ShapingConfig
-
-#: Algorithm name -> SB3 class.
-ALGO_CLASSES: dict[str, type[BaseAlgorithm]] = {
-    "ppo": PPO,
-    "sac": SAC,
-    "a2c": A2C,
-    "shaped_ppo": ShapedPPO,
-}
-
-_CKPT = re.compile(r"^step_(\d+)\.zip$")
-_REPLAY = re.compile(r"^step_(\d+)_replay\.pkl$")
 
 #: Temp files of :func:`atomic_write_bytes` (``.{name}.{random}.tmp``).
 _TEMP_GLOB = ".*.tmp"
@@ -92,10 +93,6 @@ _RESERVED_KWARGS = frozenset(
     {"policy", "env", "seed", "device", "verbose", "_init_setup_model", "shaping", "reference",
      "potential_fn"}
 )  # fmt: skip
-
-#: Files of a run folder that describe the trained agent.
-MODEL_CARD = "model_card.json"
-RUN_README = "README.md"
 
 
 @dataclass
@@ -163,52 +160,6 @@ def _positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
-def _entry_class(env_id: str) -> Any:
-    aegym.register_envs()
-    entry = gym.spec(env_id).entry_point
-    if isinstance(entry, str):
-        module, _, name = entry.partition(":")
-        return getattr(importlib.import_module(module), name)
-    return entry
-
-
-def allowed_env_kwargs(env_id: str) -> tuple[str, ...] | None:
-    """Keyword arguments the env ``env_id`` takes (None: it takes any).
-
-    :param env_id: a supported env id.
-    :raises ValueError: unknown env id.
-    """
-    params = inspect.signature(_entry_class(check_env_id(env_id))).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return None
-    # render_mode is the caller's (evaluation renders with its own), not a setting.
-    return tuple(
-        n
-        for n, p in params.items()
-        if n != "render_mode" and p.kind is not inspect.Parameter.VAR_POSITIONAL
-    )
-
-
-def check_env_kwargs(env_id: str, env_kwargs: Any) -> dict[str, Any]:
-    """Return ``env_kwargs`` if ``env_id`` takes every key.
-
-    :param env_id: a supported env id.
-    :param env_kwargs: env keyword arguments.
-    :raises ValueError: not a dict, or unknown keys (naming them and the allowed ones).
-    """
-    if not isinstance(env_kwargs, dict):
-        raise ValueError(f"env_kwargs must be a JSON object, got {env_kwargs!r}")
-    allowed = allowed_env_kwargs(env_id)
-    if allowed is not None:
-        unknown = sorted(set(env_kwargs) - set(allowed))
-        if unknown:
-            raise ValueError(
-                f"unknown env_kwargs {', '.join(map(repr, unknown))} for {env_id}; "
-                f"allowed: {', '.join(allowed)}"
-            )
-    return env_kwargs
-
-
 def allowed_hyperparams(algo: str) -> tuple[str, ...]:
     """SB3 constructor arguments ``hyperparams`` may set for ``algo`` (sorted).
 
@@ -216,7 +167,7 @@ def allowed_hyperparams(algo: str) -> tuple[str, ...]:
     :raises ValueError: unknown algorithm.
     """
     names: set[str] = set()
-    for klass in ALGO_CLASSES[check_algo(algo)].__mro__:
+    for klass in algo_class(algo).__mro__:
         if not issubclass(klass, BaseAlgorithm) or klass is BaseAlgorithm:
             break
         params = inspect.signature(klass).parameters
@@ -287,18 +238,6 @@ def check_output_dir(output_dir: str, run_name: str | None = None) -> None:
         ) from None
 
 
-def _run_algo(run_dir: Path) -> str | None:
-    try:
-        return str(json.loads((run_dir / "config.json").read_text())["args"]["algo"])
-    except (OSError, KeyError, TypeError, ValueError):
-        return None
-
-
-def _off_policy(algo: str | None) -> bool:
-    cls = ALGO_CLASSES.get(algo or "")
-    return cls is not None and issubclass(cls, OffPolicyAlgorithm)
-
-
 def resolve_resume(resume: str) -> Path:
     """The checkpoint that ``resume`` (a checkpoint ``.zip`` or a run folder) names.
 
@@ -309,13 +248,13 @@ def resolve_resume(resume: str) -> Path:
     """
     path = Path(resume)
     if path.is_dir():
-        if not (path / "config.json").is_file():
+        if not (path / RUN_CONFIG).is_file():
             raise FileNotFoundError(
                 f"resume {resume!r} is a folder but not a run folder (no config.json in it)"
             )
         ckpt = latest_checkpoint(path)
         if ckpt is None:
-            replay = ", with its _replay.pkl" if _off_policy(_run_algo(path)) else ""
+            replay = ", with its _replay.pkl" if is_off_policy(run_algo(path)) else ""
             raise FileNotFoundError(
                 f"resume {resume!r}: the run folder holds no resumable checkpoint "
                 f"(checkpoints/step_*.zip{replay})"
@@ -324,11 +263,11 @@ def resolve_resume(resume: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint to resume from not found: {resume!r}")
     run_dir = path.parent.parent
-    if not (run_dir / "config.json").is_file():
+    if not (run_dir / RUN_CONFIG).is_file():
         raise FileNotFoundError(
             f"{resume!r} is not inside a run folder (expected {run_dir / 'config.json'})"
         )
-    if _off_policy(_run_algo(run_dir)) and not replay_path(path).is_file():
+    if is_off_policy(run_algo(run_dir)) and not replay_path(path).is_file():
         raise FileNotFoundError(
             f"replay buffer of the checkpoint not found: {str(replay_path(path))!r} "
             f"(resume from the run folder to pick its newest resumable checkpoint)"
@@ -423,14 +362,6 @@ def save_model_atomic(model: BaseAlgorithm, path: Path) -> Path:
     return path
 
 
-def replay_path(checkpoint: Path) -> Path:
-    """Replay-buffer file that goes with an off-policy checkpoint.
-
-    :param checkpoint: a ``step_*.zip`` checkpoint.
-    """
-    return checkpoint.with_name(checkpoint.stem + "_replay.pkl")
-
-
 def _remove(path: Path) -> None:
     """Delete a file of a run folder (one place, so tests can interrupt it)."""
     path.unlink(missing_ok=True)
@@ -460,89 +391,6 @@ def save_checkpoint(model: BaseAlgorithm, ckpt_dir: Path) -> Path:
     return path
 
 
-def latest_checkpoint(run_dir: str | Path, resumable: bool = True) -> Path | None:
-    """The checkpoint with the most steps in a run folder, or None.
-
-    :param run_dir: a run folder.
-    :param resumable: for off-policy runs (SAC; from the run's config.json, else: any
-        replay buffer in the folder), only checkpoints whose replay buffer exists — what
-        resume needs. ``False``: any checkpoint (each zip is complete: written
-        atomically), e.g. to evaluate it.
-    """
-    ckpt_dir = Path(run_dir) / "checkpoints"
-    found = []
-    for p in ckpt_dir.glob("step_*.zip"):
-        m = _CKPT.match(p.name)
-        if m:
-            found.append((int(m.group(1)), p))
-    if resumable:
-        algo = _run_algo(Path(run_dir))
-        needs_replay = (
-            _off_policy(algo) if algo is not None else any(ckpt_dir.glob("step_*_replay.pkl"))
-        )
-        if needs_replay:
-            found = [(n, p) for n, p in found if replay_path(p).is_file()]
-    return max(found)[1] if found else None
-
-
-def saved_timesteps(path: str | Path) -> int | None:
-    """``num_timesteps`` stored in a saved model's ``data`` (None: unreadable).
-
-    :param path: a ``.zip`` written by ``model.save``.
-    """
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return int(json.loads(zf.read("data"))["num_timesteps"])
-    except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile):
-        return None
-
-
-def run_model_path(run_dir: str | Path) -> Path | None:
-    """The model of a run folder: ``model.zip``, or the newest checkpoint when training
-    was interrupted (no ``model.zip``, or a resumed run stopped past it); None if neither.
-
-    :param run_dir: a run folder.
-    """
-    model = Path(run_dir) / "model.zip"
-    ckpt = latest_checkpoint(run_dir, resumable=False)
-    if not model.is_file():
-        return ckpt
-    if ckpt is not None:
-        ckpt_steps = int(_CKPT.match(ckpt.name).group(1))  # type: ignore[union-attr]
-        model_steps = saved_timesteps(model)
-        if model_steps is not None and ckpt_steps > model_steps:
-            return ckpt
-    return model
-
-
-def read_run_config(run_dir: str | Path) -> dict[str, Any]:
-    """A run folder's ``config.json``.
-
-    :param run_dir: a run folder.
-    :raises FileNotFoundError: not a folder, or no config.json in it.
-    :raises ValueError: config.json is not a run config.
-    """
-    folder = Path(run_dir)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"run folder not found: {str(run_dir)!r}")
-    cfg = folder / "config.json"
-    if not cfg.is_file():
-        raise FileNotFoundError(
-            f"{str(run_dir)!r} is not a run folder: no config.json in it (train writes one)"
-        )
-    try:
-        config = json.loads(cfg.read_text())
-        for value in (config["args"]["env_id"], config["args"]["algo"], config["env_kwargs"]):
-            if value is None:
-                raise TypeError("null value")
-    except (ValueError, KeyError, TypeError) as err:
-        raise ValueError(
-            f"{str(cfg)!r} is not a run config (needs args.env_id, args.algo, env_kwargs): "
-            f"{type(err).__name__}: {err}"
-        ) from None
-    return config
-
-
 def clean_run_dir(run_dir: Path) -> list[Path]:
     """Remove what a kill can leave in a run folder: temp files of interrupted atomic
     writes, and replay buffers whose checkpoint zip was never written.
@@ -558,7 +406,7 @@ def clean_run_dir(run_dir: Path) -> list[Path]:
                 _remove(tmp)
                 removed.append(tmp)
     for rp in sorted(ckpt_dir.glob("step_*_replay.pkl")):
-        m = _REPLAY.match(rp.name)
+        m = REPLAY.match(rp.name)
         if m and not (ckpt_dir / f"step_{m.group(1)}.zip").is_file():
             _remove(rp)
             removed.append(rp)
@@ -626,8 +474,9 @@ def model_card(
         "status": "complete" if model_file is not None else "interrupted or in progress",
         "env_id": args.env_id,
         "env_kwargs": config["env_kwargs"],
+        "env_config": config.get("env_config"),
         "algo": args.algo,
-        "sb3_class": f"{type_name(args.algo)}",
+        "sb3_class": get_algo(args.algo).type_name,
         "policy": "MlpPolicy",
         "seed": args.seed,
         "n_envs": settings["n_envs"],
@@ -647,8 +496,8 @@ def model_card(
         "usage": {
             "evaluate": f"python -m agents evaluate {folder}",
             "load": (
-                f"from agents.train import ALGO_CLASSES; "
-                f"model = ALGO_CLASSES[{args.algo!r}].load({str(run_dir / model_name)!r})"
+                f"from agents import algo_class; "
+                f"model = algo_class({args.algo!r}).load({str(run_dir / model_name)!r})"
             ),
             "resume": f"python -m agents train --resume {folder} --total-timesteps N",
         },
@@ -662,32 +511,15 @@ def effective_hyperparams(algo: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     :param algo: algorithm name.
     :param kwargs: the run's resolved constructor keyword arguments.
     """
-    cls = ALGO_CLASSES[algo]
+    registered = {spec.cls for spec in ALGOS.values()}
     defaults: dict[str, Any] = {}
-    for klass in reversed([k for k in cls.__mro__ if k in ALGO_CLASSES.values()]):
+    for klass in reversed([k for k in algo_class(algo).__mro__ if k in registered]):
         for name, p in inspect.signature(klass).parameters.items():
             if p.default is not inspect.Parameter.empty:
                 defaults[name] = p.default
     out = {n: defaults.get(n) for n in allowed_hyperparams(algo)}
     out.update(kwargs)
-    return {k: v if _jsonable(v) else repr(v) for k, v in sorted(out.items())}
-
-
-def _jsonable(value: Any) -> bool:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def type_name(algo: str) -> str:
-    """``module.Class`` of the SB3 class of ``algo``.
-
-    :param algo: algorithm name.
-    """
-    cls = ALGO_CLASSES[algo]
-    return f"{cls.__module__}.{cls.__qualname__}"
+    return {k: json_ready(v) for k, v in sorted(out.items())}
 
 
 def model_card_markdown(card: dict[str, Any]) -> str:
@@ -776,9 +608,10 @@ def _round_up(n: int, unit: int) -> int:
 
 
 def _chunk_unit(algo: str, settings: AlgoSettings, n_envs: int) -> int:
-    if algo == "sac":
+    if get_algo(algo).off_policy:
         return n_envs
-    return int(settings.kwargs.get("n_steps", 2048)) * n_envs
+    # n_steps as the SB3 class will use it (its own default when the settings omit it).
+    return int(effective_hyperparams(algo, settings.kwargs)["n_steps"]) * n_envs
 
 
 def _make_logger(run_dir: Path, num_timesteps: int) -> Logger:
@@ -791,7 +624,7 @@ def _make_logger(run_dir: Path, num_timesteps: int) -> Logger:
 
 def _reference(algo: str, settings: AlgoSettings, venv: VecEnv) -> AEBaseline | None:
     if algo == "shaped_ppo" and settings.shaping is not None and settings.shaping.kl_coef > 0:
-        return AEBaseline(venv, alpha0=AE_ALPHA0)
+        return AEBaseline(venv)
     return None
 
 
@@ -806,7 +639,7 @@ def build_model(
     :param seed: run seed.
     :param device: torch device.
     """
-    cls = ALGO_CLASSES[check_algo(algo)]
+    cls = algo_class(algo)
     kwargs = copy.deepcopy(settings.kwargs)
     if algo == "shaped_ppo":
         kwargs["shaping"] = settings.shaping
@@ -847,7 +680,7 @@ def _build_checked(args: TrainArgs, venv: VecEnv, settings: AlgoSettings) -> Bas
         return build_model(args.algo, venv, settings, args.seed)
     except (TypeError, ValueError, AssertionError) as err:
         raise ValueError(
-            f"hyperparams {args.hyperparams!r} rejected by {ALGO_CLASSES[args.algo].__name__}: "
+            f"hyperparams {args.hyperparams!r} rejected by {algo_class(args.algo).__name__}: "
             f"{_one_line(err)}"
         ) from err
 
@@ -856,7 +689,7 @@ def _load_checkpoint(
     args: TrainArgs, ckpt: Path, venv: VecEnv, settings: AlgoSettings
 ) -> BaseAlgorithm:
     try:
-        model = ALGO_CLASSES[args.algo].load(ckpt, env=venv, device="cpu")
+        model = algo_class(args.algo).load(ckpt, env=venv, device="cpu")
     except Exception as err:
         raise ValueError(
             f"cannot resume from {str(ckpt)!r} (not a readable {args.algo} checkpoint): "
@@ -899,7 +732,7 @@ def train(args: TrainArgs, command: Sequence[str] | None = None) -> TrainResult:
         run_dir = Path(args.output_dir) / (
             args.run_name or run_dir_name(args.env_id, args.algo, args.seed)
         )
-        if (run_dir / "config.json").exists():
+        if (run_dir / RUN_CONFIG).exists():
             raise FileExistsError(f"run folder {str(run_dir)!r} already holds a run")
         config = {}
     command_line = shlex.join(command if command is not None else equivalent_command(args))
@@ -945,8 +778,12 @@ def train(args: TrainArgs, command: Sequence[str] | None = None) -> TrainResult:
             "command": command_line,
             "created": _now(),
         }
+    # Resolved, for runs from before they were recorded too: every env setting (defaults
+    # included, read from the built env) and every SB3 constructor argument.
+    config.setdefault("env_config", config_to_dict(env_config(venv)))
+    config.setdefault("hyperparameters", effective_hyperparams(args.algo, settings.kwargs))
     config.setdefault("command", None)  # runs from before command lines were recorded
-    atomic_write_bytes(run_dir / "config.json", json.dumps(config, indent=2).encode())
+    atomic_write_bytes(run_dir / RUN_CONFIG, json.dumps(config, indent=2).encode())
     write_model_card(run_dir, config, args, model.num_timesteps, None)
     model.set_logger(_make_logger(run_dir, model.num_timesteps))
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from agents.baselines import tune_adam_lr
-from agents.cli import parse_args
+from agents.common.cli import parse_args
 from agents.hyperparams import ADAM_LR_GRID
 
 

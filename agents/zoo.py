@@ -31,17 +31,12 @@ from typing import Any
 
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
 
-from agents.hyperparams import ALGOS, HYPERPARAMS, TRAIN_ENV_KWARGS
+from agents.common.registry import ALGOS
+from agents.hyperparams import HYPERPARAMS, TRAIN_ENV_KWARGS
 from agents.train import TrainArgs
 
-#: Algorithm names RL Baselines3 Zoo 2.x knows (``rl_zoo3.utils.ALGOS``).
-ZOO_KNOWN_ALGOS: frozenset[str] = frozenset(
-    {"a2c", "ars", "crossq", "ddpg", "dqn", "ppo", "ppo_lstm", "qrdqn", "sac", "td3", "tqc"}
-    | {"trpo"}
-)
-
-#: Our algorithms that Zoo can train, in :data:`agents.hyperparams.ALGOS` order.
-ZOO_ALGOS: tuple[str, ...] = tuple(a for a in ALGOS if a in ZOO_KNOWN_ALGOS)
+#: Our algorithms that Zoo can train (registered with ``zoo=True``), in registry order.
+ZOO_ALGOS: tuple[str, ...] = tuple(name for name, spec in ALGOS.items() if spec.zoo)
 
 #: Folder of the shipped Zoo files (the ``agents.hyperparams`` package).
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"

@@ -17,7 +17,7 @@ from agents.baselines import (
     StaticBaseline,
     make_baseline,
 )
-from agents.envs import FAST_ENV_KWARGS, make_vec_env
+from agents.common.envs import FAST_ENV_KWARGS, make_vec_env
 
 SM = "AEGym/SoundMatch-v0"
 SG = "AEGym/SchedulerGains-v0"

@@ -21,15 +21,9 @@ from pathlib import Path
 import pytest
 import torch as th
 
-from agents.envs import FAST_ENV_KWARGS
-from agents.train import (
-    TrainArgs,
-    clean_run_dir,
-    latest_checkpoint,
-    replay_path,
-    save_checkpoint,
-    train,
-)
+from agents.common.envs import FAST_ENV_KWARGS
+from agents.common.runs import latest_checkpoint, replay_path
+from agents.train import TrainArgs, clean_run_dir, save_checkpoint, train
 
 # The module (``agents.train`` as an attribute is the function that ``agents`` exports).
 train_mod = importlib.import_module("agents.train")

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from agents.__main__ import main as agents_main
-from agents.cli import build_parser, field_docs, parse_args
-from agents.envs import FAST_ENV_KWARGS
+from agents.common.cli import build_parser, field_docs, parse_args
+from agents.common.envs import FAST_ENV_KWARGS
 from agents.evaluate import EvalArgs
 from agents.main import BenchArgs, bench
 from agents.main import main as bench_main

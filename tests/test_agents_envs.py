@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from agents.envs import (
+from aegym.envs.scheduler import SchedulerConfig
+from aegym.envs.sound_match import SoundMatchConfig
+from agents.common.envs import (
     ENV_IDS,
     FAST_ENV_KWARGS,
     check_env_id,
+    env_config,
     env_family,
+    episode_limit,
     is_native,
+    make_env,
     make_vec_env,
     reset_episodes,
+    success_distance,
 )
 
 SM = "AEGym/SoundMatch-v0"
@@ -61,3 +68,28 @@ def test_native_and_dummy_agree() -> None:
     np.testing.assert_allclose(sa, sb, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(ra, rb, rtol=1e-4, atol=1e-4)
     assert set(ia[0]["reward_terms"]) == set(ib[0]["reward_terms"])
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_settings_are_read_from_the_created_envs_config(native: bool) -> None:
+    sg, live = "AEGym/SchedulerGains-v0", "AEGym/SoundMatchLive-v0"
+    kw = {sid: {"target": "test", **FAST_ENV_KWARGS[sid]} for sid in (SM, sg, live)}
+    venv = make_vec_env(SM, 2, native=native, success_distance=0.7, **kw[SM])
+    assert isinstance(env_config(venv), SoundMatchConfig)
+    assert success_distance(venv) == 0.7
+    venv.close()
+    venv = make_vec_env(sg, 1, native=native, episode_steps=7, **kw[sg])
+    assert isinstance(env_config(venv), SchedulerConfig)
+    assert success_distance(venv) == SchedulerConfig().success_distance
+    assert episode_limit(sg, env_config(venv)) == 7
+    venv.close()
+    # The live env has no threshold of its own: the knob envs' default.
+    env = make_env(live, **kw[live])
+    assert success_distance(env) == SoundMatchConfig().success_distance
+    assert episode_limit(live, env_config(env)) == gym.spec(live).max_episode_steps
+    env.close()
+
+
+def test_env_config_needs_an_aegym_env() -> None:
+    with pytest.raises(TypeError, match="CartPoleEnv is not an aegym env"):
+        env_config(gym.make("CartPole-v1"))

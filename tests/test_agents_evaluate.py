@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import json
 import zipfile
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from agents.envs import FAST_ENV_KWARGS
-from agents.evaluate import (
-    METRICS,
-    EvalArgs,
-    evaluate,
-    format_table,
-    main,
-    mean_ci,
-    select_targets,
-)
-from agents.report import markdown_to_html_table, read_progress
+from aegym.envs.sound_match import SoundMatchConfig
+from aegym.reward import RewardConfig
+from agents.common.envs import FAST_ENV_KWARGS
+from agents.common.episodes import METRICS, select_targets
+from agents.common.statistics import mean_ci, mean_normal_band
+from agents.evaluate import EvalArgs, evaluate, main
+from agents.report import format_table, markdown_to_html_table, read_progress
 from agents.train import TrainArgs, train
 
 SM = "AEGym/SoundMatch-v0"
@@ -88,6 +85,11 @@ def test_results_schema(knob_eval) -> None:
         assert ep["distances"][-1] == pytest.approx(ep["final_distance"])
         assert 0 <= ep["steps_to_threshold"] <= data["episode_limit"]
     assert data["agents"][0]["run_dir"] is not None
+    # The env's own settings, read from the created env: every field, defaults included.
+    assert data["success_distance"] == SoundMatchConfig().success_distance
+    assert set(data["env_config"]) == {f.name for f in fields(SoundMatchConfig)}
+    assert data["env_config"]["duration_s"] == FAST_ENV_KWARGS[SM]["duration_s"]
+    assert data["env_config"]["reward"]["w_aud"] == RewardConfig().w_aud
 
 
 def test_every_agent_plays_the_same_episodes(knob_eval) -> None:
@@ -141,6 +143,35 @@ def test_scheduler_with_adam_baseline(tmp_path: Path) -> None:
     assert result.episode_limit == 20
     assert (tmp_path / "wav" / "adam_0.wav").is_file()
     assert all(a.episodes[0].length <= 20 for a in result.agents)
+
+
+def test_success_threshold_is_the_envs(tmp_path: Path) -> None:
+    # A threshold above every start distance: the env ends each episode at its first
+    # step as a success, and the metrics agree with it (0 steps to the threshold).
+    result = evaluate(
+        EvalArgs(
+            env_id=SM,
+            agents=["static"],
+            n_targets=2,
+            seeds=[0],
+            env_kwargs={**FAST_ENV_KWARGS[SM], "success_distance": 1e6},
+            output_dir=str(tmp_path),
+            n_showcase=1,
+        )
+    )
+    assert result.success_distance == 1e6
+    for e in result.agents[0].episodes:
+        assert e.success and e.steps_to_threshold == 0 and e.length == 1
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["success_distance"] == data["env_config"]["success_distance"] == 1e6
+    assert "distance &lt; 1000000.0." in (tmp_path / "report.html").read_text()
+
+
+def test_mean_normal_band() -> None:
+    values = np.array([[1.0, 2.0], [3.0, np.nan]])
+    mean, half = mean_normal_band(values)
+    np.testing.assert_allclose(mean, [2.0, 2.0])
+    np.testing.assert_allclose(half, [1.96 * 1.0 / np.sqrt(2), 0.0])
 
 
 def test_mean_ci_and_targets() -> None:

@@ -18,10 +18,12 @@ import torch
 
 import aegym
 from agents.__main__ import main as agents_main
-from agents.cli import parse_args
-from agents.envs import FAST_ENV_KWARGS, make_env
+from agents.common.cli import parse_args
+from agents.common.envs import FAST_ENV_KWARGS, make_env
+from agents.common.registry import algo_class
+from agents.common.runs import run_model_path
 from agents.evaluate import EvalArgs, evaluate
-from agents.train import ALGO_CLASSES, TrainArgs, run_model_path, train
+from agents.train import TrainArgs, train
 
 SM = "AEGym/SoundMatch-v0"
 HYPER = {"n_steps": 16, "batch_size": 16, "n_epochs": 1, "policy_kwargs": {"net_arch": [16]}}
@@ -74,7 +76,7 @@ def test_model_card_holds_what_reload_and_rerun_need(cli_run) -> None:
     assert config["versions"]["gymnasium"] == gymnasium.__version__
 
     # Reload from the card alone and act in the env it names.
-    model = ALGO_CLASSES[card["algo"]].load(run / card["model"], device="cpu")
+    model = algo_class(card["algo"]).load(run / card["model"], device="cpu")
     assert model.num_timesteps == 192
     env = make_env(card["env_id"], **card["env_kwargs"])
     obs, _ = env.reset(seed=0)

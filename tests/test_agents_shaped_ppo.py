@@ -11,7 +11,7 @@ from stable_baselines3.common.buffers import RolloutBuffer
 
 import aegym  # noqa: F401
 from agents.baselines import AEBaseline, StaticBaseline
-from agents.envs import FAST_ENV_KWARGS, make_vec_env
+from agents.common.envs import FAST_ENV_KWARGS, make_vec_env
 from agents.shaped_ppo import (
     POTENTIAL,
     RESIDUAL,
@@ -19,11 +19,15 @@ from agents.shaped_ppo import (
     ShapedPPO,
     ShapedRolloutBuffer,
     ShapingConfig,
+    active_channels,
+    combine_advantages,
     distance_potential,
     gae,
+    normalization_scales,
     potential_shaping,
     reference_kl,
     reward_channels,
+    true_next_observations,
 )
 
 SM = "AEGym/SoundMatch-v0"
@@ -164,6 +168,32 @@ def test_potential_channel_in_rollout() -> None:
                 continue
             assert term_r[t, i, k] == pytest.approx(0.9 * phi[t + 1, i] - phi[t, i], abs=1e-5)
     venv.close()
+
+
+def test_true_next_observations_use_terminal_ones() -> None:
+    new_obs = np.zeros((3, 2), np.float32)
+    infos = [
+        {},
+        {"terminal_observation": np.ones(2), "TimeLimit.truncated": True},
+        {"terminal_observation": np.full(2, 2.0)},
+    ]
+    next_obs, terminated = true_next_observations(new_obs, np.array([0, 1, 1], bool), infos)
+    np.testing.assert_array_equal(next_obs, [[0, 0], [1, 1], [2, 2]])
+    np.testing.assert_array_equal(terminated, [False, False, True])
+    assert not new_obs.any()  # the step's observations are left alone
+
+
+def test_normalization_mask_and_combination() -> None:
+    scales = normalization_scales(np.array([4.0, 1e-8, 0.25]), floor=0.01)
+    np.testing.assert_allclose(scales, [2.0, 0.01, 0.5])
+    assert scales.dtype == np.float32
+    term_rewards = np.zeros((2, 1, 3), np.float32)
+    term_rewards[1, 0, 0], term_rewards[0, 0, 2] = 1.0, -0.5
+    active = active_channels(term_rewards)
+    np.testing.assert_array_equal(active, [True, False, True])
+    adv = np.array([[[2.0, 5.0, 1.0]], [[4.0, 5.0, -1.0]]], np.float32)
+    combined = combine_advantages(adv, np.array([1.0, 1.0, 0.5]), scales, active)
+    np.testing.assert_allclose(combined, [[2.0 / 2.0 + 0.5 * 1.0 / 0.5], [4.0 / 2.0 - 1.0]])
 
 
 def test_kl_zero_at_reference_and_pulls_mean() -> None:

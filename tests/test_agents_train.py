@@ -7,20 +7,25 @@ import os
 import subprocess
 import sys
 import tempfile
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch as th
 
-from agents.envs import FAST_ENV_KWARGS
+from aegym.envs.live import LiveConfig
+from aegym.envs.scheduler import SchedulerConfig
+from aegym.envs.sound_match import SoundMatchConfig
+from agents.common.envs import FAST_ENV_KWARGS
+from agents.common.runs import latest_checkpoint, replay_path
+from agents.hyperparams import get_settings
+from agents.shaped_ppo import ShapingConfig
 from agents.train import (
     TrainArgs,
     allowed_hyperparams,
     chunk_seed,
-    latest_checkpoint,
     main,
-    replay_path,
     run_dir_name,
     train,
 )
@@ -72,6 +77,13 @@ def test_smoke_train_every_algo_and_family(tmp_path: Path, env_id: str, algo: st
     assert latest_checkpoint(res.run_dir) == res.checkpoints[-1]
     if algo == "shaped_ppo":
         assert cfg["settings"]["shaping"]["kl_coef"] > 0
+    # Resolved: the env's whole config (from the built env) and every SB3 argument.
+    config_cls = SchedulerConfig if env_id == SG else SoundMatchConfig
+    assert set(cfg["env_config"]) == {f.name for f in fields(config_cls)}
+    assert cfg["env_config"]["duration_s"] == FAST_ENV_KWARGS[env_id]["duration_s"]
+    assert cfg["env_config"]["success_distance"] == config_cls().success_distance
+    assert set(cfg["hyperparameters"]) == set(allowed_hyperparams(algo))
+    assert cfg["hyperparameters"]["gamma"] == get_settings(env_id, algo).kwargs["gamma"]
     header = (res.run_dir / "progress.csv").read_text().splitlines()[0].split(",")
     if algo != "sac":  # SAC logs every 4 episodes: none end in this tiny run
         assert "reward_terms/aud/mel" in header and "charts/distance" in header
@@ -82,6 +94,18 @@ def test_smoke_train_every_algo_and_family(tmp_path: Path, env_id: str, algo: st
 def test_smoke_train_live(tmp_path: Path) -> None:
     res = train(_args(tmp_path, LIVE, "ppo", 32))
     assert res.num_timesteps == 32
+    cfg = json.loads((res.run_dir / "config.json").read_text())
+    assert cfg["env_config"]["window_s"] == FAST_ENV_KWARGS[LIVE]["window_s"]
+    assert set(cfg["env_config"]) == {f.name for f in fields(LiveConfig)}
+
+
+def test_shaping_config_is_saved_resolved(tmp_path: Path) -> None:
+    args = _args(tmp_path, SM, "shaped_ppo", 16, shaping={"kl_coef": 0.0})
+    res = train(args)
+    cfg = json.loads((res.run_dir / "config.json").read_text())
+    expected = replace(get_settings(SM, "shaped_ppo").shaping, kl_coef=0.0)
+    assert cfg["settings"]["shaping"] == json.loads(json.dumps(expected.to_dict()))
+    assert ShapingConfig(**cfg["settings"]["shaping"]) == expected
 
 
 @pytest.mark.parametrize("algo", ["ppo", "sac", "shaped_ppo"])

@@ -15,7 +15,7 @@ from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
 import agents.zoo as zoo
-from agents.envs import ENV_IDS, FAST_ENV_KWARGS, is_native
+from agents.common.envs import ENV_IDS, FAST_ENV_KWARGS, is_native
 from agents.hyperparams import HYPERPARAMS, TRAIN_ENV_KWARGS, AlgoSettings, get_settings
 from agents.train import TrainArgs
 

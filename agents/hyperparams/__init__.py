@@ -26,11 +26,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from agents.envs import check_env_id
+from agents.common.envs import check_env_id
+from agents.common.registry import check_algo
 from agents.shaped_ppo import ShapingConfig
-
-#: Algorithms the train command knows.
-ALGOS: tuple[str, ...] = ("ppo", "sac", "a2c", "shaped_ppo")
 
 #: Env keyword arguments every training run starts from (a run's ``env_kwargs`` override
 #: them): agents train on the *train* target set and are evaluated on the test set.
@@ -170,22 +168,11 @@ ADAM_TUNING_RESULT: dict[float, float] = {
 }
 
 
-def check_algo(algo: str) -> str:
-    """Return ``algo`` if known.
-
-    :param algo: an algorithm name.
-    :raises ValueError: unknown name, naming the allowed ones.
-    """
-    if algo not in ALGOS:
-        raise ValueError(f"unknown algorithm {algo!r}; allowed: {', '.join(ALGOS)}")
-    return algo
-
-
 def get_settings(env_id: str, algo: str) -> AlgoSettings:
     """The settings of ``algo`` on ``env_id``.
 
     :param env_id: a supported env id.
-    :param algo: one of :data:`ALGOS`.
+    :param algo: a registered algorithm (:data:`agents.common.registry.ALGOS`).
     :raises ValueError: unknown env id or algorithm.
     """
     return HYPERPARAMS[check_env_id(env_id)][check_algo(algo)]

@@ -9,13 +9,16 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from tqdm.auto import tqdm
 
+from agents.common.envs import success_distance
+
 
 class EnvSignalsCallback(BaseCallback):
     """Logs the env's signals every step (averaged until SB3 writes its logs).
 
     Tags: ``reward_terms/<term>`` for every reward term (e.g. ``reward_terms/aud/mel``),
     ``charts/distance`` (every step), ``charts/final_distance``,
-    ``charts/success_rate`` and ``charts/episode_return`` (at episode ends),
+    ``charts/success_rate`` (``info["is_success"]``, else the final distance below the
+    env's success distance) and ``charts/episode_return`` (at episode ends),
     ``charts/diverged`` (SchedulerGains) and ``gains/alpha``, ``gains/momentum``,
     ``gains/sigma`` (SchedulerGains' optimizer gains).
 
@@ -24,6 +27,14 @@ class EnvSignalsCallback(BaseCallback):
 
     def __init__(self, verbose: int = 0) -> None:
         super().__init__(verbose)
+        self._threshold: float | None = None
+
+    def _success(self, info: dict[str, Any], distance: float) -> bool:
+        if "is_success" in info:
+            return bool(info["is_success"])
+        if self._threshold is None:  # read once from the env's config (SoundMatchLive)
+            self._threshold = success_distance(self.training_env)
+        return distance < self._threshold
 
     def _on_step(self) -> bool:
         infos: list[dict[str, Any]] = self.locals.get("infos", [])
@@ -44,8 +55,7 @@ class EnvSignalsCallback(BaseCallback):
                 if "distance" in info:
                     d = float(info["distance"])
                     log.record_mean("charts/final_distance", d)
-                    success = info.get("is_success", d < 0.3)
-                    log.record_mean("charts/success_rate", float(success))
+                    log.record_mean("charts/success_rate", float(self._success(info, d)))
                 episode = info.get("episode")
                 if episode is not None:
                     log.record_mean("charts/episode_return", float(episode["r"]))

@@ -1,13 +1,17 @@
-"""Env construction for agents: id checks, env families and vector envs.
+"""Env construction for agents: id and kwarg checks, env families, vector envs, and the
+env settings agents read from a created env.
 
 Every agent-side entry point builds its envs here, so the choice between aegym's native
 batched vector env (``aegym.vector.make_sb3_vec_env``, one batched core for all
 sub-envs) and SB3's ``DummyVecEnv`` of monitored single envs is made in one place.
+Settings the env owns (the success threshold, the episode length) are read from the
+created env's config (:func:`env_config`), never repeated here as numbers.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -18,6 +22,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 import aegym
 from aegym.envs import ENV_SPECS
+from aegym.envs.sound_match import SoundMatchConfig
 
 EnvFamily = Literal["knob", "scheduler"]
 
@@ -39,10 +44,6 @@ FAST_ENV_KWARGS: dict[str, dict[str, Any]] = {
     "AEGym/SoundMatchLive-v0": {"window_s": 0.25},
     "AEGym/SchedulerGains-v0": {"duration_s": 0.25, "inner_steps": 1},
 }
-
-#: Spectral distance below which an episode counts as a success in every env (the
-#: default ``success_distance`` of SoundMatch-v0 and SchedulerGains-v0).
-SUCCESS_DISTANCE = 0.3
 
 
 def check_env_id(env_id: str) -> str:
@@ -144,3 +145,96 @@ def reset_episodes(venv: VecEnv, seeds: Sequence[int], target_indices: Sequence[
     inner._seeds = [int(s) for s in seeds]  # SB3 has no public per-env seed setter
     inner.set_options([{"target_index": int(t)} for t in target_indices])
     return np.asarray(venv.reset())
+
+
+def _entry_class(env_id: str) -> Any:
+    aegym.register_envs()
+    entry = gym.spec(env_id).entry_point
+    if isinstance(entry, str):
+        module, _, name = entry.partition(":")
+        return getattr(importlib.import_module(module), name)
+    return entry
+
+
+def allowed_env_kwargs(env_id: str) -> tuple[str, ...] | None:
+    """Keyword arguments the env ``env_id`` takes (None: it takes any).
+
+    :param env_id: a supported env id.
+    :raises ValueError: unknown env id.
+    """
+    params = inspect.signature(_entry_class(check_env_id(env_id))).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    # render_mode is the caller's (evaluation renders with its own), not a setting.
+    return tuple(
+        n
+        for n, p in params.items()
+        if n != "render_mode" and p.kind is not inspect.Parameter.VAR_POSITIONAL
+    )
+
+
+def check_env_kwargs(env_id: str, env_kwargs: Any) -> dict[str, Any]:
+    """Return ``env_kwargs`` if ``env_id`` takes every key.
+
+    :param env_id: a supported env id.
+    :param env_kwargs: env keyword arguments.
+    :raises ValueError: not a dict, or unknown keys (naming them and the allowed ones).
+    """
+    if not isinstance(env_kwargs, dict):
+        raise ValueError(f"env_kwargs must be a JSON object, got {env_kwargs!r}")
+    allowed = allowed_env_kwargs(env_id)
+    if allowed is not None:
+        unknown = sorted(set(env_kwargs) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"unknown env_kwargs {', '.join(map(repr, unknown))} for {env_id}; "
+                f"allowed: {', '.join(allowed)}"
+            )
+    return env_kwargs
+
+
+def env_config(env: gym.Env | VecEnv) -> Any:
+    """The settings dataclass (``SoundMatchConfig``, ``LiveConfig``, ``SchedulerConfig``)
+    of a created aegym env: a single env, a DummyVecEnv of them or the native VecEnv.
+
+    :param env: the env.
+    :raises TypeError: not an aegym env (no ``config`` on its env or core).
+    """
+    inner = env.unwrapped
+    if isinstance(inner, DummyVecEnv):
+        inner = inner.envs[0].unwrapped
+    config = getattr(inner, "config", None)
+    if config is None:
+        config = getattr(getattr(inner, "core", None), "config", None)
+    if config is None:
+        raise TypeError(f"{type(inner).__name__} is not an aegym env: it has no config")
+    return config
+
+
+#: Threshold of envs whose config has none (SoundMatchLive-v0 tracks without ending):
+#: the knob envs' own default, the same spectral distance.
+_KNOB_SUCCESS_DISTANCE: float = SoundMatchConfig.success_distance
+
+
+def success_distance(env: gym.Env | VecEnv) -> float:
+    """Spectral distance below which an episode of ``env`` counts as a success: the
+    env config's ``success_distance`` (SoundMatch-v0, SchedulerGains-v0); for envs
+    without one (SoundMatchLive-v0), SoundMatch-v0's default.
+
+    :param env: a created aegym env (single or vector).
+    """
+    value = getattr(env_config(env), "success_distance", None)
+    return float(_KNOB_SUCCESS_DISTANCE if value is None else value)
+
+
+def episode_limit(env_id: str, config: Any = None) -> int:
+    """Step limit of an episode: the id's ``max_episode_steps``, or the config's
+    ``episode_steps`` when it is shorter (SchedulerGains-v0).
+
+    :param env_id: a supported env id.
+    :param config: the created env's config (:func:`env_config`), or None.
+    """
+    aegym.register_envs()
+    limit = int(gym.spec(check_env_id(env_id)).max_episode_steps or 10**9)
+    steps = getattr(config, "episode_steps", None)
+    return limit if steps is None else min(limit, int(steps))

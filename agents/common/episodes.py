@@ -1,0 +1,244 @@
+"""Evaluation episodes: which ones (targets × seeds), their reset seeds, and playing them.
+
+Every agent plays the same episodes: each :class:`EpisodeSpec` (target, seed) is reset
+with ``options={"target_index": t}`` and the seed :func:`episode_seed` (so free knobs
+start at the same place for every agent). :func:`run_episodes` plays a list of them
+batched in a VecEnv and records, per episode, the metrics of :data:`METRICS`; the
+success threshold is read from the env's config (:func:`agents.common.envs.success_distance`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.vec_env import VecEnv
+
+from aegym.targets import TARGET_SETS
+from agents.common.envs import make_env, reset_episodes, success_distance
+from agents.common.type_aliases import PredictPolicy
+
+#: The metrics of every agent, in table order.
+METRICS: tuple[str, ...] = (
+    "return",
+    "final_distance",
+    "success",
+    "steps_to_threshold",
+    "violations",
+)
+
+Agent = PredictPolicy
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """One evaluation episode: a target of the set and a seed.
+
+    :param target_index: index into the env's target set.
+    :param seed: the evaluation seed (the reset seed is :func:`episode_seed`).
+    """
+
+    target_index: int
+    seed: int
+
+
+@dataclass
+class EpisodeRecord:
+    """What happened in one episode.
+
+    :param target_index: target played.
+    :param seed: evaluation seed.
+    :param episode_return: undiscounted return.
+    :param length: steps taken.
+    :param final_distance: distance after the last step.
+    :param success: success flag at the end.
+    :param steps_to_threshold: first step with distance below the env's success
+        distance (censored at the limit).
+    :param violations: steps with a negative penalty term, plus divergences.
+    :param distances: distance at reset and after every step.
+    """
+
+    target_index: int
+    seed: int
+    episode_return: float
+    length: int
+    final_distance: float
+    success: bool
+    steps_to_threshold: int
+    violations: int
+    distances: list[float]
+
+    def metric(self, name: str) -> float:
+        """Value of one of :data:`METRICS`.
+
+        :param name: metric name.
+        """
+        return {
+            "return": self.episode_return,
+            "final_distance": self.final_distance,
+            "success": float(self.success),
+            "steps_to_threshold": float(self.steps_to_threshold),
+            "violations": float(self.violations),
+        }[name]
+
+
+def episode_seed(seed: int, target_index: int) -> int:
+    """Reset seed of the episode (target ``target_index``, evaluation seed ``seed``).
+
+    :param seed: evaluation seed.
+    :param target_index: target index.
+    """
+    return int(np.random.SeedSequence([seed, target_index, 7919]).generate_state(1)[0])
+
+
+def n_targets_in(env_id: str, target_set: str, env_kwargs: dict[str, Any]) -> int:
+    """Size of the instance set ``target_set`` for ``env_id``.
+
+    :param env_id: env id.
+    :param target_set: set name or WAV path.
+    :param env_kwargs: env keyword arguments.
+    """
+    if target_set in TARGET_SETS:
+        spec = TARGET_SETS[target_set]
+        return spec.n_in_domain + spec.n_out_of_domain
+    env = make_env(env_id, **{**env_kwargs, "target": target_set})
+    try:
+        return len(env.unwrapped.core.targets)  # type: ignore[attr-defined]
+    finally:
+        env.close()
+
+
+def select_targets(
+    env_id: str, target_set: str, n_targets: int | None, env_kwargs: dict[str, Any]
+) -> list[int]:
+    """``n_targets`` indices spread evenly over the set (all when None), so a subset
+    keeps the set's mix of in-domain and out-of-domain targets.
+
+    :param env_id: env id.
+    :param target_set: set name or WAV path.
+    :param n_targets: how many (None: all).
+    :param env_kwargs: env keyword arguments.
+    :raises ValueError: ``n_targets`` not a positive integer.
+    """
+    total = n_targets_in(env_id, target_set, env_kwargs)
+    if n_targets is None or n_targets >= total:
+        return list(range(total))
+    if isinstance(n_targets, bool) or not isinstance(n_targets, int) or n_targets <= 0:
+        raise ValueError(f"n_targets must be a positive integer or None, got {n_targets!r}")
+    return sorted({round(float(x)) for x in np.linspace(0, total - 1, n_targets)})
+
+
+def _violations(info: dict[str, Any]) -> int:
+    terms = info.get("reward_terms") or {}
+    penalised = any(v < 0 for k, v in terms.items() if k.startswith("pen/"))
+    return int(penalised) + int(bool(info.get("diverged", False)))
+
+
+def run_episodes(
+    venv: VecEnv,
+    agent: Agent,
+    specs: Sequence[EpisodeSpec],
+    deterministic: bool = True,
+    limit: int | None = None,
+    threshold: float | None = None,
+) -> list[EpisodeRecord]:
+    """Play every episode of ``specs`` once with ``agent`` in ``venv`` (batches of
+    ``venv.num_envs`` side by side; a short last batch is padded and the padding ignored).
+
+    :param venv: a VecEnv of the env (native or DummyVecEnv).
+    :param agent: the agent (it must act on ``venv``: the AE baseline reads its plant).
+    :param specs: episodes to play.
+    :param deterministic: passed to ``predict``.
+    :param limit: censoring value of ``steps_to_threshold`` (None: longest episode).
+    :param threshold: success distance of ``steps_to_threshold`` and of ``success``
+        where the env gives no ``is_success`` (None: the env's, :func:`success_distance`).
+    """
+    if threshold is None:
+        threshold = success_distance(venv)
+    n = venv.num_envs
+    records: list[EpisodeRecord] = []
+    for start in range(0, len(specs), n):
+        batch = list(specs[start : start + n])
+        padded = batch + [batch[-1]] * (n - len(batch))
+        obs = reset_episodes(
+            venv,
+            [episode_seed(s.seed, s.target_index) for s in padded],
+            [s.target_index for s in padded],
+        )
+        if hasattr(agent, "reset"):
+            agent.reset()  # type: ignore[union-attr]
+        starts = np.ones(n, dtype=bool)
+        alive = np.zeros(n, dtype=bool)
+        alive[: len(batch)] = True
+        returns = np.zeros(n)
+        lengths = np.zeros(n, dtype=int)
+        violations = np.zeros(n, dtype=int)
+        first_hit = np.full(n, -1)
+        distances = [[float(d)] for d in np.asarray(obs)[:, -1]]
+        for i in range(n):
+            if distances[i][0] < threshold:
+                first_hit[i] = 0
+        finals: dict[int, tuple[float, bool]] = {}
+        while alive.any():
+            actions, _ = agent.predict(obs, episode_start=starts, deterministic=deterministic)
+            obs, rewards, dones, infos = venv.step(actions)
+            starts = np.asarray(dones, dtype=bool)
+            for i in np.flatnonzero(alive):
+                info = infos[i]
+                returns[i] += float(rewards[i])
+                lengths[i] += 1
+                violations[i] += _violations(info)
+                d = float(info.get("distance", math.nan))
+                distances[i].append(d)
+                if first_hit[i] < 0 and d < threshold:
+                    first_hit[i] = lengths[i]
+                if dones[i]:
+                    alive[i] = False
+                    finals[i] = (d, bool(info.get("is_success", d < threshold)))
+        cap = limit if limit is not None else int(lengths.max())
+        for i, spec in enumerate(batch):
+            d, ok = finals[i]
+            records.append(
+                EpisodeRecord(
+                    spec.target_index,
+                    spec.seed,
+                    float(returns[i]),
+                    int(lengths[i]),
+                    d,
+                    ok,
+                    int(first_hit[i]) if first_hit[i] >= 0 else cap,
+                    int(violations[i]),
+                    distances[i],
+                )
+            )
+    return records
+
+
+def replay_episode(
+    env: gym.Env, agent: Agent, spec: EpisodeSpec, deterministic: bool = True
+) -> float:
+    """Play one episode in a single env (for images and WAV files), leaving ``env`` at
+    the episode's end; returns the final distance.
+
+    :param env: a single env (a rendering one for images).
+    :param agent: an agent acting on ``env`` (baselines that read the plant must be
+        built on it).
+    :param spec: the episode.
+    :param deterministic: passed to ``predict``.
+    """
+    obs, info = env.reset(
+        seed=episode_seed(spec.seed, spec.target_index),
+        options={"target_index": spec.target_index},
+    )
+    start = True
+    done = False
+    while not done:
+        action, _ = agent.predict(obs, episode_start=np.array([start]), deterministic=deterministic)
+        start = False
+        obs, _, terminated, truncated, info = env.step(action)
+        done = terminated or truncated
+    return float(info["distance"])
