@@ -5,6 +5,7 @@
   the batched controller state :class:`~aegym.control.law.LawState`.
 * :mod:`aegym.control.plant` — Adam(β1 = μ)/EMA-momentum step, shaped dither and local
   tests on ``θ [B, D]`` with per-row gains.
+* :mod:`aegym.control.noise` — counter-based per-row Gaussian noise.
 * :mod:`aegym.control.controller` — the scalar law (:class:`AEController`, B = 1).
 * :mod:`aegym.control.optimizer` — :class:`AEOptimizer` on top of the law and the plant.
 """
