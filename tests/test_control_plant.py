@@ -1,13 +1,21 @@
-"""The batched plant: its formulas, masks and local tests."""
+"""The batched plant: its formulas, masks, local tests, and one update for all callers."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+import aegym  # noqa: F401  (registers the ids)
 from aegym.control import plant
 from aegym.control.config import AEConfig
+from aegym.control.optimizer import AEOptimizer
+from aegym.envs.policies import AEGradientPolicy
+from aegym.envs.scheduler import Gains
 
 ADAM = AEConfig(update_rule="adam")
 ones = torch.ones
@@ -118,3 +126,105 @@ def test_plant_step_reads_nothing_back_to_the_host() -> None:
             probes=probes,
         )
     assert not {e.name for e in prof.events()} & {"aten::item", "aten::_local_scalar_dense"}
+
+
+# ------------------------------------------------------------ one update, three callers
+
+B, F, STEPS = 3, 4, 6
+ALPHA, MU = 2.0**-6, 0.5  # exact in float32 and float64, so every caller sees the same gains
+
+
+def fixed_gains(sigma: float) -> AEConfig:
+    """A law that never moves its gains (α0, μ0, σ0): factors 1, no momentum nudges."""
+    return AEConfig(
+        update_rule="adam",
+        up=1.0,
+        down=1.0,
+        var_damping=0.0,
+        momentum0=MU,
+        momentum_step=0.0,
+        momentum_decay=0.0,
+        sigma0=sigma,
+        sigma_min=sigma,
+        sigma_max=sigma,
+        sigma_var_damping=0.0,
+        n_probes=0,
+    )
+
+
+def run_optimizer(theta0, grads, etas, sigma):
+    """One AEOptimizer per row; the loss ``θ·g − (θ·g).detach() + 1`` has gradient g."""
+    out = []
+    for b in range(B):
+        theta = theta0[b].clone().requires_grad_(True)
+        opt = AEOptimizer([theta], lr=ALPHA, config=fixed_gains(sigma), bounds=(0.0, 1.0))
+        draws = iter(eta[b] for eta in etas)
+        opt._noise = lambda p, draws=draws: next(draws)
+        for g in grads:
+
+            def closure(g=g[b], theta=theta, opt=opt):
+                opt.zero_grad()
+                dot = (theta * g).sum()
+                loss = dot - dot.detach() + 1.0
+                loss.backward()
+                return loss
+
+            opt.step(closure)
+        out.append(theta.detach())
+    return torch.stack(out)
+
+
+def run_scheduler(theta0, grads, etas, sigma):
+    env = gym.make("AEGym/SchedulerGains-v0", duration_s=0.25)
+    single = env.unwrapped.core
+    core = type(single)(single.config, single.targets, B)
+    core.knobs[:, core.free_idx] = theta0
+    core.gains = Gains(ones(B) * ALPHA, ones(B) * MU, ones(B) * sigma)
+    g_now = {}
+
+    def loss(free, idx):
+        dot = (free * g_now["g"]).sum(-1)
+        return dot - dot.detach() + 1.0, None
+
+    core._loss = loss
+    for g, eta in zip(grads, etas, strict=True):
+        g_now["g"] = g
+        core._inner_step(eta)
+    return core.knobs[:, core.free_idx].clone()
+
+
+def run_policy(theta0, grads, etas, sigma):
+    core = SimpleNamespace(
+        batch=B,
+        n_free=F,
+        config=SimpleNamespace(max_move=1.0),
+        knobs=theta0.clone(),
+        free_idx=torch.arange(F),
+    )
+    step = iter(grads)
+    core.loss_and_grad = lambda: (ones(B), next(step))
+    policy = AEGradientPolicy(core, alpha0=ALPHA, config=fixed_gains(sigma))
+    draws = iter(etas)
+    policy._noise = lambda theta: next(draws)
+    for _ in grads:
+        action = policy(np.zeros((B, 1)), None)
+        core.knobs = core.knobs + torch.from_numpy(action) * core.config.max_move
+    return core.knobs
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("sigma", [0.0, 2.0**-7])
+def test_optimizer_scheduler_and_policy_make_the_same_update(sigma: float) -> None:
+    gen = torch.Generator().manual_seed(3)
+    theta0 = 0.3 + 0.4 * torch.rand(B, F, generator=gen)
+    grads = [torch.randn(B, F, generator=gen) for _ in range(STEPS)]
+    etas = [torch.randn(B, F, generator=gen) for _ in range(STEPS)]
+    results = {
+        "optimizer": run_optimizer(theta0, grads, etas, sigma),
+        "scheduler": run_scheduler(theta0, grads, etas, sigma),
+        "policy": run_policy(theta0, grads, etas, sigma),
+    }
+    assert not torch.equal(results["optimizer"], theta0)  # it did move
+    assert bool(((results["optimizer"] > 0) & (results["optimizer"] < 1)).all())  # no clamp
+    for name, theta in results.items():
+        assert torch.equal(theta, results["optimizer"]), name
