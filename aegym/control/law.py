@@ -521,8 +521,8 @@ _INT_SIGNALS = ("step", "plateau_count")
 def signals_at(state: LawState, row: int) -> AESignals:
     """Row ``row``'s signals as Python numbers (one host transfer)."""
     names = [n for n in AESignals._fields if n not in _INT_SIGNALS]
-    floats = torch.stack([getattr(state, n)[row] for n in names]).tolist()
-    ints = torch.stack([getattr(state, n)[row] for n in _INT_SIGNALS]).tolist()
+    floats = torch.stack([getattr(state, n) for n in names], -1)[row].tolist()
+    ints = torch.stack([getattr(state, n) for n in _INT_SIGNALS], -1)[row].tolist()
     values = dict(zip(names, floats, strict=True)) | dict(zip(_INT_SIGNALS, ints, strict=True))
     return AESignals(**values)
 

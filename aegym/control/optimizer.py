@@ -19,6 +19,7 @@ import torch
 from aegym.control import plant
 from aegym.control.config import AEConfig
 from aegym.control.controller import AEController, _require_finite
+from aegym.control.law import AESignals
 
 BatchedEval = Callable[[list[list[torch.Tensor]]], torch.Tensor]
 Bounds = Callable[[torch.Tensor], torch.Tensor] | tuple[float, float]
@@ -277,8 +278,8 @@ class AEOptimizer(torch.optim.Optimizer):
             return out
 
         self._take_snapshot()
-        self.controller.observe(loss_value, reward, grad_norm=grad_norm)
-        alpha, mu, sigma = self.controller.gains
+        observed = self.controller.observe(loss_value, reward, grad_norm=grad_norm)
+        alpha, mu, sigma = observed.alpha, observed.momentum, observed.sigma
         scale = alpha / self.controller.alpha0
 
         # Local test at θ_t (probes see the parameters before this step's update).
@@ -328,12 +329,12 @@ class AEOptimizer(torch.optim.Optimizer):
         cosine = None
         if prev_sq > 0 and update_sq > 0:
             cosine = max(-1.0, min(1.0, dot / math.sqrt(prev_sq * update_sq)))
-        self.controller.observe_update(
+        signals = self.controller.observe_update(
             math.sqrt(update_sq), cosine, flips / count if count else None
         )
         self._log(
             loss_value,
-            self.controller.reward,
+            signals.reward,
             math.sqrt(dither_sq),
             n_probes,
             best_loss,
@@ -341,6 +342,7 @@ class AEOptimizer(torch.optim.Optimizer):
             False,
             False,
             gains=(alpha, mu, sigma),
+            signals=signals,
         )
         self.steps += 1
         return out
@@ -429,8 +431,9 @@ class AEOptimizer(torch.optim.Optimizer):
         diverged: bool,
         rolled_back: bool,
         gains: tuple[float, float, float] | None = None,
+        signals: AESignals | None = None,
     ) -> None:
-        s = self.controller.signals
+        s = self.controller.signals if signals is None else signals
         alpha, momentum, sigma = gains if gains is not None else self.controller.gains
         self.last_log = AEStepLog(
             step=self.steps,
