@@ -182,7 +182,7 @@ class InnerStep(NamedTuple):
     probes: plant.ProbeResult | None
 
 
-# Noise streams of an episode (one draw of each per inner step).
+# Noise streams of an episode (one draw of each per env step).
 _DITHER, _PROBES = 0, 1
 
 
@@ -194,9 +194,10 @@ class SchedulerCore:
     :class:`aegym.control.AEOptimizer`) fits the free knobs of a synth patch to the
     target with the gains the agent sets; all episodes step together in one batched
     render. A batched :class:`~aegym.control.law.LawState` filters each episode's
-    feedback (EMA, windowed variance, trends, plateau, success rate); its own gains
-    are unused. Each episode's noise is a counter-based stream keyed by its noise
-    seed, so a batch reproduces independent episodes exactly.
+    feedback (EMA, windowed variance, trends, plateau, success rate) without adapting
+    its own gains (``law.observe(..., adapt=False)``). Each episode's noise is a
+    counter-based stream keyed by its noise seed, so a batch reproduces independent
+    episodes exactly.
     """
 
     def __init__(
