@@ -7,15 +7,17 @@
 * :mod:`aegym.synth` — the differentiable synth (``Voice``, ``SynthConfig``, ``Patch``)
 * :mod:`aegym.features`, :mod:`aegym.losses` — feature encoder and spectral distance
 * :mod:`aegym.reward` — the composite reward ``R``
-* :mod:`aegym.controller` — the AE controller, ``AEOptimizer`` and ``fit_patch``
+* :mod:`aegym.control` — the AE controller: config, batched law and plant, ``AEOptimizer``
+* :mod:`aegym.fit` — ``fit_patch``, sound matching with the AE optimizer
 * :mod:`aegym.targets`, :mod:`aegym.audio_io` — target sets and WAV I/O
 * :mod:`aegym.vector` — native vector envs and the Stable-Baselines3 adapter
 """
 
 from aegym.audio_io import load_audio, read_wav, write_wav
-from aegym.controller import AEConfig, AEController, AEOptimizer, fit_patch
+from aegym.control import AEConfig, AEController, AEOptimizer
 from aegym.envs import list_envs, register_envs
 from aegym.features import FeatureConfig, FeatureEncoder, spectral_distance
+from aegym.fit import fit_patch
 from aegym.reward import CompositeReward, RewardConfig
 from aegym.synth import KnobSpace, Patch, SynthConfig, Voice
 from aegym.targets import make_target_set, resolve_targets

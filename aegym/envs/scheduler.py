@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -12,14 +12,8 @@ import torch
 from gymnasium import spaces
 
 from aegym._checks import check_int, check_positive
-from aegym.controller import (
-    AEConfig,
-    AEController,
-    alpha_factor,
-    next_alpha,
-    next_momentum,
-    next_sigma,
-)
+from aegym.control import law, noise, plant
+from aegym.control.config import AEConfig
 from aegym.envs._base import CoreEnv
 from aegym.envs._common import (
     CoreStep,
@@ -179,14 +173,31 @@ def apply_gain_action(gains: Gains, action: torch.Tensor, cfg: SchedulerConfig) 
     return Gains(alpha, 1.0 - one_minus, sigma)
 
 
+class InnerStep(NamedTuple):
+    """One inner gradient step of every episode (``[B]``/``[B, F]``, detached)."""
+
+    loss: torch.Tensor
+    grad: torch.Tensor
+    update: torch.Tensor
+    probes: plant.ProbeResult | None
+
+
+# Noise streams of an episode (one draw of each per env step).
+_DITHER, _PROBES = 0, 1
+
+
 class SchedulerCore:
     """Batched state and dynamics of ``batch`` SchedulerGains episodes.
 
-    Inside each episode gradient descent (Adam with β1 = μ, as in
-    :class:`aegym.controller.AEOptimizer`) fits the free knobs of a synth patch to the
-    target; all episodes step together in one batched render. Per-episode
-    :class:`~aegym.controller.AEController` objects serve as the feedback filters
-    (EMA, windowed variance, trends, plateau, success rate); their own gains are unused.
+    Inside each episode the AE plant (:func:`aegym.control.plant.step`: Adam with
+    β1 = μ and exact bias correction, shaped dither, local tests — the same code as
+    :class:`aegym.control.AEOptimizer`) fits the free knobs of a synth patch to the
+    target with the gains the agent sets; all episodes step together in one batched
+    render. A batched :class:`~aegym.control.law.LawState` filters each episode's
+    feedback (EMA, windowed variance, trends, plateau, success rate) without adapting
+    its own gains (``law.observe(..., adapt=False)``). Each episode's noise is a
+    counter-based stream keyed by its noise seed, so a batch reproduces independent
+    episodes exactly.
     """
 
     def __init__(
@@ -202,6 +213,8 @@ class SchedulerCore:
         self.targets = targets
         self.free_idx = torch.tensor(self.space.indices(config.free_knobs), device=self.device)
         self.n_free = len(config.free_knobs)
+        # The scheduler's plant is Adam whatever law.update_rule says.
+        self.plant_config = replace(config.law, update_rule="adam")
         base = self.space.default_unit(len(targets)).to(self.device)
         for i, t in enumerate(targets):
             if t.unit_knobs is not None:
@@ -212,10 +225,7 @@ class SchedulerCore:
         b, f, w = self.batch, self.n_free, config.history
         self.knobs = self.space.default_unit(b).to(self.device)
         self.target_idx = torch.zeros(b, dtype=torch.long, device=self.device)
-        self.m = torch.zeros(b, f, device=self.device)
-        self.v = torch.zeros(b, f, device=self.device)
-        self.bias1 = torch.ones(b, device=self.device)
-        self.bias2 = torch.ones(b, device=self.device)
+        self.plant = plant.init_plant(b, f, device=self.device)
         self.gains = self._initial_gains(b)
         self.grad_hist = torch.zeros(b, w, device=self.device)
         self.update_hist = torch.zeros(b, w, f, device=self.device)
@@ -224,10 +234,11 @@ class SchedulerCore:
         self.grad_norm = torch.zeros(b, device=self.device)
         self.update_norm = torch.zeros(b, device=self.device)
         self.steps = torch.zeros(b, dtype=torch.long, device=self.device)
-        self.filters = [AEController(config.alpha0, config.law) for _ in range(b)]
+        self.law = law.init_state(b, config.alpha0, config.law, self.device)
         self.audio = torch.zeros(b, self.voice.config.n_samples, device=self.device)
-        # One noise generator per episode, so a batch reproduces independent episodes.
-        self.generators = [torch.Generator(device=self.device).manual_seed(i) for i in range(b)]
+        # Per-episode noise streams: key = the episode's noise seed, counter = env steps.
+        self.noise_key = torch.arange(b, device=self.device)
+        self.noise_counter = torch.zeros(b, dtype=torch.long, device=self.device)
 
     def _initial_gains(self, b: int) -> Gains:
         ones = torch.ones(b, device=self.device)
@@ -251,11 +262,15 @@ class SchedulerCore:
             feats,
         )
 
-    def _randn(self, shape: tuple[int, ...], idx: list[int]) -> torch.Tensor:
-        """Standard normal noise ``[len(idx), *shape]``, row i from episode idx[i]'s generator."""
-        return torch.stack(
-            [torch.randn(shape, generator=self.generators[i], device=self.device) for i in idx]
-        )
+    def _probe_loss(self, probes: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Distances ``[R, n]`` of probes ``[R, n, F]`` of episodes ``rows``, one render."""
+        n = probes.shape[1]
+        loss, _ = self._loss(probes.reshape(-1, self.n_free), rows.repeat_interleave(n))
+        return loss.reshape(-1, n)
+
+    def _normal(self, shape: tuple[int, ...], stream: int) -> torch.Tensor:
+        """Standard normal noise ``[B, *shape]``, row b from episode b's stream."""
+        return noise.normal(self.noise_key, self.noise_counter, shape, stream=stream)
 
     @torch.no_grad()
     def reset(
@@ -268,18 +283,15 @@ class SchedulerCore:
         """Start new episodes where ``mask``: target indices ``[B]``, free knobs
         ``start_free [B, F]``, noise seeds ``[B]``. Returns observations of all B."""
         m = mask.to(self.device)
-        for i in torch.nonzero(m).flatten().tolist():
-            self.generators[i].manual_seed(int(noise_seed[i]))
+        self.noise_key = torch.where(m, noise_seed.to(self.device), self.noise_key)
+        self.noise_counter = torch.where(m, 0, self.noise_counter)
         self.target_idx = torch.where(m, target_idx.to(self.device), self.target_idx)
         knobs = self.target_base[self.target_idx].clone()
         knobs[:, self.free_idx] = start_free.to(self.device)
         self.knobs = torch.where(m[:, None], knobs, self.knobs)
         fresh = self._initial_gains(self.batch)
         self.gains = Gains(*(torch.where(m, n, o) for n, o in zip(fresh, self.gains, strict=True)))
-        for name in ("m", "v"):
-            setattr(self, name, torch.where(m[:, None], 0.0, getattr(self, name)))
-        self.bias1 = torch.where(m, 1.0, self.bias1)
-        self.bias2 = torch.where(m, 1.0, self.bias2)
+        self.plant = plant.reset_plant(self.plant, m)
         free = self.knobs[:, self.free_idx]
         self.trajectory = torch.where(
             m[:, None, None], free[:, None].expand_as(self.trajectory), self.trajectory
@@ -289,18 +301,23 @@ class SchedulerCore:
         self.steps = torch.where(m, 0, self.steps)
         self.grad_norm = torch.where(m, 0.0, self.grad_norm)
         self.update_norm = torch.where(m, 0.0, self.update_norm)
-        for i in torch.nonzero(m).flatten().tolist():
-            self.filters[i] = AEController(self.config.alpha0, self.config.law)
         all_idx = torch.arange(self.batch, device=self.device)
         loss, (audio, _) = self._loss(free, all_idx)
         self.audio = audio
         self.loss = torch.where(m, loss, self.loss)
-        for i in torch.nonzero(m).flatten().tolist():
-            self.filters[i].observe(float(loss[i]))
+        self.law = law.reset_state(self.law, m, self.config.law)
+        self.law = law.observe(
+            self.law, loss, None, self.config.law, mask=m & loss.isfinite(), adapt=False
+        )
         return self.observation()
 
-    def _inner_step(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One Adam(β1 = μ) step + dither on every episode -> (loss, grad, update)."""
+    def _inner_step(self, eta: torch.Tensor, test: torch.Tensor | None = None) -> InnerStep:
+        """One plant step on every episode -> (loss, grad, update, local test).
+
+        ``eta [B, F]``: the dither noise. ``test [B]``: episodes that also run a local
+        test at this θ (probes compared with this θ's loss, the winner averaged into the
+        stepped θ).
+        """
         cfg = self.config
         all_idx = torch.arange(self.batch, device=self.device)
         free = self.knobs[:, self.free_idx].clone().requires_grad_(True)
@@ -308,89 +325,76 @@ class SchedulerCore:
             loss, _ = self._loss(free, all_idx)
             (grad,) = torch.autograd.grad(loss.sum(), free)
         with torch.no_grad():
+            loss = loss.detach()
             # A non-finite loss or gradient leaves that episode's θ and moments as they
             # were (rollback); the step loop reports it as a divergence.
-            good = (torch.isfinite(loss) & torch.isfinite(grad).all(-1))[:, None]
-            grad = torch.where(good, grad, 0.0)
-            mu = self.gains.momentum[:, None]
-            beta2 = cfg.law.adam_beta2
-            m = mu * self.m + (1.0 - mu) * grad
-            v = beta2 * self.v + (1.0 - beta2) * grad * grad
-            self.m = torch.where(good, m, self.m)
-            self.v = torch.where(good, v, self.v)
-            self.bias1 = torch.where(good[:, 0], self.bias1 * self.gains.momentum, self.bias1)
-            self.bias2 = torch.where(good[:, 0], self.bias2 * beta2, self.bias2)
-            m_hat = self.m / (1.0 - self.bias1).clamp_min(1e-12)[:, None]
-            v_hat = self.v / (1.0 - self.bias2).clamp_min(1e-12)[:, None]
-            update = self.gains.alpha[:, None] * m_hat / (v_hat.sqrt() + cfg.law.adam_eps)
-            update = torch.where(good, update, 0.0)
+            good = loss.isfinite() & grad.isfinite().all(-1)
+            grad = torch.where(good[:, None], grad, 0.0)
             theta = free.detach()
-            shape = theta.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(cfg.law.dither_floor)
-            noise = self._randn(theta.shape[1:], list(range(self.batch)))
-            new = (theta - update + self.gains.sigma[:, None] * shape * noise).clamp(0.0, 1.0)
-            self.knobs = self._full(torch.where(good, new, theta))
-        return loss.detach(), grad, update
-
-    @torch.no_grad()
-    def _local_test(self, mask: torch.Tensor) -> torch.Tensor:
-        """Probe ``n_probes`` perturbed copies of each masked episode in one render.
-
-        If the best probe beats the current loss, average it in by ``rho``. Returns the
-        per-episode success fraction (share of probes that beat the current loss).
-        """
-        cfg = self.config
-        idx = torch.nonzero(mask).flatten()
-        if idx.numel() == 0:
-            return torch.zeros(0, device=self.device)
-        n = cfg.law.n_probes
-        theta = self.knobs[idx][:, self.free_idx]
-        shape = theta.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(cfg.law.dither_floor)
-        noise = self._randn((n, self.n_free), idx.tolist())
-        probes = (theta[:, None] + cfg.law.probe_scale * shape[:, None] * noise).clamp(0.0, 1.0)
-        rep = idx.repeat_interleave(n)
-        loss, _ = self._loss(probes.reshape(-1, self.n_free), rep)
-        loss = loss.reshape(-1, n)
-        current = self.loss[idx]
-        best, arg = loss.min(-1)
-        win = best < current
-        best_theta = probes[torch.arange(idx.numel()), arg]
-        mixed = torch.where(
-            win[:, None], (1 - cfg.law.rho) * theta + cfg.law.rho * best_theta, theta
-        )
-        knobs = self.knobs.clone()
-        knobs[idx[:, None], self.free_idx[None]] = mixed
-        self.knobs = knobs
-        return (loss < current[:, None]).float().mean(-1)
+            probes = None
+            if test is not None:
+                probes = plant.local_test(
+                    theta,
+                    loss,
+                    self._normal((cfg.law.n_probes, self.n_free), _PROBES),
+                    self._probe_loss,
+                    self.plant_config,
+                    bounds=(0.0, 1.0),
+                    mask=test & good,
+                )
+            g = self.gains
+            moved = plant.step(
+                self.plant,
+                theta,
+                grad,
+                g.alpha,
+                g.momentum,
+                g.sigma,
+                self.plant_config,
+                noise=eta,
+                bounds=(0.0, 1.0),
+                mask=good,
+                probes=probes,
+            )
+            self.plant = moved.state
+            self.knobs = self._full(moved.theta)
+        return InnerStep(loss, grad, moved.update, probes)
 
     def step(self, action: torch.Tensor) -> CoreStep:
-        """Apply gains from ``action [B, 4]``, run ``inner_steps`` gradient steps."""
+        """Apply gains from ``action [B, 4]``, run ``inner_steps`` gradient steps.
+
+        Episodes with ``action[:, 3] > 0`` run a local test in the last inner step.
+        """
         cfg = self.config
         action = action.to(self.device).clamp(-1.0, 1.0)
         self.gains = apply_gain_action(self.gains, action, cfg)
         start_free = self.knobs[:, self.free_idx].clone()
         diverged = torch.zeros(self.batch, dtype=torch.bool, device=self.device)
-        for _ in range(cfg.inner_steps):
-            loss, grad, update = self._inner_step()
-            level = torch.tensor(
-                [f.loss_ema if f.loss_ema is not None else math.inf for f in self.filters],
-                device=self.device,
-            )
-            bad = ~torch.isfinite(loss) | (loss > cfg.divergence_factor * level)
-            diverged |= bad
-            self.loss = torch.where(torch.isfinite(loss), loss, self.loss)
-            self.grad_norm = grad.norm(dim=-1).nan_to_num(0.0, 0.0, 0.0)
-            self.update_norm = update.norm(dim=-1).nan_to_num(0.0, 0.0, 0.0)
-            self.grad_hist = torch.cat([self.grad_hist[:, 1:], self.grad_norm[:, None]], 1)
-            self.update_hist = torch.cat([self.update_hist[:, 1:], update[:, None]], 1)
-            for i, f in enumerate(self.filters):
-                if not bad[i]:
-                    f.observe(float(loss[i]), grad_norm=float(self.grad_norm[i]))
-                    f.observe_update(float(self.update_norm[i]))
         test = action[:, 3] > 0
-        if bool(test.any()):
-            rates = self._local_test(test)
-            for j, i in enumerate(torch.nonzero(test).flatten().tolist()):
-                self.filters[i].record_local_test(float(rates[j]))
+        # One sync per env step: skip the probe render when no episode tests.
+        test_any = bool(test.any())
+        eta = self._normal((cfg.inner_steps, self.n_free), _DITHER)
+        for k in range(cfg.inner_steps):
+            level = law.divergence_threshold(self.law, cfg.divergence_factor)
+            last = k == cfg.inner_steps - 1
+            inner = self._inner_step(eta[:, k], test if last and test_any else None)
+            loss = inner.loss
+            bad = ~loss.isfinite() | (loss > level)
+            diverged |= bad
+            self.loss = torch.where(loss.isfinite(), loss, self.loss)
+            self.grad_norm = inner.grad.norm(dim=-1).nan_to_num(0.0, 0.0, 0.0)
+            self.update_norm = inner.update.norm(dim=-1).nan_to_num(0.0, 0.0, 0.0)
+            self.grad_hist = torch.cat([self.grad_hist[:, 1:], self.grad_norm[:, None]], 1)
+            self.update_hist = torch.cat([self.update_hist[:, 1:], inner.update[:, None]], 1)
+            # The agent sets the gains: the law only filters the feedback.
+            self.law = law.observe(
+                self.law, loss, None, cfg.law, mask=~bad, grad_norm=self.grad_norm, adapt=False
+            )
+            self.law = law.observe_update(self.law, cfg.law, self.update_norm, mask=~bad)
+        probes = inner.probes  # the last inner step's local test
+        if probes is not None:
+            self.law = law.record_local_test(self.law, probes.success, cfg.law, mask=probes.tested)
+        self.noise_counter = self.noise_counter + 1
         # Final evaluation of the episode state (features for reward and observation).
         with torch.no_grad():
             all_idx = torch.arange(self.batch, device=self.device)
@@ -419,32 +423,35 @@ class SchedulerCore:
             self.observation(), reward, terminated, truncated, loss, out.terms, diverged
         )
 
+    def signals(self, row: int = 0) -> law.AESignals:
+        """Episode ``row``'s filtered feedback and gains as Python numbers (for ``info``)."""
+        g = torch.stack([self.gains.alpha[row], self.gains.momentum[row], self.gains.sigma[row]])
+        alpha, momentum, sigma = g.tolist()
+        return law.signals_at(self.law, row)._replace(alpha=alpha, momentum=momentum, sigma=sigma)
+
     def observation(self) -> torch.Tensor:
         """Normalized feedback signals ``[B, 14]`` in the order of :data:`SIGNAL_NAMES`."""
         cfg = self.config
-        sig = [f.signals for f in self.filters]
+        s = self.law
 
-        def col(name: str) -> torch.Tensor:
-            vals = [getattr(s, name) for s in sig]
-            return torch.tensor(
-                [0.0 if v is None or not math.isfinite(v) else float(v) for v in vals],
-                device=self.device,
-            )
+        def col(x: torch.Tensor) -> torch.Tensor:
+            # Undefined (before the first observation) or overflowed signals read 0.
+            return x.nan_to_num(0.0, 0.0, 0.0).to(torch.float32)
 
         g = self.gains
         cols = [
-            torch.log(col("loss_ema").clamp_min(1e-6)),
-            symlog(col("delta_loss"), _DELTA_SCALE),
-            symlog(col("variance"), _VAR_SCALE),
-            col("reward_ema"),
-            symlog(col("delta_reward"), _DELTA_SCALE),
+            torch.log(col(s.loss_ema).clamp_min(1e-6)),
+            symlog(col(s.delta_loss), _DELTA_SCALE),
+            symlog(col(s.variance), _VAR_SCALE),
+            col(s.reward_ema),
+            symlog(col(s.delta_reward), _DELTA_SCALE),
             symlog(self.grad_norm, _NORM_SCALE),
             symlog(self.update_norm, _NORM_SCALE),
             torch.log2(g.alpha / cfg.alpha0),
             -torch.log2((1.0 - g.momentum).clamp_min(1e-6)),
             torch.log10(g.sigma / cfg.law.sigma0),
-            col("plateau_count") / cfg.law.plateau_steps,
-            col("success_rate"),
+            col(s.plateau_count) / cfg.law.plateau_steps,
+            col(s.success_rate),
             self.steps.float() / cfg.episode_steps,
             self.loss,
         ]
@@ -494,19 +501,29 @@ def ae_law_action(obs: torch.Tensor | np.ndarray, cfg: SchedulerConfig) -> np.nd
     steps). Returns ``[B, 4]`` float32.
     """
     d = decode_observation(obs, cfg)
-    law = cfg.law
-    out = np.zeros((d.alpha.shape[0], 4), dtype=np.float32)
-    for i in range(d.alpha.shape[0]):
-        a, mu, s = float(d.alpha[i]), float(d.momentum[i]), float(d.sigma[i])
-        dl, v, dr = float(d.delta_loss[i]), float(d.variance[i]), float(d.delta_reward[i])
-        a_new = next_alpha(a, alpha_factor(dl, v, law), cfg.alpha0, law)
-        mu_new = min(next_momentum(mu, dr, law), cfg.momentum_max)
-        s_new = next_sigma(s, int(d.plateau_count[i]), v, float(d.success_rate[i]), law)
-        out[i, 0] = math.log2(a_new / a)
-        out[i, 1] = -math.log2(max(1.0 - mu_new, 1e-6) / max(1.0 - mu, 1e-6))
-        out[i, 2] = math.log(s_new / s) / math.log(SIGMA_BASE)
-        out[i, 3] = 1.0 if int(d.step[i]) % cfg.test_every_env_steps == 0 else -1.0
-    return np.clip(out, -1.0, 1.0)
+    c = cfg.law
+    rows = d.alpha.shape[0]
+    a_new = law.next_alpha(
+        d.alpha,
+        law.alpha_factor(d.delta_loss, d.variance, c),
+        torch.full_like(d.alpha, cfg.alpha0),
+        c,
+        torch.zeros(rows, dtype=torch.long),
+    )
+    mu_new = law.next_momentum(d.momentum, d.delta_reward, c).clamp_max(cfg.momentum_max)
+    pending = torch.ones(rows, dtype=torch.bool)
+    s_new = law.next_sigma(d.sigma, d.plateau_count.long(), d.variance, d.success_rate, pending, c)
+    test = d.step.long() % cfg.test_every_env_steps == 0
+    out = torch.stack(
+        [
+            torch.log2(a_new / d.alpha),
+            -torch.log2((1.0 - mu_new).clamp_min(1e-6) / (1.0 - d.momentum).clamp_min(1e-6)),
+            torch.log(s_new / d.sigma) / math.log(SIGMA_BASE),
+            torch.where(test, 1.0, -1.0),
+        ],
+        -1,
+    )
+    return np.clip(out.numpy().astype(np.float32), -1.0, 1.0)
 
 
 def draw_reset(
@@ -538,6 +555,10 @@ class SchedulerGainsEnv(CoreEnv):
     | 1     | momentum   | ``(1-μ) ← clip((1-μ)·2^-a)``, μ in [0, momentum_max]  |
     | 2     | dither     | ``σ ← clip(σ·4^a)`` within ``sigma_range``            |
     | 3     | local_test | > 0: probe ``n_probes`` perturbed copies this step    |
+
+    A local test runs in the last inner step: the probes perturb that step's θ, are
+    compared with its distance, and the best one, if better, is averaged (``law.rho``)
+    into the stepped θ — as in :class:`aegym.control.AEOptimizer`.
 
     Actions outside [-1, 1] are clipped; NaN/inf or a wrong shape raise ``ValueError``.
 
@@ -589,7 +610,11 @@ class SchedulerGainsEnv(CoreEnv):
     (overrides the other settings).
 
     ## Version History
-    - v0: initial release.
+    - v0: initial release. Since the batched plant: local tests probe the θ of the last
+      inner step and compare with that θ's distance (before: the stepped θ against the
+      previous distance); dither and probe noise are counter-based streams of the
+      episode's noise seed (other draws than the former per-episode generators);
+      ``info["signals"]`` reports the gains in use.
     """
 
     draw_reset = staticmethod(draw_reset)
@@ -644,7 +669,7 @@ class SchedulerGainsEnv(CoreEnv):
                 "momentum": float(g.momentum[0]),
                 "sigma": float(g.sigma[0]),
             },
-            "signals": core.filters[0].signals._asdict(),
+            "signals": core.signals(0)._asdict(),
             "target_index": idx,
             "target_name": core.targets[idx].name,
         }
