@@ -88,6 +88,18 @@ class Features(NamedTuple):
         """Time-averaged log-mel of the first resolution, ``[B, n_mels]``."""
         return self.log_mel[0].mean(-1)
 
+    def index(self, idx: torch.Tensor | slice | int) -> Features:
+        """The items ``idx`` of the batch (any tensor index: indices, a mask, a slice)."""
+        return Features(
+            mel=tuple(m[idx] for m in self.mel),
+            log_mel=tuple(m[idx] for m in self.log_mel),
+            centroid_hz=self.centroid_hz[idx],
+            rolloff_hz=self.rolloff_hz[idx],
+            flatness=self.flatness[idx],
+            peakiness_db=self.peakiness_db[idx],
+            loudness_db=self.loudness_db[idx],
+        )
+
 
 def rms_dbfs(audio: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """RMS loudness in dBFS: ``20·log10(sqrt(mean(x²)) + eps)``. ``[B, T] -> [B]``."""

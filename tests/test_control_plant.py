@@ -182,11 +182,11 @@ def run_scheduler(theta0, grads, etas, sigma):
     core.gains = Gains(ones(B) * ALPHA, ones(B) * MU, ones(B) * sigma)
     g_now = {}
 
-    def loss(free, idx):
+    def render_distance(free, rows=None):
         dot = (free * g_now["g"]).sum(-1)
-        return dot - dot.detach() + 1.0, None
+        return dot - dot.detach() + 1.0, None, None
 
-    core._loss = loss
+    core.render_distance = render_distance
     for g, eta in zip(grads, etas, strict=True):
         g_now["g"] = g
         core._inner_step(eta)

@@ -121,15 +121,15 @@ def test_nan_loss_diverges_rolls_back_and_never_leaks_nan():
     core = env.unwrapped.core
     env.step(np.zeros(4, np.float32))
     good_knobs = core.knobs.clone()
-    real_loss = core._loss
+    real_render = core.render_distance
 
-    def nan_loss(free, idx):
-        loss, aux = real_loss(free, idx)
-        return loss * float("nan"), aux
+    def nan_render(free, rows=None):
+        loss, audio, feats = real_render(free, rows)
+        return loss * float("nan"), audio, feats
 
-    core._loss = nan_loss
+    core.render_distance = nan_render
     obs, reward, term, trunc, info = env.step(np.zeros(4, np.float32))
-    core._loss = real_loss
+    core.render_distance = real_render
     assert info["diverged"] and term and not trunc
     assert np.isfinite(obs).all() and np.isfinite(reward)
     torch.testing.assert_close(core.knobs, good_knobs)  # rolled back, not NaN
@@ -142,16 +142,16 @@ def test_loss_spike_counts_as_divergence():
     env.reset(seed=0)
     core = env.unwrapped.core
     env.step(np.zeros(4, np.float32))
-    real_loss = core._loss
+    real_render = core.render_distance
     factor = env.unwrapped.config.divergence_factor
 
-    def spiking_loss(free, idx):
-        loss, aux = real_loss(free, idx)
-        return loss * (10 * factor), aux
+    def spiking_render(free, rows=None):
+        loss, audio, feats = real_render(free, rows)
+        return loss * (10 * factor), audio, feats
 
-    core._loss = spiking_loss
+    core.render_distance = spiking_render
     info = env.step(np.zeros(4, np.float32))[4]
-    core._loss = real_loss
+    core.render_distance = real_render
     assert info["diverged"]
 
 

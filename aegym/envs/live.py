@@ -21,10 +21,11 @@ from aegym.envs._common import (
     spectrogram_image,
     target_index_option,
 )
+from aegym.envs._core import KnobCore
 from aegym.envs.sound_match import build_observation, observation_space
-from aegym.features import FeatureConfig, FeatureEncoder, spectral_distance
-from aegym.reward import CompositeReward, RewardConfig
-from aegym.synth import KnobSpace, SynthConfig, Voice, VoiceState
+from aegym.features import spectral_distance
+from aegym.reward import RewardConfig
+from aegym.synth import KnobSpace, SynthConfig, VoiceState
 from aegym.targets import TargetSet, resolve_targets
 
 
@@ -79,7 +80,7 @@ class LiveConfig:
         return max(self.hop_samples, round(self.window_s * self.sample_rate))
 
 
-class LiveCore:
+class LiveCore(KnobCore):
     """Batched state of ``batch`` live episodes: two voices streaming window by window.
 
     The agent's voice and the target's voice (for targets with known knobs) both carry
@@ -90,26 +91,15 @@ class LiveCore:
     def __init__(
         self, config: LiveConfig, targets: TargetSet, batch: int, device: str = "cpu"
     ) -> None:
-        self.config = config
-        self.batch = check_int("batch", batch, 1)
-        self.device = torch.device(device)
-        sr = config.sample_rate
-        self.voice = Voice(SynthConfig(sr, duration_s=config.window_s)).to(self.device)
+        super().__init__(config, targets, batch, device, config.window_s)
         self.hop = config.hop_samples
         self.window = config.window_samples
-        self.space = self.voice.knob_space
-        self.encoder = FeatureEncoder(FeatureConfig(sample_rate=sr)).to(self.device)
-        self.reward_fn = CompositeReward(config.reward)
-        self.targets = targets
         self.knob_targets = all(t.unit_knobs is not None for t in targets)
         if self.knob_targets:
             self.waypoint_bank = targets.knobs_batch().to(self.device)
         else:
             self.audio_bank = targets.audio_batch().reshape(-1).to(self.device)
-        self.free_idx = torch.tensor(self.space.indices(config.free_knobs), device=self.device)
-        self.n_free = len(config.free_knobs)
         b, w = self.batch, config.history
-        self.knobs = self.space.default_unit(b).to(self.device)
         self.trajectory = torch.zeros(b, w, self.n_free, device=self.device)
         self.moves = torch.zeros_like(self.trajectory)
         self.steps = torch.zeros(b, dtype=torch.long, device=self.device)
@@ -119,7 +109,6 @@ class LiveCore:
         self.target_state = self.voice.initial_state(b)
         self.agent_buf = torch.zeros(b, self.window, device=self.device)
         self.target_buf = torch.zeros(b, self.window, device=self.device)
-        self.distance = torch.zeros(b, device=self.device)
         self.current_features = self.target_features = None
 
     def target_knobs(self) -> torch.Tensor:
@@ -210,25 +199,17 @@ class LiveCore:
         self.current_features, self.target_features = cur, tgt
         return build_observation(self.knobs[:, self.free_idx], cur, tgt, self.distance), (cur, tgt)
 
-    def loss_and_grad(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Distance of the next window if the current knobs were held, against the current
-        target window, and its gradient w.r.t. the free knobs (state unchanged)."""
-        free = self.knobs[:, self.free_idx].clone().requires_grad_(True)
-        with torch.enable_grad():
-            knobs = self.knobs.index_copy(1, self.free_idx, free)
-            new, _ = self.voice.render(knobs, self.hop, self.agent_state)
-            window = torch.cat([self.agent_buf[:, self.hop :], new], -1)
-            dist = spectral_distance(self.encoder(window), self.target_features)
-            (grad,) = torch.autograd.grad(dist.sum(), free)
-        return dist.detach(), grad
+    def distance_at(self, free: torch.Tensor) -> torch.Tensor:
+        """Distance of the window the agent would hear next with free knobs ``free`` to
+        the current target window (differentiable; the state is not changed)."""
+        new, _ = self.voice.render(self.with_free(free), self.hop, self.agent_state)
+        window = torch.cat([self.agent_buf[:, self.hop :], new], -1)
+        return spectral_distance(self.encoder(window), self.target_features)
 
     @torch.no_grad()
     def step(self, action: torch.Tensor) -> CoreStep:
         cfg = self.config
-        move = action.to(self.device).clamp(-1.0, 1.0) * cfg.max_move
-        free = self.knobs[:, self.free_idx]
-        new_free = (free + move).clamp(0.0, 1.0)
-        applied = new_free - free
+        new_free, applied = self.move_knobs(action, cfg.max_move)
         self.steps = self.steps + 1
         seg_done = (self.steps % cfg.segment_steps == 0) & (self.steps > 0)
         if self.knob_targets and bool(seg_done.any()):
@@ -237,7 +218,6 @@ class LiveCore:
             nxt = (self.wp_idx[:, 1] * 7 + self.steps + 1) % len(self.targets)
             shifted = torch.stack([self.wp_idx[:, 1], nxt], -1)
             self.wp_idx = torch.where(seg_done[:, None], shifted, self.wp_idx)
-        self.knobs = self.knobs.index_copy(1, self.free_idx, new_free)
         self.trajectory = torch.cat([self.trajectory[:, 1:], new_free[:, None]], 1)
         self.moves = torch.cat([self.moves[:, 1:], applied[:, None]], 1)
         everyone = torch.ones(self.batch, dtype=torch.bool, device=self.device)
@@ -344,10 +324,9 @@ class SoundMatchLiveEnv(CoreEnv):
 
     def _info(self) -> dict[str, Any]:
         core = self.core
-        phys = core.space.to_physical(core.knobs[0].cpu())
         return {
             "distance": float(core.distance[0]),
-            "knobs": dict(zip(core.space.names, phys.tolist(), strict=True)),
+            "knobs": core.physical_knobs(0),
             "target_index": int(core.wp_idx[0, 0]),
         }
 

@@ -22,10 +22,9 @@ from aegym.envs._common import (
     spectrogram_image,
     target_index_option,
 )
-from aegym.envs.sound_match import SoundMatchConfig, index_features
-from aegym.features import FeatureConfig, FeatureEncoder, spectral_distance
-from aegym.reward import CompositeReward, RewardConfig
-from aegym.synth import SynthConfig, Voice
+from aegym.envs._core import NoteCore
+from aegym.envs.sound_match import SoundMatchConfig
+from aegym.reward import RewardConfig
 from aegym.targets import TargetSet, resolve_targets
 
 #: Observation entries, in order (see :class:`SchedulerGainsEnv`).
@@ -186,7 +185,7 @@ class InnerStep(NamedTuple):
 _DITHER, _PROBES = 0, 1
 
 
-class SchedulerCore:
+class SchedulerCore(NoteCore):
     """Batched state and dynamics of ``batch`` SchedulerGains episodes.
 
     Inside each episode the AE plant (:func:`aegym.control.plant.step`: Adam with
@@ -203,39 +202,19 @@ class SchedulerCore:
     def __init__(
         self, config: SchedulerConfig, targets: TargetSet, batch: int, device: str = "cpu"
     ) -> None:
-        self.config = config
-        self.batch = check_int("batch", batch, 1)
-        self.device = torch.device(device)
-        self.voice = Voice(SynthConfig(config.sample_rate, config.duration_s)).to(self.device)
-        self.space = self.voice.knob_space
-        self.encoder = FeatureEncoder(FeatureConfig(sample_rate=config.sample_rate)).to(self.device)
-        self.reward_fn = CompositeReward(config.reward)
-        self.targets = targets
-        self.free_idx = torch.tensor(self.space.indices(config.free_knobs), device=self.device)
-        self.n_free = len(config.free_knobs)
+        super().__init__(config, targets, batch, device, config.duration_s)
         # The scheduler's plant is Adam whatever law.update_rule says.
         self.plant_config = replace(config.law, update_rule="adam")
-        base = self.space.default_unit(len(targets)).to(self.device)
-        for i, t in enumerate(targets):
-            if t.unit_knobs is not None:
-                base[i] = t.unit_knobs.to(self.device)
-        self.target_base = base
-        with torch.no_grad():
-            self.target_features = self.encoder(targets.audio_batch().to(self.device))
         b, f, w = self.batch, self.n_free, config.history
-        self.knobs = self.space.default_unit(b).to(self.device)
-        self.target_idx = torch.zeros(b, dtype=torch.long, device=self.device)
         self.plant = plant.init_plant(b, f, device=self.device)
         self.gains = self._initial_gains(b)
         self.grad_hist = torch.zeros(b, w, device=self.device)
         self.update_hist = torch.zeros(b, w, f, device=self.device)
         self.trajectory = torch.zeros(b, w, f, device=self.device)
-        self.loss = torch.zeros(b, device=self.device)
         self.grad_norm = torch.zeros(b, device=self.device)
         self.update_norm = torch.zeros(b, device=self.device)
         self.steps = torch.zeros(b, dtype=torch.long, device=self.device)
         self.law = law.init_state(b, config.alpha0, config.law, self.device)
-        self.audio = torch.zeros(b, self.voice.config.n_samples, device=self.device)
         # Per-episode noise streams: key = the episode's noise seed, counter = env steps.
         self.noise_key = torch.arange(b, device=self.device)
         self.noise_counter = torch.zeros(b, dtype=torch.long, device=self.device)
@@ -248,24 +227,12 @@ class SchedulerCore:
             ones * self.config.law.sigma0,
         )
 
-    def _full(self, free: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
-        base = self.knobs if idx is None else self.knobs[idx]
-        return base.index_copy(1, self.free_idx, free)
-
-    def _loss(self, free: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, Any]:
-        audio = self.voice(self._full(free, idx))
-        feats = self.encoder(audio)
-        return spectral_distance(
-            feats, index_features(self.target_features, self.target_idx[idx])
-        ), (
-            audio,
-            feats,
-        )
-
     def _probe_loss(self, probes: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """Distances ``[R, n]`` of probes ``[R, n, F]`` of episodes ``rows``, one render."""
         n = probes.shape[1]
-        loss, _ = self._loss(probes.reshape(-1, self.n_free), rows.repeat_interleave(n))
+        loss, _, _ = self.render_distance(
+            probes.reshape(-1, self.n_free), rows.repeat_interleave(n)
+        )
         return loss.reshape(-1, n)
 
     def _normal(self, shape: tuple[int, ...], stream: int) -> torch.Tensor:
@@ -285,14 +252,11 @@ class SchedulerCore:
         m = mask.to(self.device)
         self.noise_key = torch.where(m, noise_seed.to(self.device), self.noise_key)
         self.noise_counter = torch.where(m, 0, self.noise_counter)
-        self.target_idx = torch.where(m, target_idx.to(self.device), self.target_idx)
-        knobs = self.target_base[self.target_idx].clone()
-        knobs[:, self.free_idx] = start_free.to(self.device)
-        self.knobs = torch.where(m[:, None], knobs, self.knobs)
+        self.start_knobs(m, target_idx, start_free)
         fresh = self._initial_gains(self.batch)
         self.gains = Gains(*(torch.where(m, n, o) for n, o in zip(fresh, self.gains, strict=True)))
         self.plant = plant.reset_plant(self.plant, m)
-        free = self.knobs[:, self.free_idx]
+        free = self.free_knobs
         self.trajectory = torch.where(
             m[:, None, None], free[:, None].expand_as(self.trajectory), self.trajectory
         )
@@ -301,10 +265,8 @@ class SchedulerCore:
         self.steps = torch.where(m, 0, self.steps)
         self.grad_norm = torch.where(m, 0.0, self.grad_norm)
         self.update_norm = torch.where(m, 0.0, self.update_norm)
-        all_idx = torch.arange(self.batch, device=self.device)
-        loss, (audio, _) = self._loss(free, all_idx)
-        self.audio = audio
-        self.loss = torch.where(m, loss, self.loss)
+        loss, self.audio, _ = self.render_distance(free)
+        self.distance = torch.where(m, loss, self.distance)
         self.law = law.reset_state(self.law, m, self.config.law)
         self.law = law.observe(
             self.law, loss, None, self.config.law, mask=m & loss.isfinite(), adapt=False
@@ -319,18 +281,13 @@ class SchedulerCore:
         stepped θ).
         """
         cfg = self.config
-        all_idx = torch.arange(self.batch, device=self.device)
-        free = self.knobs[:, self.free_idx].clone().requires_grad_(True)
-        with torch.enable_grad():
-            loss, _ = self._loss(free, all_idx)
-            (grad,) = torch.autograd.grad(loss.sum(), free)
+        loss, grad = self.loss_and_grad()
         with torch.no_grad():
-            loss = loss.detach()
             # A non-finite loss or gradient leaves that episode's θ and moments as they
             # were (rollback); the step loop reports it as a divergence.
             good = loss.isfinite() & grad.isfinite().all(-1)
             grad = torch.where(good[:, None], grad, 0.0)
-            theta = free.detach()
+            theta = self.free_knobs
             probes = None
             if test is not None:
                 probes = plant.local_test(
@@ -357,7 +314,7 @@ class SchedulerCore:
                 probes=probes,
             )
             self.plant = moved.state
-            self.knobs = self._full(moved.theta)
+            self.knobs = self.with_free(moved.theta)
         return InnerStep(loss, grad, moved.update, probes)
 
     def step(self, action: torch.Tensor) -> CoreStep:
@@ -368,7 +325,7 @@ class SchedulerCore:
         cfg = self.config
         action = action.to(self.device).clamp(-1.0, 1.0)
         self.gains = apply_gain_action(self.gains, action, cfg)
-        start_free = self.knobs[:, self.free_idx].clone()
+        start_free = self.free_knobs
         diverged = torch.zeros(self.batch, dtype=torch.bool, device=self.device)
         test = action[:, 3] > 0
         # One sync per env step: skip the probe render when no episode tests.
@@ -381,7 +338,7 @@ class SchedulerCore:
             loss = inner.loss
             bad = ~loss.isfinite() | (loss > level)
             diverged |= bad
-            self.loss = torch.where(loss.isfinite(), loss, self.loss)
+            self.distance = torch.where(loss.isfinite(), loss, self.distance)
             self.grad_norm = inner.grad.norm(dim=-1).nan_to_num(0.0, 0.0, 0.0)
             self.update_norm = inner.update.norm(dim=-1).nan_to_num(0.0, 0.0, 0.0)
             self.grad_hist = torch.cat([self.grad_hist[:, 1:], self.grad_norm[:, None]], 1)
@@ -397,18 +354,17 @@ class SchedulerCore:
         self.noise_counter = self.noise_counter + 1
         # Final evaluation of the episode state (features for reward and observation).
         with torch.no_grad():
-            all_idx = torch.arange(self.batch, device=self.device)
-            free = self.knobs[:, self.free_idx]
-            loss, (audio, feats) = self._loss(free, all_idx)
+            free = self.free_knobs
+            loss, audio, feats = self.render_distance(free)
             finite = torch.isfinite(loss)
             diverged |= ~finite
-            loss = torch.where(finite, loss, self.loss)  # last finite distance
+            loss = torch.where(finite, loss, self.distance)  # last finite distance
             self.audio = audio
-            self.loss = loss
+            self.distance = loss
             self.trajectory = torch.cat([self.trajectory[:, 1:], free[:, None]], 1)
             out = self.reward_fn(
                 feats,
-                index_features(self.target_features, self.target_idx),
+                self.target_feats(),
                 grad_norms=self.grad_hist,
                 updates=self.update_hist,
                 knob_trajectory=self.trajectory,
@@ -453,7 +409,7 @@ class SchedulerCore:
             col(s.plateau_count) / cfg.law.plateau_steps,
             col(s.success_rate),
             self.steps.float() / cfg.episode_steps,
-            self.loss,
+            self.distance,
         ]
         return torch.stack(cols, -1).clamp(-OBS_CLIP, OBS_CLIP).float()
 
@@ -658,12 +614,11 @@ class SchedulerGainsEnv(CoreEnv):
     def _info(self) -> dict[str, Any]:
         core = self.core
         idx = int(core.target_idx[0])
-        phys = core.space.to_physical(core.knobs[0].cpu())
         g = core.gains
         return {
-            "distance": float(core.loss[0]),
-            "is_success": bool(core.loss[0] < self.config.success_distance),
-            "knobs": dict(zip(core.space.names, phys.tolist(), strict=True)),
+            "distance": float(core.distance[0]),
+            "is_success": bool(core.distance[0] < self.config.success_distance),
+            "knobs": core.physical_knobs(0),
             "gains": {
                 "alpha": float(g.alpha[0]),
                 "momentum": float(g.momentum[0]),

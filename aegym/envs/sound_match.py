@@ -25,9 +25,10 @@ from aegym.envs._common import (
     spectrogram_image,
     target_index_option,
 )
-from aegym.features import FeatureConfig, FeatureEncoder, Features, spectral_distance
-from aegym.reward import CompositeReward, RewardConfig
-from aegym.synth import KnobSpace, SynthConfig, Voice
+from aegym.envs._core import NoteCore
+from aegym.features import Features
+from aegym.reward import RewardConfig
+from aegym.synth import KnobSpace
 from aegym.targets import TargetSet, resolve_targets
 
 
@@ -97,86 +98,36 @@ def build_observation(
     return torch.cat([free_unit.clamp(0.0, 1.0), rest], -1)
 
 
-def index_features(feats: Features, idx: torch.Tensor) -> Features:
-    """Select items ``idx`` of a batched :class:`Features`."""
-    return Features(
-        mel=tuple(m[idx] for m in feats.mel),
-        log_mel=tuple(m[idx] for m in feats.log_mel),
-        centroid_hz=feats.centroid_hz[idx],
-        rolloff_hz=feats.rolloff_hz[idx],
-        flatness=feats.flatness[idx],
-        peakiness_db=feats.peakiness_db[idx],
-        loudness_db=feats.loudness_db[idx],
-    )
-
-
-class SoundMatchCore:
+class SoundMatchCore(NoteCore):
     """Batched state and dynamics of ``batch`` SoundMatch episodes, all in torch.
 
     The single env drives it with ``batch=1``; the native vector env with ``batch=N``.
     Nothing here loops over episodes: every step renders and featurizes all voices in
-    one call.
+    one call. Set-up and knob operations are the shared :class:`NoteCore`'s.
     """
 
     def __init__(
         self, config: SoundMatchConfig, targets: TargetSet, batch: int, device: str = "cpu"
     ) -> None:
-        self.config = config
-        self.batch = check_int("batch", batch, 1)
-        self.device = torch.device(device)
-        self.voice = Voice(SynthConfig(config.sample_rate, config.duration_s)).to(self.device)
-        self.space = self.voice.knob_space
-        self.encoder = FeatureEncoder(FeatureConfig(sample_rate=config.sample_rate)).to(self.device)
-        self.reward_fn = CompositeReward(config.reward)
-        self.targets = targets
-        self.free_idx = torch.tensor(self.space.indices(config.free_knobs), device=self.device)
-        n_free = len(config.free_knobs)
-        self.n_free = n_free
-        # Fixed (non-free) knobs per target: true knobs when known, else defaults.
-        base = self.space.default_unit(len(targets)).to(self.device)
-        for i, t in enumerate(targets):
-            if t.unit_knobs is not None:
-                base[i] = t.unit_knobs.to(self.device)
-        self.target_base = base
-        with torch.no_grad():
-            audio = targets.audio_batch().to(self.device)
-            if audio.shape[-1] != self.voice.config.n_samples:
-                raise ValueError(
-                    f"targets have {audio.shape[-1]} samples, the voice renders "
-                    f"{self.voice.config.n_samples}"
-                )
-            self.target_features = self.encoder(audio)
-        b, w = self.batch, config.history
-        self.knobs = self.space.default_unit(b).to(self.device)
-        self.target_idx = torch.zeros(b, dtype=torch.long, device=self.device)
-        self.trajectory = torch.zeros(b, w, n_free, device=self.device)
-        self.moves = torch.zeros(b, w, n_free, device=self.device)
-        self.audio = torch.zeros(b, self.voice.config.n_samples, device=self.device)
-        self.distance = torch.zeros(b, device=self.device)
+        super().__init__(config, targets, batch, device, config.duration_s)
+        b, w, f = self.batch, config.history, self.n_free
+        self.trajectory = torch.zeros(b, w, f, device=self.device)
+        self.moves = torch.zeros(b, w, f, device=self.device)
         self.current_features: Features | None = None
-
-    def target_feats(self) -> Features:
-        return index_features(self.target_features, self.target_idx)
 
     @torch.no_grad()
     def _evaluate(self) -> tuple[Features, Features, torch.Tensor]:
-        self.audio = self.voice(self.knobs)
-        cur = self.encoder(self.audio)
-        tgt = self.target_feats()
-        self.distance = spectral_distance(cur, tgt)
+        self.distance, self.audio, cur = self.render_distance(self.free_knobs)
         self.current_features = cur
-        return cur, tgt, self.distance
+        return cur, self.target_feats(), self.distance
 
     @torch.no_grad()
     def reset(
         self, mask: torch.Tensor, target_idx: torch.Tensor, start_free: torch.Tensor
     ) -> torch.Tensor:
         """Start new episodes where ``mask``; returns observations of all B."""
-        self.target_idx = torch.where(mask, target_idx.to(self.device), self.target_idx)
-        knobs = self.target_base[self.target_idx].clone()
-        knobs[:, self.free_idx] = start_free.to(self.device)
-        self.knobs = torch.where(mask[:, None], knobs, self.knobs)
-        free = self.knobs[:, self.free_idx]
+        self.start_knobs(mask, target_idx, start_free)
+        free = self.free_knobs
         hist = free[:, None].expand_as(self.trajectory)
         self.trajectory = torch.where(mask[:, None, None], hist, self.trajectory)
         self.moves = torch.where(mask[:, None, None], torch.zeros_like(self.moves), self.moves)
@@ -186,11 +137,7 @@ class SoundMatchCore:
     @torch.no_grad()
     def step(self, action: torch.Tensor) -> CoreStep:
         """Apply ``action [B, F]`` (clipped to [-1, 1]) as knob moves."""
-        move = action.to(self.device).clamp(-1.0, 1.0) * self.config.max_move
-        free = self.knobs[:, self.free_idx]
-        new_free = (free + move).clamp(0.0, 1.0)
-        applied = new_free - free
-        self.knobs = self.knobs.index_copy(1, self.free_idx, new_free)
+        new_free, applied = self.move_knobs(action, self.config.max_move)
         self.trajectory = torch.cat([self.trajectory[:, 1:], new_free[:, None]], 1)
         self.moves = torch.cat([self.moves[:, 1:], applied[:, None]], 1)
         cur, tgt, dist = self._evaluate()
@@ -201,20 +148,6 @@ class SoundMatchCore:
         obs = build_observation(new_free, cur, tgt, dist)
         no = torch.zeros_like(terminated)
         return CoreStep(obs, out.total, terminated, no, dist, out.terms, no)
-
-    def loss_and_grad(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Distance at the current knobs and its gradient w.r.t. the free knobs,
-        ``([B], [B, F])``; the plant is differentiable, the state is not changed."""
-        free = self.knobs[:, self.free_idx].clone().requires_grad_(True)
-        with torch.enable_grad():
-            audio = self.voice(self.knobs.index_copy(1, self.free_idx, free))
-            dist = spectral_distance(self.encoder(audio), self.target_feats())
-            (grad,) = torch.autograd.grad(dist.sum(), free)
-        return dist.detach(), grad
-
-    def physical_knobs(self, i: int) -> dict[str, float]:
-        phys = self.space.to_physical(self.knobs[i].cpu())
-        return dict(zip(self.space.names, phys.tolist(), strict=True))
 
     def image(self, i: int) -> np.ndarray:
         """Target (top) vs current (bottom) log-mel spectrogram of episode ``i``."""

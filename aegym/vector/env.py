@@ -147,7 +147,7 @@ class AEGymVectorEnv(VectorEnv):
     def _info(self, mask: np.ndarray, res: CoreStep | None) -> dict[str, Any]:
         """Batched info: arrays ``[N]`` with ``_key`` masks (Gymnasium's layout)."""
         core = self.core
-        dist = (core.loss if hasattr(core, "loss") else core.distance).detach().cpu().numpy()
+        dist = core.distance.detach().cpu().numpy()
         info: dict[str, Any] = {"distance": dist, "_distance": mask.copy()}
         if self.success_distance is not None:
             info["is_success"] = dist < self.success_distance
