@@ -327,3 +327,25 @@ def test_run_folder_as_agent(model_path: Path) -> None:
     assert [a.source for a in result.agents] == [str(model_path)] * 2
     assert result.agents[0].label == "ppo" and result.agents[0].algo == "ppo"
     assert result.agents[0].episodes[0].distances == result.agents[1].episodes[0].distances
+
+
+def test_pooled_training_runs(model_path: Path, tmp_path: Path) -> None:
+    # Two runs joined by a comma are one agent: every run plays every episode.
+    result = evaluate(
+        EvalArgs(
+            env_id=SM,
+            agents=[f"{model_path},{model_path}", "static"],
+            n_targets=2,
+            seeds=[0],
+            env_kwargs=FAST_ENV_KWARGS[SM],
+            output_dir=str(tmp_path),
+            n_showcase=0,
+        )
+    )
+    ppo = result.agents[0]
+    assert ppo.label == "ppo" and ppo.n_runs == 2 and len(ppo.episodes) == 4
+    assert sorted(e.run for e in ppo.episodes) == [0, 0, 1, 1]
+    assert ppo.metrics["final_distance"].n_runs == 2
+    table = format_table(result)
+    assert "| training seeds |" in table.splitlines()[0] and "| ppo | 2 |" in table
+    assert result.comparisons[0]["final_distance"].n == 2  # runs averaged per episode
