@@ -29,7 +29,7 @@ from agents.common.envs import ENV_IDS, make_env, make_vec_env
 from agents.common.registry import ALGOS, algo_class
 from agents.evaluate import EvalArgs, EvalResult, evaluate
 from agents.hyperparams import HYPERPARAMS, get_settings
-from agents.report import format_table
+from agents.report import format_comparisons, format_table
 from agents.shaped_ppo import ShapedPPO, ShapingConfig
 from agents.train import TrainArgs, TrainResult, train
 
@@ -65,6 +65,7 @@ __all__ = [
     "algo_class",
     "bench",
     "evaluate",
+    "format_comparisons",
     "format_table",
     "get_settings",
     "make_baseline",

@@ -11,9 +11,14 @@ also be given in ``--agents``.
 
 Every agent plays the same episodes (:mod:`agents.common.episodes`): each (target, seed)
 pair is reset with ``options={"target_index": t}`` and the seed ``episode_seed(seed, t)``
-(so free knobs start at the same place for every agent). Per agent the command reports
-the mean and a 95 % bootstrap confidence interval (2,000 resamples of episodes,
-percentile method; :mod:`agents.common.statistics`) of:
+(so free knobs start at the same place for every agent). Several training runs of one
+algorithm (seeds) are pooled into one agent by joining them with commas
+(``runs/ppo_s0,runs/ppo_s1,runs/ppo_s2``); each run plays every episode. Per agent the
+command reports (:mod:`agents.common.statistics`) the mean and the IQM with a 95 %
+bootstrap confidence interval that resamples *targets* — all episodes of a target
+together, since they are correlated — and, for pooled runs, training runs
+independently (2,000 resamples, percentile method); success rates get an exact
+Clopper–Pearson interval. The metrics:
 
 * ``return`` — the undiscounted episode return;
 * ``final_distance`` — the spectral distance after the last step (lower is better);
@@ -25,6 +30,11 @@ percentile method; :mod:`agents.common.statistics`) of:
 * ``violations`` — safety violations per episode: steps with any penalty term
   (``pen/*`` in ``info["reward_terms"]``) below 0, plus divergences
   (``info["diverged"]``, SchedulerGains).
+
+Every pair of agents is also compared on the same episodes (:func:`compare`): the
+mean paired difference of final distance and of return with a target-clustered CI, the
+probability of improvement P(A better than B) with its CI, and a verdict — "A better"
+only when the paired CI of the final-distance difference excludes 0.
 
 The success distance and the episode limit are read from the created env's config
 (:func:`agents.common.envs.success_distance`), so an env kwarg that changes them is
@@ -77,8 +87,8 @@ from agents.common.runs import (
     run_dir_of,
     run_model_path,
 )
-from agents.common.statistics import MetricSummary, mean_ci
-from agents.report import format_table, write_report
+from agents.common.statistics import Comparison, MetricSummary, compare, success_summary, summarize
+from agents.report import format_comparisons, format_table, write_report
 
 #: Env evaluated on when neither ``env_id`` nor a run folder says.
 DEFAULT_ENV_ID = "AEGym/SoundMatch-v0"
@@ -92,8 +102,9 @@ class EvalArgs:
     """environment id (None: the RUN_DIR's, else AEGym/SoundMatch-v0)"""
     agents: list[str] = field(default_factory=lambda: ["ae", "static", "random"])
     """agents: baseline names (ae, random, static, adam), run folders and/or model .zip
-    paths ("algo:path" checks the file holds that algorithm); with RUN_DIR, the run's
-    agent plays first"""
+    paths ("algo:path" checks the file holds that algorithm); runs joined by commas
+    ("runs/a,runs/b") are pooled as training seeds of one agent; with RUN_DIR, the
+    run's agent plays first"""
     target_set: str = "test"
     """instance set to evaluate on: test, train, or a WAV path/folder"""
     n_targets: int | None = None
@@ -131,7 +142,9 @@ class AgentResult:
     :param episodes: per-episode records, in episode order.
     :param metrics: summaries of :data:`METRICS`.
     :param wall_s: seconds spent playing the episodes.
-    :param run_dir: training run folder of a model, if known.
+    :param run_dir: training run folder of a model, if known (the first run's, when
+        several runs are pooled).
+    :param n_runs: training runs pooled into this agent (1 for baselines).
     """
 
     label: str
@@ -141,6 +154,7 @@ class AgentResult:
     metrics: dict[str, MetricSummary]
     wall_s: float
     run_dir: str | None = None
+    n_runs: int = 1
 
 
 @dataclass
@@ -160,6 +174,8 @@ class EvalResult:
     :param showcase: per agent label, rendered episodes: ``{"episode", "image",
         "result_wav", "target_wav", "final_distance"}`` (filled by the report).
     :param wall_s: total seconds.
+    :param comparisons: every pair of agents compared on the same episodes:
+        ``{"a", "b", "final_distance": Comparison, "return": Comparison}``.
     """
 
     env_id: str
@@ -174,6 +190,7 @@ class EvalResult:
     env_config: dict[str, Any] = field(default_factory=dict)
     showcase: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     wall_s: float = 0.0
+    comparisons: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``results.json``)."""
@@ -195,10 +212,15 @@ class EvalResult:
                     "algo": a.algo,
                     "run_dir": a.run_dir,
                     "wall_s": a.wall_s,
+                    "n_runs": a.n_runs,
                     "metrics": {k: asdict(v) for k, v in a.metrics.items()},
                     "episodes": [asdict(e) for e in a.episodes],
                 }
                 for a in self.agents
+            ],
+            "comparisons": [
+                {k: asdict(v) if isinstance(v, Comparison) else v for k, v in c.items()}
+                for c in self.comparisons
             ],
             "showcase": self.showcase,
         }
@@ -350,7 +372,76 @@ def validate_args(args: EvalArgs) -> None:
                     f"on {env_id}: ae, random, static"
                 )
             continue
-        inspect_agent(spec)
+        for part in split_agent_spec(spec):
+            inspect_agent(part)
+
+
+def split_agent_spec(spec: str) -> list[str]:
+    """The runs of one agent: ``"a,b,c"`` (pooled training runs) -> ``["a", "b", "c"]``;
+    a spec that exists as a path is never split.
+
+    :param spec: the agent as given.
+    :raises ValueError: an empty part.
+    """
+    if Path(spec).exists() or "," not in spec:
+        return [spec]
+    parts = [p.strip() for p in spec.split(",")]
+    if not all(parts):
+        raise ValueError(f"agent {spec!r}: an empty run between commas")
+    return parts
+
+
+def summarize_metrics(records: list[EpisodeRecord]) -> dict[str, MetricSummary]:
+    """Per metric of :data:`METRICS`: success with a Clopper–Pearson interval, the
+    others with mean, IQM and CIs clustered by target (and training run).
+
+    :param records: the agent's episodes.
+    """
+    targets = [r.target_index for r in records]
+    runs = [r.run for r in records]
+    out: dict[str, MetricSummary] = {}
+    for m in METRICS:
+        values = [r.metric(m) for r in records]
+        out[m] = (
+            success_summary(values, runs) if m == "success" else summarize(values, targets, runs)
+        )
+    return out
+
+
+def _episode_means(agent: AgentResult, metric: str) -> dict[tuple[int, int], float]:
+    """Per (target, seed): the metric, averaged over the agent's training runs."""
+    acc: dict[tuple[int, int], list[float]] = {}
+    for r in agent.episodes:
+        acc.setdefault((r.target_index, r.seed), []).append(r.metric(metric))
+    return {k: float(sum(v) / len(v)) for k, v in acc.items()}
+
+
+#: Metrics compared pairwise, with their direction (higher is better?).
+COMPARED: tuple[tuple[str, bool], ...] = (("final_distance", False), ("return", True))
+
+
+def compare_agents(agents: list[AgentResult]) -> list[dict[str, Any]]:
+    """Every pair of agents (in the given order) on their common episodes, per metric of
+    :data:`COMPARED` (:func:`agents.common.statistics.compare`).
+
+    :param agents: the evaluated agents.
+    """
+    out: list[dict[str, Any]] = []
+    for i, a in enumerate(agents):
+        for b in agents[i + 1 :]:
+            entry: dict[str, Any] = {"a": a.label, "b": b.label}
+            for metric, higher in COMPARED:
+                xa, xb = _episode_means(a, metric), _episode_means(b, metric)
+                keys = [k for k in xa if k in xb]
+                entry[metric] = compare(
+                    [xa[k] for k in keys],
+                    [xb[k] for k in keys],
+                    [k[0] for k in keys],
+                    metric,
+                    higher,
+                )
+            out.append(entry)
+    return out
 
 
 def _unique(label: str, taken: set[str]) -> str:
@@ -394,19 +485,40 @@ def evaluate(args: EvalArgs, write: bool = True) -> EvalResult:
                 algo, source, run_dir = "baseline", spec, None
                 label = _unique(spec, taken)
             else:
-                algo, path, model = load_model(spec)
-                _check_spaces(spec, model, venv)
-                agent, source = model, str(path)
+                parts = split_agent_spec(spec)
+                models = [load_model(p) for p in parts]
+                algos = {m[0] for m in models}
+                if len(algos) > 1:
+                    raise ValueError(
+                        f"agent {spec!r} pools runs of different algorithms "
+                        f"({', '.join(sorted(algos))}); pool only seeds of one algorithm"
+                    )
+                algo, path, model = models[0]
+                for part, (_, _, m) in zip(parts, models, strict=True):
+                    _check_spaces(part, m, venv)
+                agent, source = model, ",".join(str(m[1]) for m in models)
                 rd = run_dir_of(path)
                 run_dir = str(rd) if rd is not None else None
                 # A second model of the same algorithm is told apart by its run folder.
                 label = algo if algo not in taken else f"{algo}:{(rd or path).name}"
                 label = _unique(label, taken)
-            records = run_episodes(venv, agent, specs, args.deterministic, limit, threshold)
-            metrics = {m: mean_ci([r.metric(m) for r in records]) for m in METRICS}
+            n_runs = 1 if spec in BASELINE_NAMES else len(models)
+            records: list[EpisodeRecord] = []
+            for k in range(n_runs):
+                player = agent if spec in BASELINE_NAMES else models[k][2]
+                played = run_episodes(venv, player, specs, args.deterministic, limit, threshold)
+                records += [replace(r, run=k) for r in played]
+            metrics = summarize_metrics(records)
             results.append(
                 AgentResult(
-                    label, source, algo, records, metrics, time.perf_counter() - t_agent, run_dir
+                    label,
+                    source,
+                    algo,
+                    records,
+                    metrics,
+                    time.perf_counter() - t_agent,
+                    run_dir,
+                    n_runs,
                 )
             )
             loaded[label] = (spec, agent, run_dir)
@@ -424,6 +536,7 @@ def evaluate(args: EvalArgs, write: bool = True) -> EvalResult:
         limit,
         threshold,
         config_to_dict(config),
+        comparisons=compare_agents(results),
     )
     if write:
         showcase = specs[: args.n_showcase]
@@ -455,5 +568,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}")
         return 2
     print(format_table(result))
+    if result.comparisons:
+        print()
+        print(format_comparisons(result))
     print(f"\nreport: {Path(args.output_dir) / 'report.html'} ({result.wall_s:.1f}s)")
     return 0

@@ -20,7 +20,7 @@ from agents.common.cli import parse_args
 from agents.common.envs import check_env_id, env_family
 from agents.common.registry import check_algo
 from agents.evaluate import EvalArgs, EvalResult, evaluate
-from agents.report import format_table
+from agents.report import format_comparisons, format_table
 from agents.train import TrainArgs, TrainResult, train
 
 
@@ -133,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.algo} trained {result.train.num_timesteps} steps in {result.train.wall_s:.0f}s"
     )
     print(format_table(ev))
+    if ev.comparisons:
+        print()
+        print(format_comparisons(ev))
     best = min(ev.agents, key=lambda a: a.metrics["final_distance"].mean)
     print(f"\nlowest final distance: {best.label}")
     print(f"report: {result.report}")

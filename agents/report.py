@@ -1,9 +1,10 @@
 """Evaluation report: markdown table, PNG plots, WAV renders and one self-contained HTML.
 
-:func:`format_table` is the results table (mean [95 % CI] per agent and metric);
+:func:`format_table` is the results table (mean/IQM [95 % CI] per agent and metric),
+:func:`format_comparisons` the paired comparisons of every pair of agents;
 :func:`write_report` fills an output folder with
 
-* ``results.md`` — the table (mean [95 % CI] per agent and metric);
+* ``results.md`` — the results table and the paired comparisons;
 * ``distance_over_steps.png`` — mean distance per step with a 95 % band per agent;
 * ``learning_curves.png`` — episode return and final distance against training steps
   of every trained model (from its run's ``progress*.csv``), when there is one;
@@ -22,7 +23,7 @@ import csv
 import html
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ import numpy as np
 
 from agents.baselines import BASELINE_NAMES, make_baseline
 from agents.common.envs import make_env
-from agents.common.episodes import METRICS, replay_episode
+from agents.common.episodes import replay_episode
 from agents.common.statistics import mean_normal_band
 
 
@@ -170,32 +171,101 @@ def _b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode("ascii")
 
 
+def _num(v: float) -> str:
+    return f"{v:.2f}"
+
+
+def _pct(v: float) -> str:
+    """A proportion in percent, one decimal, trailing zeros dropped (0.074 -> "7.4")."""
+    return f"{100 * v:.1f}".rstrip("0").rstrip(".")
+
+
+def _interval(value: float, lo: float, hi: float, fmt: Callable[[float], str] = _num) -> str:
+    if math.isnan(value):
+        return "—"
+    if math.isnan(lo) or math.isnan(hi):  # fewer than two targets: no interval
+        return f"{fmt(value)} [—]"
+    return f"{fmt(value)} [{fmt(lo)}, {fmt(hi)}]"
+
+
+#: Table columns: (header, metric, statistic).
+_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("return ↑", "return", "mean"),
+    ("return IQM ↑", "return", "iqm"),
+    ("final distance ↓", "final_distance", "mean"),
+    ("final distance IQM ↓", "final_distance", "iqm"),
+    ("success rate ↑", "success", "mean"),
+    ("steps to threshold ↓", "steps_to_threshold", "mean"),
+    ("safety violations ↓", "violations", "mean"),
+)
+
+
 def format_table(result: Any) -> str:
-    """Markdown table: one row per agent, ``mean [95 % CI]`` per metric.
+    """Markdown table: one row per agent, ``value [95 % CI]`` per metric.
+
+    Means and IQMs carry bootstrap CIs clustered by target (and training run); success
+    rates are in percent with exact Clopper–Pearson intervals (``0 % [0, 7.4]`` for
+    0/48). A "training seeds" column appears when an agent pools several runs.
+
+    :param result: an :class:`agents.evaluate.EvalResult`.
+    """
+    pooled = any(getattr(a, "n_runs", 1) > 1 for a in result.agents)
+    head = ["agent", *(["training seeds"] if pooled else []), *(c[0] for c in _COLUMNS)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for a in result.agents:
+        cells = [a.label]
+        if pooled:
+            cells.append(str(a.n_runs) if a.algo != "baseline" else "—")
+        for _, m, stat in _COLUMNS:
+            s = a.metrics[m]
+            if m == "success":
+                cells.append(
+                    "—"
+                    if math.isnan(s.mean)
+                    else f"{_pct(s.mean)} % [{_pct(s.ci_low)}, {_pct(s.ci_high)}]"
+                )
+            elif stat == "iqm":
+                cells.append(_interval(s.iqm, s.iqm_low, s.iqm_high))
+            else:
+                cells.append(_interval(s.mean, s.ci_low, s.ci_high))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+_VERDICT = {"better": "A better", "worse": "B better", "no clear difference": "no clear difference"}
+
+
+def format_comparisons(result: Any) -> str:
+    """Markdown table of the paired comparisons (every pair of agents, same episodes):
+    mean difference A − B of final distance and return with target-clustered 95 % CIs,
+    P(A better than B) on final distance with its CI, and the verdict — "A better" /
+    "B better" only when the paired CI of the final-distance difference excludes 0.
 
     :param result: an :class:`agents.evaluate.EvalResult`.
     """
     head = [
-        "agent",
-        "return ↑",
-        "final distance ↓",
-        "success rate ↑",
-        "steps to threshold ↓",
-        "safety violations ↓",
+        "A vs B",
+        "Δ final distance (A − B)",
+        "Δ return (A − B)",
+        "P(A better) final distance",
+        "verdict (final distance)",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for a in result.agents:
-        cells = [a.label]
-        for m in METRICS:
-            s = a.metrics[m]
-            fmt = "{:.0%}" if m == "success" else "{:.2f}"
-            if math.isnan(s.mean):
-                cells.append("—")
-            else:
-                cells.append(
-                    f"{fmt.format(s.mean)} [{fmt.format(s.ci_low)}, {fmt.format(s.ci_high)}]"
-                )
-        lines.append("| " + " | ".join(cells) + " |")
+    for c in getattr(result, "comparisons", []):
+        d, r = c["final_distance"], c["return"]
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    f"{c['a']} vs {c['b']}",
+                    _interval(d.diff, d.diff_low, d.diff_high),
+                    _interval(r.diff, r.diff_low, r.diff_high),
+                    _interval(d.p_improve, d.p_low, d.p_high),
+                    _VERDICT[d.verdict],
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -232,6 +302,7 @@ def build_html(
     plots: Sequence[tuple[str, Path]],
     audio: Sequence[tuple[str, list[tuple[str, Path]]]],
     notes: Sequence[str] = (),
+    comparisons_md: str = "",
 ) -> str:
     """The self-contained report page.
 
@@ -241,6 +312,7 @@ def build_html(
     :param audio: per showcase episode ``(title, [(label, wav path), ...])``, embedded
         as base64 ``<audio>`` players.
     :param notes: extra paragraphs (plain text).
+    :param comparisons_md: the markdown paired-comparison table (empty: none).
     """
     parts = [
         "<!DOCTYPE html>",
@@ -251,12 +323,21 @@ def build_html(
         (
             f"<p>{len(result.target_indices)} targets × {len(result.seeds)} seeds = "
             f"{len(result.target_indices) * len(result.seeds)} episodes per agent, the same "
-            f"for every agent. Mean [95 % bootstrap CI]. Success: distance &lt; "
+            f"for every agent. Value [95 % CI]: means and IQMs with bootstrap CIs that "
+            f"resample targets (and training runs); success rates with exact "
+            f"Clopper–Pearson intervals. Success: distance &lt; "
             f"{result.success_distance}. Violations: steps with a negative penalty term, plus "
             f"divergences.</p>"
         ),
         markdown_to_html_table(table_md),
     ]
+    if comparisons_md:
+        parts.append(
+            "<h2>Paired comparisons</h2><p>Same episodes for both agents; differences "
+            "with target-clustered 95 % CIs; “A better” only when the CI of the "
+            "final-distance difference excludes 0 (no correction for multiple pairs).</p>"
+        )
+        parts.append(markdown_to_html_table(comparisons_md))
     parts += [f"<p>{html.escape(n)}</p>" for n in notes]
     for caption, path in plots:
         parts.append(f"<h2>{html.escape(caption)}</h2>")
@@ -296,11 +377,14 @@ def write_report(
     wav_dir.mkdir(exist_ok=True)
     files: dict[str, Path] = {}
     table = format_table(result)
+    comparisons = format_comparisons(result) if getattr(result, "comparisons", None) else ""
     md = out_dir / "results.md"
     md.write_text(
         f"# {result.env_id} on {result.target_set}\n\n"
         f"{len(result.target_indices)} targets × {len(result.seeds)} seeds per agent; "
-        f"mean [95 % bootstrap CI].\n\n{table}\n"
+        f"value [95 % CI]: mean and IQM with bootstrap CIs resampling targets (and "
+        f"training runs), success rate with an exact Clopper–Pearson interval.\n\n{table}\n"
+        + (f"\n## Paired comparisons (same episodes)\n\n{comparisons}\n" if comparisons else "")
     )
     files["markdown"] = md
 
@@ -354,7 +438,7 @@ def write_report(
         files["spectrograms"] = spec_png
         plots.append(("Spectrograms: target vs result", spec_png))
 
-    page = build_html(result, table, plots, audio)
+    page = build_html(result, table, plots, audio, comparisons_md=comparisons)
     report = out_dir / "report.html"
     report.write_text(page, encoding="utf-8")
     files["html"] = report

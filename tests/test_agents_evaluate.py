@@ -16,7 +16,7 @@ from agents.common.envs import FAST_ENV_KWARGS
 from agents.common.episodes import METRICS, select_targets
 from agents.common.statistics import mean_ci, mean_normal_band
 from agents.evaluate import EvalArgs, evaluate, main
-from agents.report import format_table, markdown_to_html_table, read_progress
+from agents.report import format_comparisons, format_table, markdown_to_html_table, read_progress
 from agents.train import TrainArgs, train
 
 SM = "AEGym/SoundMatch-v0"
@@ -65,9 +65,12 @@ def test_results_schema(knob_eval) -> None:
     assert [a["label"] for a in data["agents"]] == ["ppo", "ae", "static", "random"]
     for agent in data["agents"]:
         assert set(agent["metrics"]) == set(METRICS)
-        for m in agent["metrics"].values():
-            assert set(m) == {"mean", "ci_low", "ci_high", "n"} and m["n"] == 6
+        for name, m in agent["metrics"].items():
+            assert set(m) >= {"mean", "ci_low", "ci_high", "n", "iqm", "n_targets"}
+            assert m["n"] == 6 and agent["n_runs"] == 1
             assert m["ci_low"] <= m["mean"] <= m["ci_high"]
+            want = "clopper-pearson" if name == "success" else "cluster-bootstrap"
+            assert m["method"] == want
         assert len(agent["episodes"]) == 6
         ep = agent["episodes"][0]
         assert set(ep) >= {
@@ -85,6 +88,13 @@ def test_results_schema(knob_eval) -> None:
         assert ep["distances"][-1] == pytest.approx(ep["final_distance"])
         assert 0 <= ep["steps_to_threshold"] <= data["episode_limit"]
     assert data["agents"][0]["run_dir"] is not None
+    # Every pair of agents, compared on the same episodes.
+    pairs = [(c["a"], c["b"]) for c in data["comparisons"]]
+    assert len(pairs) == 6 and pairs[0] == ("ppo", "ae")
+    for c in data["comparisons"]:
+        d = c["final_distance"]
+        assert d["n"] == 6 and d["n_targets"] == 3
+        assert d["diff_low"] <= d["diff"] <= d["diff_high"] and 0 <= d["p_improve"] <= 1
     # The env's own settings, read from the created env: every field, defaults included.
     assert data["success_distance"] == SoundMatchConfig().success_distance
     assert set(data["env_config"]) == {f.name for f in fields(SoundMatchConfig)}
@@ -124,7 +134,8 @@ def test_report_files_and_html(knob_eval) -> None:
     assert page.count("<audio") == 5 and "data:audio/wav;base64," in page
     assert 'src="file:' not in page and "http" not in page  # self-contained
     md = (out / "results.md").read_text()
-    assert format_table(result) in md
+    assert format_table(result) in md and format_comparisons(result) in md
+    assert "<h2>Paired comparisons</h2>" in page and "<td>ppo vs ae</td>" in page
 
 
 def test_scheduler_with_adam_baseline(tmp_path: Path) -> None:
@@ -316,3 +327,25 @@ def test_run_folder_as_agent(model_path: Path) -> None:
     assert [a.source for a in result.agents] == [str(model_path)] * 2
     assert result.agents[0].label == "ppo" and result.agents[0].algo == "ppo"
     assert result.agents[0].episodes[0].distances == result.agents[1].episodes[0].distances
+
+
+def test_pooled_training_runs(model_path: Path, tmp_path: Path) -> None:
+    # Two runs joined by a comma are one agent: every run plays every episode.
+    result = evaluate(
+        EvalArgs(
+            env_id=SM,
+            agents=[f"{model_path},{model_path}", "static"],
+            n_targets=2,
+            seeds=[0],
+            env_kwargs=FAST_ENV_KWARGS[SM],
+            output_dir=str(tmp_path),
+            n_showcase=0,
+        )
+    )
+    ppo = result.agents[0]
+    assert ppo.label == "ppo" and ppo.n_runs == 2 and len(ppo.episodes) == 4
+    assert sorted(e.run for e in ppo.episodes) == [0, 0, 1, 1]
+    assert ppo.metrics["final_distance"].n_runs == 2
+    table = format_table(result)
+    assert "| training seeds |" in table.splitlines()[0] and "| ppo | 2 |" in table
+    assert result.comparisons[0]["final_distance"].n == 2  # runs averaged per episode

@@ -60,6 +60,8 @@ class EpisodeRecord:
         distance (censored at the limit).
     :param violations: steps with a negative penalty term, plus divergences.
     :param distances: distance at reset and after every step.
+    :param run: which training run of the agent played it (0 unless an agent pools
+        several runs of one algorithm).
     """
 
     target_index: int
@@ -71,6 +73,7 @@ class EpisodeRecord:
     steps_to_threshold: int
     violations: int
     distances: list[float]
+    run: int = 0
 
     def metric(self, name: str) -> float:
         """Value of one of :data:`METRICS`.
