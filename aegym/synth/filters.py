@@ -711,13 +711,19 @@ def _ladder_filter_blocks(
     resonance: torch.Tensor,
     sample_rate: float,
     state: FilterState | None = None,
+    input_gain: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, FilterState]:
     """:func:`ladder_filter` on time-major blocks: ``xt [N, B·K]`` (column ``b·K + k`` is
-    block k of voice b), ``cutoff_hz``/``resonance`` ``[B, K]`` -> (``[N, B·K]``, state)."""
+    block k of voice b), ``cutoff_hz``/``resonance`` ``[B, K]`` -> (``[N, B·K]``, state).
+    ``input_gain [B]`` filters ``input_gain · x`` (folded into the filter's own gain)."""
     block_size, rows = xt.shape
+    bsz, nblk = cutoff_hz.shape
+    row_gain = None
+    if input_gain is not None:
+        row_gain = input_gain[:, None].expand(bsz, nblk).reshape(rows)
     m = _sub_blocks(block_size, rows, xt)
     if m == 1:
-        return _ladder_core(xt, cutoff_hz, resonance, sample_rate, state)
+        return _ladder_core(xt, cutoff_hz, resonance, sample_rate, state, row_gain)
     # Few rows: m sub-blocks per block, rows (b, k, j); coefficients repeated.
     sub = block_size // m
     xs = xt.view(m, sub, rows).permute(1, 2, 0).reshape(sub, rows * m)
@@ -727,6 +733,7 @@ def _ladder_filter_blocks(
         resonance.repeat_interleave(m, 1),
         sample_rate,
         state,
+        None if row_gain is None else row_gain.repeat_interleave(m),
     )
     return ys.view(sub, rows, m).permute(2, 0, 1).reshape(block_size, rows), state
 
@@ -737,8 +744,9 @@ def _ladder_core(
     resonance: torch.Tensor,
     sample_rate: float,
     state: FilterState | None = None,
+    row_gain: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, FilterState]:
-    """:func:`_ladder_filter_blocks` without sub-blocks."""
+    """:func:`_ladder_filter_blocks` without sub-blocks (``row_gain [B·K]``)."""
     block_size, rows = xt.shape
     bsz, nblk = cutoff_hz.shape
     state = state or FilterState.zeros(bsz, xt.device, xt.dtype)
@@ -751,6 +759,8 @@ def _ladder_core(
     # Both sections' unit-DC gains go in front (the cascade is linear): section 2 then
     # filters section 1's output as is.
     gain = coef.gain.reshape(rows) * unit_dc[0] * unit_dc[1]
+    if row_gain is not None:
+        gain = gain * row_gain
     w = _ScaledFIR.apply(xt, gain)
     # 1. zero-state pass, every block from rest.
     v_zs = _section(w, a1[0], a2[0])

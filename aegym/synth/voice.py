@@ -34,7 +34,7 @@ from aegym.synth.oscillators import (
     noise_table,
     read_noise,
 )
-from aegym.synth.shaper import soft_clip
+from aegym.synth.shaper import noisy_drive
 
 NOISE_TABLE_SIZE = 1 << 16
 # The amp envelope is evaluated every AMP_ENV_STEP samples and interpolated linearly in
@@ -204,9 +204,11 @@ class Voice(nn.Module):
         )
         end1, end2 = ends.unbind(1)
         noise = read_noise(self.noise, state.noise_pos, n_pad).view(1, nblk, block)
-        x = torch.addcmul(x, k("noise_level")[:, None, None], noise)
-        # Shaper and filter with its envelope at control rate.
-        x = soft_clip(x, k("drive_db")[:, None])
+        # Noise and shaper, soft_clip(x + noise) = tanh(g (x + noise)) / tanh(g): the
+        # division goes into the filter's input gain.
+        drive = torch.pow(10.0, k("drive_db") / 20.0)
+        x = noisy_drive(x, noise, k("noise_level")[:, None, None], drive[:, None, None])
+        # Filter with its envelope at control rate.
         t0 = state.time_s
         off = math.inf if note_off_s is None else note_off_s
         ctrl_t = t0 + torch.arange(n_pad // block, device=x.device, dtype=x.dtype) * (block / sr)
@@ -221,7 +223,9 @@ class Voice(nn.Module):
         cutoff = k("cutoff_hz")[:, None] * torch.pow(2.0, k("filter_env_octaves")[:, None] * fenv)
         res = k("resonance")[:, None].expand_as(cutoff)
         xt = x.permute(2, 0, 1).reshape(block, bsz * nblk)  # a view: already time-major
-        y, fstate = _ladder_filter_blocks(xt, cutoff, res, sr, state.filter)
+        y, fstate = _ladder_filter_blocks(
+            xt, cutoff, res, sr, state.filter, input_gain=1.0 / torch.tanh(drive)
+        )
         # VCA with the output gain folded into its envelope.
         step = AMP_ENV_STEP
         amp_t = t0 + torch.arange(n_pad // step + 1, device=x.device, dtype=x.dtype) * (step / sr)
