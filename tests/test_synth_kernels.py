@@ -202,7 +202,9 @@ def test_wavetable_bank_gradcheck(monkeypatch):
 def test_scaled_fir_values_and_gradcheck():
     x = torch.randn(9, 3, dtype=F64)
     gain = torch.rand(3, dtype=F64) + 0.5
-    torch.testing.assert_close(filters._ScaledFIR.apply(x, gain), filters._binomial_fir(x) * gain)
+    out, tail = filters._ScaledFIR.apply(x, gain)
+    torch.testing.assert_close(out, filters._binomial_fir(x) * gain)
+    torch.testing.assert_close(tail, x[-4:].flip(0))
     args = (x.requires_grad_(), gain.requires_grad_())
     assert gradcheck(filters._ScaledFIR.apply, args)
 
@@ -237,7 +239,7 @@ def test_numerator_gives_the_free_response():
     gain = torch.tensor([0.7], dtype=F64)
     full_x = torch.cat([x, torch.zeros(16, 1, dtype=F64)])
     zero = torch.zeros(1, dtype=F64)
-    w = filters._ScaledFIR.apply(full_x, gain)
+    w, _ = filters._ScaledFIR.apply(full_x, gain)
     v = filters._allpole_loop(w, a1[:1], a2[:1], zero, zero, fused=True)
     y = filters._allpole_loop(v, a1[1:], a2[1:], zero, zero, fused=True)
     num = filters._numerator_from_df(
@@ -291,3 +293,21 @@ def test_noisy_drive_equals_soft_clip_and_gradcheck():
     torch.testing.assert_close(out, soft_clip(x + level * noise, drive_db[:, None]))
     args = [t.double().requires_grad_() for t in (x, noise, level, gain)]
     assert gradcheck(_NoisyDrive.apply, args)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7])
+def test_allpole_gradcheck_on_the_gpu_path(monkeypatch, n):
+    """The lfilter-based path (GPU) on CPU: same values and gradients as the fused loop."""
+    a1, a2 = stable_biquads(5, F64)
+    args = [
+        torch.randn(n, 5, dtype=F64),
+        a1,
+        a2,
+        torch.randn(5, dtype=F64),
+        torch.randn(5, dtype=F64),
+    ]
+    fused = filters._AllPole.apply(*args)
+    monkeypatch.setattr(filters, "_fused_loops", lambda x: False)
+    for a, b in zip(filters._AllPole.apply(*args), fused, strict=True):
+        torch.testing.assert_close(a, b)
+    assert gradcheck(filters._AllPole.apply, [a.requires_grad_() for a in args])

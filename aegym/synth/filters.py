@@ -360,22 +360,18 @@ def _allpole_loop(
     h1: torch.Tensor,
     h2: torch.Tensor,
     fused: bool = False,
-    reverse: bool = False,
 ) -> torch.Tensor:
     """``y[n] = x[n] - a1 y[n-1] - a2 y[n-2]`` along dim 0, ``y[-1] = h1``, ``y[-2] = h2``.
 
     One vectorised step per sample over all rows (``x [N, R]``, the rest ``[R]``): with
     many rows each step is cheap, and time-major rows keep every access contiguous.
     Unless ``fused``, products and differences are rounded separately in lfilter's
-    order ``(x - a2 y[n-2]) - a1 y[n-1]``; ``fused`` uses multiply-adds (half the ops)
-    and can run backwards in time (``reverse``, ``y[N] = h1``, ``y[N+1] = h2``).
+    order ``(x - a2 y[n-2]) - a1 y[n-1]``; ``fused`` uses multiply-adds (half the ops).
     """
-    assert fused or not reverse
     y = torch.empty_like(x)
     if fused:
         prev2, prev1 = h2, h1
-        steps = zip(x.unbind(0), y.unbind(0), strict=True)
-        for xn, yn in reversed(list(steps)) if reverse else steps:
+        for xn, yn in zip(x.unbind(0), y.unbind(0), strict=True):
             torch.addcmul(xn, a2, prev2, value=-1.0, out=yn)
             yn.addcmul_(a1, prev1, value=-1.0)
             prev2, prev1 = prev1, yn
@@ -433,11 +429,46 @@ def _allpole(
     return _allpole_rowwise(x, a1, a2)
 
 
+def _last_two(y: torch.Tensor, h1: torch.Tensor) -> torch.Tensor:
+    """``(y[N-1], y[N-2]) [2, R]`` of ``y [N, R]``, with ``y[-1] = h1``."""
+    if y.shape[0] > 1:
+        return y[-2:].flip(0)
+    return torch.stack([y[0], h1])
+
+
+def _reverse_fused_loop(
+    grad: torch.Tensor | None,
+    grad_tail: torch.Tensor | None,
+    a1: torch.Tensor,
+    a2: torch.Tensor,
+    n: int,
+) -> torch.Tensor:
+    """``λ[m] = g[m] - a1 λ[m+1] - a2 λ[m+2]`` backwards from ``λ[n] = λ[n+1] = 0``,
+    where ``g`` is ``grad`` (``None`` = zeros, never materialised) plus ``grad_tail``
+    ``[2, R]`` at samples ``n-1``, ``n-2`` (the gradient of :func:`_last_two`)."""
+    lam = a1.new_empty(n, *a1.shape)
+    zero = a1.new_zeros(())
+    prev2 = prev1 = zero
+    rows = lam.unbind(0)
+    inputs = grad.unbind(0) if grad is not None else None
+    for m in range(n - 1, -1, -1):
+        src = inputs[m] if inputs is not None else zero
+        if grad_tail is not None and m >= n - 2:
+            src = src + grad_tail[n - 1 - m]
+        out = rows[m]
+        torch.addcmul(src.expand_as(out), a2, prev2, value=-1.0, out=out)
+        out.addcmul_(a1, prev1, value=-1.0)
+        prev2, prev1 = prev1, out
+    return lam
+
+
 class _AllPole(torch.autograd.Function):
     """Row-wise all-pole biquad ``y[n] = x[n] - a1 y[n-1] - a2 y[n-2]`` along dim 0.
 
     ``x [N, R]`` (time-major), ``a1, a2 [R]``, history ``h1 = y[-1]``, ``h2 = y[-2]``
-    ``[R]``. Backward is the transposed recursion run backwards in time,
+    ``[R]`` -> ``(y, (y[N-1], y[N-2]))``: the end state comes out separately, so that a
+    zero-state pass read only there backpropagates without a full-size zero gradient.
+    Backward is the transposed recursion run backwards in time,
     ``λ[n] = g[n] - a1 λ[n+1] - a2 λ[n+2]``, giving ``dL/dx = λ``,
     ``dL/da_j = -Σ_n λ[n] y[n-j]`` and the history gradients from ``λ[0]``, ``λ[1]``.
     """
@@ -449,36 +480,48 @@ class _AllPole(torch.autograd.Function):
         else:
             y = _allpole(x, a1, a2, h1, h2)
         ctx.save_for_backward(a1, a2, h1, h2, y)
-        return y
+        ctx.set_materialize_grads(False)
+        return y, _last_two(y, h1)
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad, grad_tail):  # type: ignore[override]
         a1, a2, h1, h2, y = ctx.saved_tensors
-        grad = grad.contiguous()  # the loops step over contiguous rows
-        if _fused_loops(grad):
-            zero = torch.zeros_like(h1)
-            lam = _allpole_loop(grad, a1, a2, zero, zero, fused=True, reverse=True)
+        n = y.shape[0]
+        if grad is None and grad_tail is None:
+            return (None,) * 5
+        grad_h1_tail = None
+        if grad_tail is not None and n == 1:  # the tail's second entry is h1
+            grad_h1_tail, grad_tail = grad_tail[1], torch.stack([grad_tail[0], 0 * grad_tail[0]])
+        if grad is not None:
+            grad = grad.contiguous()  # the loops step over contiguous rows
+        if _fused_loops(y):
+            lam = _reverse_fused_loop(grad, grad_tail, a1, a2, n)
         else:
-            lam = _allpole_rowwise(grad.flip(0), a1, a2).flip(0)
+            full = torch.zeros_like(y) if grad is None else grad.clone()
+            if grad_tail is not None:
+                full[-2:] += grad_tail[: min(2, n)].flip(0)
+            lam = _allpole_rowwise(full.flip(0), a1, a2).flip(0)
         # dL/da_j = -Σ_n λ[n] y[n-j], where y[-1] = h1 and y[-2] = h2.
         grad_a1 = -(lam[1:] * y[:-1]).sum(0) - lam[0] * h1
         grad_a2 = -(lam[2:] * y[:-2]).sum(0) - lam[0] * h2
         grad_h1 = -a1 * lam[0]
-        if lam.shape[0] > 1:
+        if n > 1:
             grad_a2 = grad_a2 - lam[1] * h1
             grad_h1 = grad_h1 - a2 * lam[1]
+        if grad_h1_tail is not None:
+            grad_h1 = grad_h1 + grad_h1_tail
         grad_h2 = -a2 * lam[0]
         return lam, grad_a1, grad_a2, grad_h1, grad_h2
 
 
 def _section(
     w: torch.Tensor, a1: torch.Tensor, a2: torch.Tensor, hist: torch.Tensor | None = None
-) -> torch.Tensor:
-    """All-pole biquad per block: ``y[n] = w[n] - a1 y[n-1] - a2 y[n-2]``.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """All-pole biquad per block: ``y[n] = w[n] - a1 y[n-1] - a2 y[n-2]`` -> ``(y, end)``.
 
-    ``w [N, R]`` (time-major, one row per voice and block, already scaled by the unit-DC
-    gain ``1 + a1 + a2``), ``a1, a2 [R]``; ``hist [2, R]`` = (y[-1], y[-2]) of each
-    block (``None`` = from rest).
+    ``w [N, R]`` (time-major, one row per voice and block), ``a1, a2 [R]``;
+    ``hist [2, R]`` = (y[-1], y[-2]) of each block (``None`` = from rest); ``end [2, R]``
+    = (y[N-1], y[N-2]).
     """
     if hist is None:
         zero = torch.zeros_like(a1)
@@ -660,7 +703,9 @@ _BINOMIAL_TAPS = ((1, 4.0), (2, 6.0), (3, 4.0), (4, 1.0))
 
 class _ScaledFIR(torch.autograd.Function):
     """``gain · (1 + z⁻¹)⁴ x`` along dim 0 (time) from rest, ``x [N, R]``, ``gain [R]``:
-    five multiply-adds into one buffer; the backward is the time-reversed FIR."""
+    five multiply-adds into one buffer; the backward is the time-reversed FIR. Also
+    returns the input's last four samples ``x[N-1], ..., x[N-4]`` ``[4, R]`` (zeros
+    before the block), the FIR's end state."""
 
     @staticmethod
     def forward(ctx, x, gain):  # type: ignore[override]
@@ -670,18 +715,27 @@ class _ScaledFIR(torch.autograd.Function):
             if lag < n:
                 out[lag:].addcmul_(x[:-lag], gain, value=tap)
         ctx.save_for_backward(x, gain)
-        return out
+        ctx.set_materialize_grads(False)
+        tail = x[-4:].flip(0)
+        return out, torch.nn.functional.pad(tail, (0, 0, 0, 4 - tail.shape[0]))
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad, grad_tail):  # type: ignore[override]
         x, gain = ctx.saved_tensors
         n = x.shape[0]
-        acc = grad.clone(memory_format=torch.contiguous_format)
-        for lag, tap in _BINOMIAL_TAPS:
-            if lag < n:
-                acc[:-lag].add_(grad[lag:], alpha=tap)
-        grad_gain = (acc * x).sum(0) if ctx.needs_input_grad[1] else None
-        return acc.mul_(gain) if ctx.needs_input_grad[0] else None, grad_gain
+        if grad is None:
+            acc = torch.zeros_like(x)
+        else:
+            acc = grad.clone(memory_format=torch.contiguous_format)
+            for lag, tap in _BINOMIAL_TAPS:
+                if lag < n:
+                    acc[:-lag].add_(grad[lag:], alpha=tap)
+        grad_gain = (acc * x).sum(0) if ctx.needs_input_grad[1] and grad is not None else None
+        grad_x = acc.mul_(gain) if ctx.needs_input_grad[0] else None
+        if grad_x is not None and grad_tail is not None:
+            rows = min(4, n)
+            grad_x[-rows:] += grad_tail[:rows].flip(0)
+        return grad_x, grad_gain
 
 
 # On CPU, short loops over few rows cost their per-step overhead: control blocks are cut
@@ -761,22 +815,18 @@ def _ladder_core(
     gain = coef.gain.reshape(rows) * unit_dc[0] * unit_dc[1]
     if row_gain is not None:
         gain = gain * row_gain
-    w = _ScaledFIR.apply(xt, gain)
-    # 1. zero-state pass, every block from rest.
-    v_zs = _section(w, a1[0], a2[0])
-    y_zs = _section(v_zs, a1[1], a2[1])
+    w, x_end = _ScaledFIR.apply(xt, gain)
+    # 1. zero-state pass, every block from rest: only its end state is used.
+    v_zs, v_end = _section(w, a1[0], a2[0])
+    _, y_end = _section(v_zs, a1[1], a2[1])
     # 2. hand-over in TPT coordinates, in float64 (tiny: O(rows)).
     f64 = torch.float64
     g = torch.tan(math.pi * clamp_cutoff(cutoff_hz.to(f64), sample_rate) / sample_rate)
     g, k = g.reshape(rows), feedback.to(f64).reshape(rows)
     hand = _hand_over(g, k)
     a1d, a2d = a1.to(f64), a2.to(f64)
-
-    def last(t: torch.Tensor, n: int) -> torch.Tensor:  # t[N-1], ..., t[N-n] (zeros before 0)
-        tail = t[-n:].flip(0).to(f64)
-        return torch.nn.functional.pad(tail, (0, 0, 0, n - tail.shape[0]))
-
-    num = _numerator_from_df(last(xt, 4), last(v_zs, 2), last(y_zs, 2), gain.to(f64), a1d, a2d)
+    ends_df = (t.to(f64) for t in (x_end, v_end, y_end))
+    num = _numerator_from_df(*ends_df, gain.to(f64), a1d, a2d)
     e = _tpt_from_numerator(num, hand).reshape(4, bsz, nblk)
     step = _rmatpow(_tpt_transition(g, k), block_size).reshape(4, 4, bsz, nblk)
     s0 = state.tpt.to(f64).T  # [4, B]
@@ -790,8 +840,8 @@ def _ladder_core(
     # 3. corrected pass: each block from its TPT start state, as section histories.
     hists = _histories_from_numerator(_numerator_from_tpt(starts, hand), a1d, a2d)
     hists = hists.to(xt.dtype)
-    v = _section(w, a1[0], a2[0], hists[0:2])
-    y = _section(v, a1[1], a2[1], hists[2:4])
+    v, _ = _section(w, a1[0], a2[0], hists[0:2])
+    y, _ = _section(v, a1[1], a2[1], hists[2:4])
     return y, FilterState(ends[-1].T.to(xt.dtype))
 
 
