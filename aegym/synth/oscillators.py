@@ -212,7 +212,7 @@ class _WavetableBank(torch.autograd.Function):
         bsz, n_osc, size = tables.shape[0], tables.shape[1], tables.shape[-1] - 1
         n_samples = grad.shape[1] * grad.shape[2]
         n = torch.arange(n_samples, device=tables.device, dtype=tables.dtype)
-        grad_tables = torch.zeros_like(tables)
+        grad_tables = tables.new_zeros(tables.shape)  # contiguous: flat views per chunk
         grad_dt = torch.zeros_like(dt)
         grad_start = torch.zeros_like(start)
         pairs = _entry_pairs(tables)

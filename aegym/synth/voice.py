@@ -188,14 +188,22 @@ class Voice(nn.Module):
         f1 = midi_to_hz(k("pitch_midi"))
         f2 = f1 * torch.pow(2.0, k("osc2_detune_cents") / 1200.0)
         width = k("pulse_width")
-        mix = k("osc_mix")[:, None]
-        tab1 = build_tables(f1, morph_weights(k("osc1_shape")), width, sr) * (1.0 - mix)
-        tab2 = build_tables(f2, morph_weights(k("osc2_shape")), width, sr) * mix
+        mix = k("osc_mix")
+        # Both oscillators' tables in one batched build, [B, 2, L + 1].
+        tables = build_tables(
+            torch.cat([f1, f2]),
+            morph_weights(torch.cat([k("osc1_shape"), k("osc2_shape")])),
+            torch.cat([width, width]),
+            sr,
+        )
+        tables = (
+            tables.view(2, bsz, -1).transpose(0, 1) * torch.stack([1.0 - mix, mix], 1)[..., None]
+        )
         # Audio runs as [B, K, N] control blocks stored time-major ([N, B, K] in memory):
         # the layout of the block-parallel filter, so no transposes until the VCA.
         nblk = n_pad // block
         x, ends = _wavetable_bank_blocks(
-            torch.stack([tab1, tab2], 1),
+            tables,
             torch.stack([f1, f2], 1),
             n_pad,
             sr,
