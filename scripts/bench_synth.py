@@ -4,16 +4,27 @@ Reports "seconds of audio per wall second" (x real time) and peak memory for bat
 of 1-second voices. Seeded; prints a table, or JSON with ``--json``.
 
     python scripts/bench_synth.py --batch-sizes 1 16 64 256 --json bench_synth.json
+
+``--torchsynth`` instead measures this voice side by side with torchsynth's ``Voice``
+(same batch, sample rate and duration; ``pip install -e ".[bench]"``), interleaving
+the two in one process so that load from other processes hits both alike, and prints
+the ratios (> 1: aegym is faster)::
+
+    python scripts/bench_synth.py --torchsynth --threads 2 --batch-sizes 64 256
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
 import resource
+import statistics
+import sys
 import time
+import types
 from collections.abc import Callable
 
 import torch
@@ -77,6 +88,151 @@ def run(batch_sizes: list[int], sample_rate: int, duration_s: float, repeats: in
     return rows
 
 
+TORCHSYNTH_HINT = 'torchsynth is not installed; for the side-by-side run: pip install -e ".[bench]"'
+
+
+def import_torchsynth():
+    """``(Voice, SynthConfig)`` of torchsynth 1.0.2, or ``None`` if it is not installed.
+
+    torchsynth 1.0.2 imports ``pkg_resources`` (gone from setuptools >= 81) and
+    ``pytorch_lightning.core.lightning`` (``core.module`` since Lightning 1.7); when
+    either is missing, a minimal stand-in is registered first. Nothing else changes.
+    """
+    try:
+        import pytorch_lightning.core
+    except ImportError:
+        return None
+    try:
+        import pkg_resources  # noqa: F401
+    except ImportError:
+        shim = types.ModuleType("pkg_resources")
+
+        def resource_string(module: str, name: str) -> bytes:
+            base = os.path.dirname(sys.modules[module].__file__ or "")
+            with open(os.path.join(base, name), "rb") as fh:
+                return fh.read()
+
+        shim.resource_string = resource_string  # type: ignore[attr-defined]
+        sys.modules["pkg_resources"] = shim
+    try:
+        import pytorch_lightning.core.lightning  # noqa: F401
+    except ImportError:
+        import pytorch_lightning.core.module as lightning_module
+
+        sys.modules["pytorch_lightning.core.lightning"] = lightning_module
+    try:
+        from torchsynth.config import SynthConfig as TSConfig
+        from torchsynth.synth import Voice as TSVoice
+    except ImportError:
+        return None
+    return TSVoice, TSConfig
+
+
+def _measure(fn: Callable[[], object]) -> tuple[float, int]:
+    """Wall seconds and minor page faults of one call."""
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    t0 = time.perf_counter()
+    fn()
+    sec = time.perf_counter() - t0
+    return sec, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+
+
+def compare_torchsynth(
+    batch_sizes: list[int], sample_rate: int, duration_s: float, rounds: int, device: str
+) -> list[dict]:
+    """aegym's Voice vs torchsynth's Voice, interleaved call by call in this process.
+
+    Render is one batch under ``no_grad``; forward+backward is the gradient of the
+    spectral distance (to a fixed target, same encoder for both) w.r.t. every knob:
+    aegym's ``[B, 20]`` unit knobs, torchsynth's 78 ``[B]`` parameters. torchsynth's
+    ``Signal`` output is viewed as a plain tensor before the encoder so that both
+    encoders run the same ops. Reports medians over ``rounds`` and the median of the
+    per-round time ratios (torchsynth / aegym: > 1 when aegym is faster).
+    """
+    found = import_torchsynth()
+    if found is None:
+        raise SystemExit(TORCHSYNTH_HINT)
+    ts_voice_cls, ts_config_cls = found
+    voice = Voice(SynthConfig(sample_rate=sample_rate, duration_s=duration_s)).to(device)
+    enc = FeatureEncoder(FeatureConfig(sample_rate=sample_rate)).to(device)
+    gen = torch.Generator().manual_seed(0)
+    target = enc(voice(torch.rand(1, voice.n_knobs, generator=gen).to(device)).detach())
+    rows = []
+    for bsz in batch_sizes:
+        torch.manual_seed(bsz)  # torchsynth draws its random patch from the global RNG
+        ts_cfg = ts_config_cls(
+            batch_size=bsz,
+            sample_rate=sample_rate,
+            buffer_size_seconds=duration_s,
+            reproducible=False,
+        )
+        ts_voice = ts_voice_cls(ts_cfg).to(device)
+        knobs = voice.knob_space.random_unit(bsz, gen).to(device)
+        ts_params = list(ts_voice.parameters())
+
+        def aegym_render(knobs=knobs):
+            with torch.no_grad():
+                voice(knobs)
+
+        def ts_render(ts_voice=ts_voice):
+            ts_voice.synthconfig.no_grad = True
+            ts_voice()
+
+        def aegym_fwd_bwd(knobs=knobs):
+            u = knobs.clone().requires_grad_(True)
+            spectral_distance(enc(voice(u)), target).sum().backward()
+
+        def ts_fwd_bwd(ts_voice=ts_voice, ts_params=ts_params):
+            # torchsynth refuses no_grad=False at construction ("not explicitly
+            # tested"); its graph is differentiable, so it is switched off here.
+            ts_voice.synthconfig.no_grad = False
+            for p in ts_params:
+                p.grad = None
+            audio = ts_voice()[0].as_subclass(torch.Tensor)
+            spectral_distance(enc(audio), target).sum().backward()
+
+        candidates = {
+            "render": (aegym_render, ts_render),
+            "forward_backward": (aegym_fwd_bwd, ts_fwd_bwd),
+        }
+        row: dict = {"batch": bsz}
+        audio_s = bsz * duration_s
+        for name, (ours, theirs) in candidates.items():
+            ours(), theirs()  # warm-up
+            times: dict[str, list[float]] = {"aegym": [], "torchsynth": []}
+            faults: dict[str, list[int]] = {"aegym": [], "torchsynth": []}
+            for _ in range(rounds):
+                for key, fn in (("aegym", ours), ("torchsynth", theirs)):
+                    sec, flt = _measure(fn)
+                    times[key].append(sec)
+                    faults[key].append(flt)
+            for key in times:
+                med = statistics.median(times[key])
+                row[f"{name}_{key}_ms"] = med * 1e3
+                row[f"{name}_{key}_x_realtime"] = audio_s / med
+                row[f"{name}_{key}_page_faults"] = statistics.median(faults[key])
+            row[f"{name}_ratio"] = statistics.median(
+                t / a for a, t in zip(times["aegym"], times["torchsynth"], strict=True)
+            )
+        rows.append(row)
+    return rows
+
+
+def print_comparison(rows: list[dict]) -> None:
+    print(
+        f"{'B':>5} {'':>16} {'aegym xRT':>10} {'torchsynth xRT':>15} {'ratio':>7} "
+        f"{'aegym faults':>13} {'ts faults':>10}"
+    )
+    for r in rows:
+        for name in ("render", "forward_backward"):
+            print(
+                f"{r['batch']:>5} {name:>16} {r[f'{name}_aegym_x_realtime']:>10.0f} "
+                f"{r[f'{name}_torchsynth_x_realtime']:>15.0f} {r[f'{name}_ratio']:>6.2f}x "
+                f"{r[f'{name}_aegym_page_faults']:>13.0f} "
+                f"{r[f'{name}_torchsynth_page_faults']:>10.0f}"
+            )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 64, 256])
@@ -86,11 +242,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", metavar="PATH", help="also write results as JSON")
+    parser.add_argument(
+        "--torchsynth",
+        action="store_true",
+        help='side by side with torchsynth\'s Voice (pip install -e ".[bench]")',
+    )
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds of --torchsynth")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     load = os.getloadavg()[0]  # before the run: the benchmark itself adds its threads
-    rows = run(args.batch_sizes, args.sample_rate, args.duration_s, args.repeats, args.device)
+    if args.torchsynth:
+        rows = compare_torchsynth(
+            args.batch_sizes, args.sample_rate, args.duration_s, args.rounds, args.device
+        )
+    else:
+        rows = run(args.batch_sizes, args.sample_rate, args.duration_s, args.repeats, args.device)
     meta = {
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "torch": torch.__version__,
@@ -104,13 +271,18 @@ def main(argv: list[str] | None = None) -> None:
     print(f"synth throughput (x real time), {meta}")
     if load > 0.5:
         print("warning: the machine was busy before the run; timings are likely pessimistic")
-    print(f"{'B':>5} {'render':>10} {'render+feat':>12} {'fwd+bwd':>10} {'peak MB':>9}")
-    for r in rows:
-        print(
-            f"{r['batch']:>5} {r['render_x_realtime']:>10.0f} "
-            f"{r['render_features_x_realtime']:>12.0f} "
-            f"{r['forward_backward_x_realtime']:>10.0f} {r['peak_rss_mb']:>9.0f}"
-        )
+    if args.torchsynth:
+        print_comparison(rows)
+    else:
+        print(f"{'B':>5} {'render':>10} {'render+feat':>12} {'fwd+bwd':>10} {'peak MB':>9}")
+        for r in rows:
+            print(
+                f"{r['batch']:>5} {r['render_x_realtime']:>10.0f} "
+                f"{r['render_features_x_realtime']:>12.0f} "
+                f"{r['forward_backward_x_realtime']:>10.0f} {r['peak_rss_mb']:>9.0f}"
+            )
+        if importlib.util.find_spec("torchsynth") is None:
+            print(f"(no side-by-side: {TORCHSYNTH_HINT})")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"meta": meta, "rows": rows}, fh, indent=2)

@@ -197,3 +197,117 @@ def test_wavetable_bank_gradcheck(monkeypatch):
         return oscillators._WavetableBank.apply(t, d, s, 20, 4)  # five blocks of four
 
     assert gradcheck(fn, (tables, dt, start), eps=1e-7, atol=1e-5)
+
+
+def test_scaled_fir_values_and_gradcheck():
+    x = torch.randn(9, 3, dtype=F64)
+    gain = torch.rand(3, dtype=F64) + 0.5
+    out, tail = filters._ScaledFIR.apply(x, gain)
+    torch.testing.assert_close(out, filters._binomial_fir(x) * gain)
+    torch.testing.assert_close(tail, x[-4:].flip(0))
+    args = (x.requires_grad_(), gain.requires_grad_())
+    assert gradcheck(filters._ScaledFIR.apply, args)
+
+
+def test_tpt_transition_matches_stepping():
+    g = torch.tensor([0.002, 0.3, 6.0], dtype=F64)
+    k = torch.tensor([0.001, 2.0, 3.9], dtype=F64)
+    trans, _ = filters._tpt_matrices(g, k)
+    torch.testing.assert_close(filters._tpt_transition(g, k), trans)
+
+
+def test_hand_over_maps_invert_each_other():
+    """TPT state <-> free-response numerator <-> section histories round trips."""
+    g = torch.tensor([0.002, 0.05, 0.3, 1.0, 6.0], dtype=F64)
+    k = torch.tensor([0.001, 0.5, 2.0, 3.9, 1.0], dtype=F64)
+    hand = filters._hand_over(g, k)
+    sigma = torch.randn(4, 5, dtype=F64)
+    num = filters._numerator_from_tpt(sigma, hand)
+    torch.testing.assert_close(filters._tpt_from_numerator(num, hand), sigma, rtol=1e-7, atol=0)
+    a1, a2 = stable_biquads(10, F64)
+    a1, a2 = a1.view(2, 5), a2.view(2, 5)
+    hists = filters._histories_from_numerator(num, a1, a2)
+    zero = torch.zeros(4, 5, dtype=F64)
+    back = filters._numerator_from_df(zero, hists[:2], hists[2:], torch.ones(5, dtype=F64), a1, a2)
+    torch.testing.assert_close(back, num)
+
+
+def test_numerator_gives_the_free_response():
+    """The cascade's end state, continued with zero input, rings out as n(z)/(D1 D2)."""
+    a1, a2 = stable_biquads(2, F64)
+    x = torch.randn(32, 1, dtype=F64)
+    gain = torch.tensor([0.7], dtype=F64)
+    full_x = torch.cat([x, torch.zeros(16, 1, dtype=F64)])
+    zero = torch.zeros(1, dtype=F64)
+    w, _ = filters._ScaledFIR.apply(full_x, gain)
+    v = filters._allpole_loop(w, a1[:1], a2[:1], zero, zero, fused=True)
+    y = filters._allpole_loop(v, a1[1:], a2[1:], zero, zero, fused=True)
+    num = filters._numerator_from_df(
+        x[-4:].flip(0), v[30:32].flip(0), y[30:32].flip(0), gain, a1.view(2, 1), a2.view(2, 1)
+    )
+    impulse = torch.zeros(16, 1, dtype=F64)
+    impulse[:4] = num
+    ring = filters._allpole_loop(impulse, a1[:1], a2[:1], zero, zero, fused=True)
+    ring = filters._allpole_loop(ring, a1[1:], a2[1:], zero, zero, fused=True)
+    torch.testing.assert_close(ring, y[32:])
+
+
+def test_sub_blocks_give_the_same_filter(monkeypatch):
+    x = torch.randn(2, 1024, dtype=F64)
+    cutoff = torch.rand(2, 8, dtype=F64) * 4000 + 50
+    res = torch.rand(2, 8, dtype=F64)
+    monkeypatch.setattr(filters, "_MIN_LOOP_ROWS", 1)  # no sub-blocks
+    whole, s_whole = ladder_filter(x, cutoff, res, SR)
+    monkeypatch.setattr(filters, "_MIN_LOOP_ROWS", 1 << 20)  # as many as allowed
+    assert filters._sub_blocks(128, 16, x) == 8
+    split, s_split = ladder_filter(x, cutoff, res, SR)
+    torch.testing.assert_close(split, whole)
+    torch.testing.assert_close(s_split.tpt, s_whole.tpt)
+
+
+def test_ladder_input_gain_scales_the_input():
+    xt = torch.randn(128, 6, dtype=F64, requires_grad=True)
+    cutoff = torch.rand(2, 3, dtype=F64) * 3000 + 100
+    res = torch.rand(2, 3, dtype=F64)
+    gain = torch.tensor([0.5, 2.0], dtype=F64, requires_grad=True)
+    y, s = filters._ladder_filter_blocks(xt, cutoff, res, SR, input_gain=gain)
+    ref, s_ref = filters._ladder_filter_blocks(xt * gain.repeat_interleave(3), cutoff, res, SR)
+    torch.testing.assert_close(y, ref)
+    torch.testing.assert_close(s.tpt, s_ref.tpt)
+    w = torch.randn_like(y)
+    grads = torch.autograd.grad((y * w).sum(), (xt, gain))
+    grads_ref = torch.autograd.grad((ref * w).sum(), (xt, gain))
+    for a, b in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_noisy_drive_equals_soft_clip_and_gradcheck():
+    from aegym.synth.shaper import _NoisyDrive, noisy_drive, soft_clip
+
+    x = torch.randn(3, 4, 5)
+    noise = torch.rand(1, 4, 5) * 2 - 1
+    level = torch.rand(3, 1, 1)
+    drive_db = torch.rand(3) * 24
+    gain = torch.pow(10.0, drive_db / 20.0)[:, None, None]
+    out = noisy_drive(x, noise, level, gain) / torch.tanh(gain)
+    torch.testing.assert_close(out, soft_clip(x + level * noise, drive_db[:, None]))
+    args = [t.double().requires_grad_() for t in (x, noise, level, gain)]
+    assert gradcheck(_NoisyDrive.apply, args)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7])
+def test_allpole_gradcheck_on_the_gpu_path(monkeypatch, n):
+    """The lfilter-based path (GPU) on CPU: same values and gradients as the fused loop."""
+    a1, a2 = stable_biquads(5, F64)
+    args = [
+        torch.randn(n, 5, dtype=F64),
+        a1,
+        a2,
+        torch.randn(5, dtype=F64),
+        torch.randn(5, dtype=F64),
+    ]
+    fused = filters._AllPole.apply(*args)
+    monkeypatch.setattr(filters, "_fused_loops", lambda x: False)
+    for a, b in zip(filters._AllPole.apply(*args), fused, strict=True):
+        torch.testing.assert_close(a, b)
+    assert gradcheck(filters._AllPole.apply, [a.requires_grad_() for a in args])

@@ -24,28 +24,33 @@ without a Python loop over blocks:
 1. *Zero-state pass*: every block is filtered from rest, all blocks in parallel. Within
    a block the filter is LTI, so any realization gives this response; we use the FIR
    numerator ``(1 + z⁻¹)⁴`` and two all-pole biquads (one per conjugate pole pair: well
-   conditioned at any resonance).
+   conditioned at any resonance), both sections' unit-DC gains applied in front.
 2. *State hand-over in TPT coordinates*: the TPT state (four integrator states at signal
-   level, whatever the cutoff) is what carries a note across a coefficient change. Per
-   block, small float64 maps convert the direct-form end state of the zero-state pass to
-   TPT coordinates (by matching 4 samples of zero-input response), and the TPT transition
-   ``A_k^N`` propagates it; a scan over blocks gives every block's start state.
-   (Carrying direct-form histories instead blows up when the cutoff jumps: a history is
-   re-read as a much larger oscillation under the new poles.)
-3. *Corrected pass*: each block's start state, converted to biquad output histories,
-   enters as the history of each section (equivalently, corrections of its first two
-   inputs: exact for an all-pole section).
+   level, whatever the cutoff) is what carries a note across a coefficient change. A
+   state is matched to another realization by its *free-response numerator*: with the
+   input stopped, the output is ``n(z) / D(z)`` with ``n`` of degree 3. For the cascade,
+   ``n`` follows from the FIR tail and the sections' histories; for the TPT ladder,
+   ``n = c Σ_i σ_i Q^{3-i} P^i`` (``Q = G(1 + z⁻¹)``, ``P = 1 - p z⁻¹``), which inverts in
+   closed form (:func:`_tpt_from_numerator`). So each block's zero-state end state maps to
+   TPT coordinates, the TPT transition ``A_k^N`` propagates it, and a scan over blocks
+   gives every block's start state. (Carrying direct-form histories instead blows up
+   when the cutoff jumps: a history is re-read as a much larger oscillation under the
+   new poles.)
+3. *Corrected pass*: each block's start state, converted back to section histories (a
+   triangular solve of the same numerator identity), enters as the history of each
+   section.
 
 Layout and kernels. Blocks are stored time-major, ``[N, B·K]`` (sample n of every block
-is one contiguous row). An all-pole section over many rows runs as one vectorised step
-per sample (:func:`_allpole_loop`, N steps whatever the batch, rounding exactly like
-``lfilter``); over few rows torchaudio's compiled row loop is faster. Both sit in
-:class:`_AllPole`, whose backward is the same recursion run backwards in time. The 4x4
-float64 algebra is stored rows-last (``[4, 4, B·K]``) so every op is elementwise over
-contiguous rows; the block scan is sequential (:class:`_AffineScan`) or log-depth
-(:func:`_prefix_scan`), whichever is faster for the batch.
+is one contiguous row). On CPU an all-pole section runs as one vectorised step per
+sample (:func:`_allpole_loop`, fused multiply-adds, N steps whatever the batch); few
+rows are split into shorter sub-blocks first (:func:`_sub_blocks`), so the loop stays
+short. On GPU torchaudio's compiled row loop runs the rows in parallel. Both sit in
+:class:`_AllPole`, whose backward is the same recursion run backwards in time. The
+per-block algebra is float64 and rows-last (``[4, 4, B·K]``), so every op is
+elementwise over contiguous rows; the block scan is sequential (:class:`_AffineScan`) or
+log-depth (:func:`_prefix_scan`) for a few voices.
 
-Cost: four all-pole passes plus O(blocks) 4x4 algebra; differentiable in the input,
+Cost: four all-pole passes plus O(blocks) algebra; differentiable in the input,
 cutoff and resonance.
 """
 
@@ -263,31 +268,6 @@ def _tpt_matrices(g: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch
     return torch.stack(a_rows), torch.stack(rows)
 
 
-def _df_observability(coef: LadderCoefficients) -> torch.Tensor:
-    """Zero-input outputs (n = 0..3) of the direct-form cascade from its 8-dim state.
-
-    State: ``(x[-1..-4], v[-1], v[-2], y[-1], y[-2])`` where ``v`` is section 1's output.
-    Coefficients ``[R]`` (``a1``/``a2`` ``[R, 2]``); returns rows-last ``[4, 8, R]``.
-    """
-    eye = torch.eye(8, dtype=coef.gain.dtype, device=coef.gain.device)
-    # (1 + z⁻¹)⁴ of the input history alone: w[n] = gain · taps[n] · (x[-1], ..., x[-4]).
-    taps = eye.new_tensor([[4, 6, 4, 1], [6, 4, 1, 0], [4, 1, 0, 0], [1, 0, 0, 0]])
-    taps = torch.nn.functional.pad(taps, (0, 4))
-    v1, v2, y1, y2 = (eye[i, :, None] for i in range(4, 8))
-    gain = coef.gain
-    a10, a11 = coef.a1.unbind(-1)
-    a20, a21 = coef.a2.unbind(-1)
-    norm0, norm1 = 1.0 + a10 + a20, 1.0 + a11 + a21
-    rows = []
-    for n in range(4):
-        w = gain * taps[n, :, None]
-        v = norm0 * w - a10 * v1 - a20 * v2
-        y = norm1 * v - a11 * y1 - a21 * y2
-        rows.append(y)
-        v2, v1, y2, y1 = v1, v, y1, y
-    return torch.stack(rows)
-
-
 class _AffineScan(torch.autograd.Function):
     """States ``s_k = M_k s_{k-1} + e_k`` for k = 0..K-1 from ``s_{-1} = s0``.
 
@@ -368,7 +348,8 @@ class _BinomialFIR(torch.autograd.Function):
 
 
 def _binomial_fir(x: torch.Tensor) -> torch.Tensor:
-    """``(1 + z⁻¹)⁴ x`` along dim 0 (time) from rest."""
+    """``(1 + z⁻¹)⁴ x`` along dim 0 (time) from rest (unscaled; the ladder uses the
+    fused :class:`_ScaledFIR`)."""
     return _BinomialFIR.apply(x)
 
 
@@ -379,22 +360,18 @@ def _allpole_loop(
     h1: torch.Tensor,
     h2: torch.Tensor,
     fused: bool = False,
-    reverse: bool = False,
 ) -> torch.Tensor:
     """``y[n] = x[n] - a1 y[n-1] - a2 y[n-2]`` along dim 0, ``y[-1] = h1``, ``y[-2] = h2``.
 
     One vectorised step per sample over all rows (``x [N, R]``, the rest ``[R]``): with
     many rows each step is cheap, and time-major rows keep every access contiguous.
     Unless ``fused``, products and differences are rounded separately in lfilter's
-    order ``(x - a2 y[n-2]) - a1 y[n-1]``; ``fused`` uses multiply-adds (half the ops)
-    and can run backwards in time (``reverse``, ``y[N] = h1``, ``y[N+1] = h2``).
+    order ``(x - a2 y[n-2]) - a1 y[n-1]``; ``fused`` uses multiply-adds (half the ops).
     """
-    assert fused or not reverse
     y = torch.empty_like(x)
     if fused:
         prev2, prev1 = h2, h1
-        steps = zip(x.unbind(0), y.unbind(0), strict=True)
-        for xn, yn in reversed(list(steps)) if reverse else steps:
+        for xn, yn in zip(x.unbind(0), y.unbind(0), strict=True):
             torch.addcmul(xn, a2, prev2, value=-1.0, out=yn)
             yn.addcmul_(a1, prev1, value=-1.0)
             prev2, prev1 = prev1, yn
@@ -413,6 +390,11 @@ def _allpole_loop(
 # Rows from which the time-step loop beats torchaudio's row-by-row lfilter loop (whose
 # per-sample cost is a dependent chain; the step loop's is one op over all rows).
 _STEP_LOOP_MIN_ROWS = 1024
+
+
+def _fused_loops(x: torch.Tensor) -> bool:
+    """:class:`_AllPole` runs the fused step loop (CPU), else :func:`_allpole` (GPU)."""
+    return x.device.type == "cpu" or _lfilter_core_loop is None
 
 
 def _use_step_loop(x: torch.Tensor) -> bool:
@@ -447,48 +429,99 @@ def _allpole(
     return _allpole_rowwise(x, a1, a2)
 
 
+def _last_two(y: torch.Tensor, h1: torch.Tensor) -> torch.Tensor:
+    """``(y[N-1], y[N-2]) [2, R]`` of ``y [N, R]``, with ``y[-1] = h1``."""
+    if y.shape[0] > 1:
+        return y[-2:].flip(0)
+    return torch.stack([y[0], h1])
+
+
+def _reverse_fused_loop(
+    grad: torch.Tensor | None,
+    grad_tail: torch.Tensor | None,
+    a1: torch.Tensor,
+    a2: torch.Tensor,
+    n: int,
+) -> torch.Tensor:
+    """``λ[m] = g[m] - a1 λ[m+1] - a2 λ[m+2]`` backwards from ``λ[n] = λ[n+1] = 0``,
+    where ``g`` is ``grad`` (``None`` = zeros, never materialised) plus ``grad_tail``
+    ``[2, R]`` at samples ``n-1``, ``n-2`` (the gradient of :func:`_last_two`)."""
+    lam = a1.new_empty(n, *a1.shape)
+    zero = a1.new_zeros(())
+    prev2 = prev1 = zero
+    rows = lam.unbind(0)
+    inputs = grad.unbind(0) if grad is not None else None
+    for m in range(n - 1, -1, -1):
+        src = inputs[m] if inputs is not None else zero
+        if grad_tail is not None and m >= n - 2:
+            src = src + grad_tail[n - 1 - m]
+        out = rows[m]
+        torch.addcmul(src.expand_as(out), a2, prev2, value=-1.0, out=out)
+        out.addcmul_(a1, prev1, value=-1.0)
+        prev2, prev1 = prev1, out
+    return lam
+
+
 class _AllPole(torch.autograd.Function):
     """Row-wise all-pole biquad ``y[n] = x[n] - a1 y[n-1] - a2 y[n-2]`` along dim 0.
 
     ``x [N, R]`` (time-major), ``a1, a2 [R]``, history ``h1 = y[-1]``, ``h2 = y[-2]``
-    ``[R]``. Backward is the transposed recursion run backwards in time,
+    ``[R]`` -> ``(y, (y[N-1], y[N-2]))``: the end state comes out separately, so that a
+    zero-state pass read only there backpropagates without a full-size zero gradient.
+    Backward is the transposed recursion run backwards in time,
     ``λ[n] = g[n] - a1 λ[n+1] - a2 λ[n+2]``, giving ``dL/dx = λ``,
     ``dL/da_j = -Σ_n λ[n] y[n-j]`` and the history gradients from ``λ[0]``, ``λ[1]``.
     """
 
     @staticmethod
     def forward(ctx, x, a1, a2, h1, h2):  # type: ignore[override]
-        y = _allpole(x, a1, a2, h1, h2)
+        if _fused_loops(x):
+            y = _allpole_loop(x, a1, a2, h1, h2, fused=True)
+        else:
+            y = _allpole(x, a1, a2, h1, h2)
         ctx.save_for_backward(a1, a2, h1, h2, y)
-        return y
+        ctx.set_materialize_grads(False)
+        return y, _last_two(y, h1)
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad, grad_tail):  # type: ignore[override]
         a1, a2, h1, h2, y = ctx.saved_tensors
-        if _use_step_loop(grad):
-            zero = torch.zeros_like(h1)
-            lam = _allpole_loop(grad, a1, a2, zero, zero, fused=True, reverse=True)
+        n = y.shape[0]
+        if grad is None and grad_tail is None:
+            return (None,) * 5
+        grad_h1_tail = None
+        if grad_tail is not None and n == 1:  # the tail's second entry is h1
+            grad_h1_tail, grad_tail = grad_tail[1], torch.stack([grad_tail[0], 0 * grad_tail[0]])
+        if grad is not None:
+            grad = grad.contiguous()  # the loops step over contiguous rows
+        if _fused_loops(y):
+            lam = _reverse_fused_loop(grad, grad_tail, a1, a2, n)
         else:
-            lam = _allpole_rowwise(grad.flip(0), a1, a2).flip(0)
+            full = torch.zeros_like(y) if grad is None else grad.clone()
+            if grad_tail is not None:
+                full[-2:] += grad_tail[: min(2, n)].flip(0)
+            lam = _allpole_rowwise(full.flip(0), a1, a2).flip(0)
         # dL/da_j = -Σ_n λ[n] y[n-j], where y[-1] = h1 and y[-2] = h2.
         grad_a1 = -(lam[1:] * y[:-1]).sum(0) - lam[0] * h1
         grad_a2 = -(lam[2:] * y[:-2]).sum(0) - lam[0] * h2
         grad_h1 = -a1 * lam[0]
-        if lam.shape[0] > 1:
+        if n > 1:
             grad_a2 = grad_a2 - lam[1] * h1
             grad_h1 = grad_h1 - a2 * lam[1]
+        if grad_h1_tail is not None:
+            grad_h1 = grad_h1 + grad_h1_tail
         grad_h2 = -a2 * lam[0]
         return lam, grad_a1, grad_a2, grad_h1, grad_h2
 
 
 def _section(
     w: torch.Tensor, a1: torch.Tensor, a2: torch.Tensor, hist: torch.Tensor | None = None
-) -> torch.Tensor:
-    """All-pole biquad per block: ``y[n] = w[n] - a1 y[n-1] - a2 y[n-2]``.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """All-pole biquad per block: ``y[n] = w[n] - a1 y[n-1] - a2 y[n-2]`` -> ``(y, end)``.
 
-    ``w [N, R]`` (time-major, one row per voice and block, already scaled by the unit-DC
-    gain ``1 + a1 + a2``), ``a1, a2 [R]``; ``hist [2, R]`` = (y[-1], y[-2]) of each
-    block (``None`` = from rest).
+    ``w [N, R]`` (time-major, one row per voice and block), ``a1, a2 [R]``;
+    ``hist [2, R]`` = (y[-1], y[-2]) of each block (``None`` = from rest); ``end [2, R]``
+    = (y[N-1], y[N-2]).
     """
     if hist is None:
         zero = torch.zeros_like(a1)
@@ -529,15 +562,245 @@ def ladder_filter(
     return y.T.reshape(bsz, t), state
 
 
+def _tpt_transition(g: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """One-sample TPT transition ``A`` (zero input), rows-last ``[4, 4, R]``.
+
+    Stepping :func:`tpt_step` with ``x = 0`` gives, stage by stage,
+    ``s_i' = p s_i + 2G (input of stage i)`` with the loop input
+    ``u = -(k c / a0) Σ_j G^{3-j} s_j`` (``c = 1/(1+g)``, ``a0 = 1 + k G⁴``), so ``A`` is
+    Toeplitz: ``A[i, j] = d[i - j]`` with
+    ``d[δ] = -2 k c G^{4+δ} / a0 + 2c G^δ [δ > 0] + p [δ = 0]``.
+    """
+    c = 1.0 / (1.0 + g)
+    big_g = g * c
+    powers = [torch.ones_like(g), big_g]
+    for _ in range(6):
+        powers.append(powers[-1] * big_g)
+    loop = (-2.0 * c) * k / (1.0 + k * powers[4])
+    diag = [loop * powers[4 + d] for d in range(-3, 4)]
+    for d in range(1, 4):
+        diag[3 + d] = diag[3 + d] + 2.0 * c * powers[d]
+    diag[3] = diag[3] + (1.0 - g) * c
+    index = torch.arange(4, device=g.device)
+    return torch.stack(diag)[index[:, None] - index[None, :] + 3]
+
+
+class _HandOver(NamedTuple):
+    """Per-row constants of the TPT <-> direct-form hand-over (see :func:`_tpt_from_numerator`).
+
+    ``p`` is the one-pole pole ``(1-g)/(1+g)``, ``cube = 8 c³`` with ``c = 1/(1+g)``, and
+    ``scale [4, R]`` holds ``c G^{3-i} / a0`` (``G = g/(1+g)``, ``a0 = 1 + k G⁴``).
+    """
+
+    p: torch.Tensor
+    cube: torch.Tensor
+    scale: torch.Tensor
+
+
+def _hand_over(g: torch.Tensor, k: torch.Tensor) -> _HandOver:
+    c = 1.0 / (1.0 + g)
+    big_g = g * c
+    a0 = 1.0 + k * big_g**4
+    scale = torch.stack([big_g**3, big_g**2, big_g, torch.ones_like(g)]) * (c / a0)
+    return _HandOver((1.0 - g) * c, 8.0 * c**3, scale)
+
+
+# Future section-1 input from the last four inputs of a block, w_f[j] = Σ_m taps[j, m] x[N-1-m]
+# (the tail of the binomial FIR (1 + z⁻¹)⁴ once the input stops).
+_FIR_TAIL = ((4.0, 6.0, 4.0, 1.0), (6.0, 4.0, 1.0, 0.0), (4.0, 1.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0))
+
+
+def _numerator_from_df(
+    x_end: torch.Tensor,
+    v_end: torch.Tensor,
+    y_end: torch.Tensor,
+    gain: torch.Tensor,
+    a1: torch.Tensor,
+    a2: torch.Tensor,
+) -> torch.Tensor:
+    """Free-response numerator ``n(z) = n0 + n1 z⁻¹ + n2 z⁻² + n3 z⁻³`` of the cascade's
+    state at the end of a block: the output after the block, with the input stopped, is
+    ``n(z) / (D1(z) D2(z))``.
+
+    ``x_end [4, R]`` = ``x[N-1], ..., x[N-4]``, ``v_end``/``y_end [2, R]`` = the sections'
+    last two outputs (``[N-1], [N-2]``), ``gain [R]`` the section-1 input gain, ``a1``/``a2``
+    ``[2, R]``. Section 1 sees ``W(z) + E(z)`` (the FIR tail plus its history as input
+    corrections), section 2 sees ``V(z) + F(z)``, so ``n = W + E + F·D1``.
+    """
+    taps = x_end.new_tensor(_FIR_TAIL)
+    wf = (taps @ x_end) * gain  # [4, R]
+    e0 = -(a1[0] * v_end[0] + a2[0] * v_end[1])
+    e1 = -a2[0] * v_end[0]
+    f0 = -(a1[1] * y_end[0] + a2[1] * y_end[1])
+    f1 = -a2[1] * y_end[0]
+    return torch.stack(
+        [
+            wf[0] + e0 + f0,
+            wf[1] + e1 + f1 + a1[0] * f0,
+            wf[2] + a1[0] * f1 + a2[0] * f0,
+            wf[3] + a2[0] * f1,
+        ]
+    )
+
+
+def _tpt_from_numerator(n: torch.Tensor, hand: _HandOver) -> torch.Tensor:
+    """TPT state ``σ [4, R]`` whose zero-input response has free-response numerator ``n``.
+
+    From the state, the TPT ladder's zero-input output is ``N_σ(z) / D(z)`` with
+    ``N_σ = c Σ_i σ_i Q^{3-i} P^i``, ``Q = G (1 + z⁻¹)``, ``P = 1 - p z⁻¹`` and
+    ``D = P⁴ + k Q⁴ = a0 D1 D2``. With ``τ_i = c G^{3-i} σ_i / a0`` this reads
+    ``Σ_i τ_i (1 + z⁻¹)^{3-i} (1 - p z⁻¹)^i = n(z)``; substituting
+    ``u = (1 - p z⁻¹)/(1 + z⁻¹)`` turns it into the cubic
+    ``Σ_i τ_i u^i = Σ_j n_j (1 - u)^j (u + p)^{3-j} / (1 + p)³``, read off coefficient by
+    coefficient (``1 + p = 2c``): no solve, and well conditioned for any cutoff.
+    """
+    p = hand.p
+    p2 = p * p
+    n0, n1, n2, n3 = n
+    tau = torch.stack(
+        [
+            p2 * p * n0 + p2 * n1 + p * n2 + n3,
+            3.0 * p2 * n0 + (2.0 * p - p2) * n1 + (1.0 - 2.0 * p) * n2 - 3.0 * n3,
+            3.0 * p * n0 + (1.0 - 2.0 * p) * n1 + (p - 2.0) * n2 + 3.0 * n3,
+            n0 - n1 + n2 - n3,
+        ]
+    )
+    return tau / (hand.cube * hand.scale)
+
+
+def _numerator_from_tpt(sigma: torch.Tensor, hand: _HandOver) -> torch.Tensor:
+    """Inverse of :func:`_tpt_from_numerator`: ``n = Σ_i τ_i (1 + z⁻¹)^{3-i} (1 - p z⁻¹)^i``."""
+    p = hand.p
+    p2 = p * p
+    t0, t1, t2, t3 = sigma * hand.scale
+    return torch.stack(
+        [
+            t0 + t1 + t2 + t3,
+            3.0 * t0 + (2.0 - p) * t1 + (1.0 - 2.0 * p) * t2 - 3.0 * p * t3,
+            3.0 * t0 + (1.0 - 2.0 * p) * t1 + (p2 - 2.0 * p) * t2 + 3.0 * p2 * t3,
+            t0 - p * t1 + p2 * t2 - p2 * p * t3,
+        ]
+    )
+
+
+def _histories_from_numerator(n: torch.Tensor, a1: torch.Tensor, a2: torch.Tensor) -> torch.Tensor:
+    """Section histories ``(v[-1], v[-2], y[-1], y[-2]) [4, R]`` (input history zero)
+    whose free response has numerator ``n``: :func:`_numerator_from_df` solved backwards,
+    ``n3 = a2 f1``, ``n2 = a1 f1 + a2 f0``, ``n1 = e1 + f1 + a1 f0``, ``n0 = e0 + f0``."""
+    n0, n1, n2, n3 = n
+    f1 = n3 / a2[0]
+    f0 = (n2 - a1[0] * f1) / a2[0]
+    e1 = n1 - f1 - a1[0] * f0
+    e0 = n0 - f0
+    v1 = -e1 / a2[0]
+    y1 = -f1 / a2[1]
+    return torch.stack([v1, -(e0 + a1[0] * v1) / a2[0], y1, -(f0 + a1[1] * y1) / a2[1]])
+
+
+# Lags and taps of (1 + z⁻¹)⁴ after the first (1).
+_BINOMIAL_TAPS = ((1, 4.0), (2, 6.0), (3, 4.0), (4, 1.0))
+
+
+class _ScaledFIR(torch.autograd.Function):
+    """``gain · (1 + z⁻¹)⁴ x`` along dim 0 (time) from rest, ``x [N, R]``, ``gain [R]``:
+    five multiply-adds into one buffer; the backward is the time-reversed FIR. Also
+    returns the input's last four samples ``x[N-1], ..., x[N-4]`` ``[4, R]`` (zeros
+    before the block), the FIR's end state."""
+
+    @staticmethod
+    def forward(ctx, x, gain):  # type: ignore[override]
+        out = torch.mul(x, gain)
+        n = x.shape[0]
+        for lag, tap in _BINOMIAL_TAPS:
+            if lag < n:
+                out[lag:].addcmul_(x[:-lag], gain, value=tap)
+        ctx.save_for_backward(x, gain)
+        ctx.set_materialize_grads(False)
+        tail = x[-4:].flip(0)
+        return out, torch.nn.functional.pad(tail, (0, 0, 0, 4 - tail.shape[0]))
+
+    @staticmethod
+    def backward(ctx, grad, grad_tail):  # type: ignore[override]
+        x, gain = ctx.saved_tensors
+        n = x.shape[0]
+        if grad is None:
+            acc = torch.zeros_like(x)
+        else:
+            acc = grad.clone(memory_format=torch.contiguous_format)
+            for lag, tap in _BINOMIAL_TAPS:
+                if lag < n:
+                    acc[:-lag].add_(grad[lag:], alpha=tap)
+        grad_gain = (acc * x).sum(0) if ctx.needs_input_grad[1] and grad is not None else None
+        grad_x = acc.mul_(gain) if ctx.needs_input_grad[0] else None
+        if grad_x is not None and grad_tail is not None:
+            rows = min(4, n)
+            grad_x[-rows:] += grad_tail[:rows].flip(0)
+        return grad_x, grad_gain
+
+
+# On CPU, short loops over few rows cost their per-step overhead: control blocks are cut
+# into sub-blocks (same coefficients, 2x, 4x, ... the rows) until the loops run over
+# this many rows, down to sub-blocks of _MIN_SUB_BLOCK samples.
+_MIN_LOOP_ROWS = 2048
+_MIN_SUB_BLOCK = 16
+
+
+def _sub_blocks(block_size: int, rows: int, x: torch.Tensor) -> int:
+    """Sub-blocks per control block for :func:`_ladder_filter_blocks` (a power of two)."""
+    m = 1
+    if not _fused_loops(x):
+        return m
+    while (
+        rows * m < _MIN_LOOP_ROWS
+        and block_size % (2 * m) == 0
+        and block_size // (2 * m) >= _MIN_SUB_BLOCK
+    ):
+        m *= 2
+    return m
+
+
 def _ladder_filter_blocks(
     xt: torch.Tensor,
     cutoff_hz: torch.Tensor,
     resonance: torch.Tensor,
     sample_rate: float,
     state: FilterState | None = None,
+    input_gain: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, FilterState]:
     """:func:`ladder_filter` on time-major blocks: ``xt [N, B·K]`` (column ``b·K + k`` is
-    block k of voice b), ``cutoff_hz``/``resonance`` ``[B, K]`` -> (``[N, B·K]``, state)."""
+    block k of voice b), ``cutoff_hz``/``resonance`` ``[B, K]`` -> (``[N, B·K]``, state).
+    ``input_gain [B]`` filters ``input_gain · x`` (folded into the filter's own gain)."""
+    block_size, rows = xt.shape
+    bsz, nblk = cutoff_hz.shape
+    row_gain = None
+    if input_gain is not None:
+        row_gain = input_gain[:, None].expand(bsz, nblk).reshape(rows)
+    m = _sub_blocks(block_size, rows, xt)
+    if m == 1:
+        return _ladder_core(xt, cutoff_hz, resonance, sample_rate, state, row_gain)
+    # Few rows: m sub-blocks per block, rows (b, k, j); coefficients repeated.
+    sub = block_size // m
+    xs = xt.view(m, sub, rows).permute(1, 2, 0).reshape(sub, rows * m)
+    ys, state = _ladder_core(
+        xs,
+        cutoff_hz.repeat_interleave(m, 1),
+        resonance.repeat_interleave(m, 1),
+        sample_rate,
+        state,
+        None if row_gain is None else row_gain.repeat_interleave(m),
+    )
+    return ys.view(sub, rows, m).permute(2, 0, 1).reshape(block_size, rows), state
+
+
+def _ladder_core(
+    xt: torch.Tensor,
+    cutoff_hz: torch.Tensor,
+    resonance: torch.Tensor,
+    sample_rate: float,
+    state: FilterState | None = None,
+    row_gain: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, FilterState]:
+    """:func:`_ladder_filter_blocks` without sub-blocks (``row_gain [B·K]``)."""
     block_size, rows = xt.shape
     bsz, nblk = cutoff_hz.shape
     state = state or FilterState.zeros(bsz, xt.device, xt.dtype)
@@ -546,42 +809,39 @@ def _ladder_filter_blocks(
     # Per-row coefficients as contiguous [2 sections, R] rows, like the signal.
     a1 = coef.a1.reshape(rows, 2).T.contiguous()
     a2 = coef.a2.reshape(rows, 2).T.contiguous()
-    unit_dc = 1.0 + a1 + a2  # each section's input gain
-    w = _binomial_fir(xt) * coef.gain.reshape(rows) * unit_dc[0]
-    # 1. zero-state pass, every block from rest.
-    v_zs = _section(w, a1[0], a2[0])
-    y_zs = _section(v_zs * unit_dc[1], a1[1], a2[1])
-    # 2. hand-over in TPT coordinates (float64: the 4x4 maps are ill-conditioned at
-    #    low cutoff, but tiny; rows-last [.., R] layout, see _rmm).
+    unit_dc = 1.0 + a1 + a2
+    # Both sections' unit-DC gains go in front (the cascade is linear): section 2 then
+    # filters section 1's output as is.
+    gain = coef.gain.reshape(rows) * unit_dc[0] * unit_dc[1]
+    if row_gain is not None:
+        gain = gain * row_gain
+    w, x_end = _ScaledFIR.apply(xt, gain)
+    # 1. zero-state pass, every block from rest: only its end state is used.
+    v_zs, v_end = _section(w, a1[0], a2[0])
+    _, y_end = _section(v_zs, a1[1], a2[1])
+    # 2. hand-over in TPT coordinates, in float64 (tiny: O(rows)).
     f64 = torch.float64
-    coef64 = LadderCoefficients(
-        coef.gain.to(f64).reshape(rows),
-        coef.a1.to(f64).reshape(rows, 2),
-        coef.a2.to(f64).reshape(rows, 2),
-    )
     g = torch.tan(math.pi * clamp_cutoff(cutoff_hz.to(f64), sample_rate) / sample_rate)
-    trans, obs_tpt = _tpt_matrices(g.reshape(rows), feedback.to(f64).reshape(rows))
-    obs_df = _df_observability(coef64)  # [4, 8, R]
-    end_df = torch.cat([xt[-4:].flip(0), v_zs[-2:].flip(0), y_zs[-2:].flip(0)], 0).to(f64)
-    # DF end state -> TPT end state of the zero-state pass, e = O_tpt⁻¹ O_df end_df.
-    e = torch.linalg.solve(obs_tpt.permute(2, 0, 1), _rmv(obs_df, end_df).T)  # [R, 4]
-    step = _rmatpow(trans, block_size).reshape(4, 4, bsz, nblk)
-    e = e.T.reshape(4, bsz, nblk)
+    g, k = g.reshape(rows), feedback.to(f64).reshape(rows)
+    hand = _hand_over(g, k)
+    a1d, a2d = a1.to(f64), a2.to(f64)
+    ends_df = (t.to(f64) for t in (x_end, v_end, y_end))
+    num = _numerator_from_df(*ends_df, gain.to(f64), a1d, a2d)
+    e = _tpt_from_numerator(num, hand).reshape(4, bsz, nblk)
+    step = _rmatpow(_tpt_transition(g, k), block_size).reshape(4, 4, bsz, nblk)
     s0 = state.tpt.to(f64).T  # [4, B]
-    # TPT state leaving each block, [K, 4, B]. The log-depth scan is faster without
-    # autograd; with it, its backward loses to the sequential scan's beyond a few voices.
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (step, e, s0))
-    if not needs_grad or bsz <= _PARALLEL_SCAN_MAX_BATCH:
+    # TPT state leaving each block, [K, 4, B]: the log-depth scan (fewer, larger steps)
+    # for a few voices, the sequential one beyond.
+    if bsz <= _PARALLEL_SCAN_MAX_BATCH:
         ends = _prefix_scan(step, e, s0).permute(2, 0, 1)
     else:
         ends = _AffineScan.apply(step.permute(3, 0, 1, 2).contiguous(), e.permute(2, 0, 1), s0)
     starts = torch.cat([s0[None], ends[:-1]], 0).permute(1, 2, 0).reshape(4, rows)
-    # 3. corrected pass: TPT start state -> section histories (zero input history).
-    rhs = _rmv(obs_tpt, starts).T
-    hists = torch.linalg.solve(obs_df[:, 4:].permute(2, 0, 1), rhs).to(xt.dtype)
-    hists = hists.T.contiguous()  # [4, R]
-    v = _section(w, a1[0], a2[0], hists[0:2])
-    y = _section(v * unit_dc[1], a1[1], a2[1], hists[2:4])
+    # 3. corrected pass: each block from its TPT start state, as section histories.
+    hists = _histories_from_numerator(_numerator_from_tpt(starts, hand), a1d, a2d)
+    hists = hists.to(xt.dtype)
+    v, _ = _section(w, a1[0], a2[0], hists[0:2])
+    y, _ = _section(v, a1[1], a2[1], hists[2:4])
     return y, FilterState(ends[-1].T.to(xt.dtype))
 
 

@@ -122,23 +122,48 @@ def read_table(table: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
 _BANK_CHUNK_SAMPLES = 1 << 16
 
 
-def _bank_chunk(
-    tables: torch.Tensor, dt: torch.Tensor, start: torch.Tensor, n: torch.Tensor
-) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Per oscillator of a chunk: ``(index, frac, a, b)`` of :func:`read_table` at the
-    phase of :func:`phase_ramp` (the same float ops, so the same values)."""
-    size = tables.shape[-1] - 1
-    reads = []
-    for v in range(tables.shape[1]):
-        pos = torch.mul(n, dt[:, v : v + 1]).add_(start[:, v : v + 1])
-        pos.sub_(pos.floor()).mul_(size)
-        i0 = pos.long().clamp_(0, size - 1)
-        frac = pos.sub_(i0)
-        table = tables[:, v]
-        a = torch.gather(table, 1, i0)
-        b = torch.gather(table, 1, i0 + 1)
-        reads.append((i0, frac, a, b))
-    return reads
+def _entry_pairs(tables: torch.Tensor) -> torch.Tensor:
+    """``tables [B, V, L + 1]`` -> ``[B, V·L]`` words packing the two neighbours
+    ``(t[i], t[i + 1])`` (float32 pairs as float64, float64 pairs as complex128): one
+    ``index_select`` reads both."""
+    pairs = torch.stack([tables[..., :-1], tables[..., 1:]], -1)
+    if tables.dtype == torch.float32:
+        words = pairs.view(torch.float64)[..., 0]
+    else:
+        words = torch.view_as_complex(pairs)
+    return words.reshape(tables.shape[0], -1)
+
+
+def _unpack_pairs(words: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverse of :func:`_entry_pairs` on gathered words -> ``(t[i], t[i + 1])``."""
+    pairs = words.view(dtype) if dtype == torch.float32 else torch.view_as_real(words)
+    pairs = pairs.view(*words.shape, 2)
+    return pairs[..., 0], pairs[..., 1]
+
+
+def _bank_positions(
+    n: torch.Tensor, dt: torch.Tensor, start: torch.Tensor, size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(index, frac)`` of :func:`read_table` at the phase of :func:`phase_ramp`, the
+    index as a float: the same float ops, so the same values (the phase is >= 0, so
+    floor is the truncation ``long()`` does, and float ops are faster than int64 ones).
+    ``n`` and ``dt``/``start`` broadcast to the result's shape."""
+    pos = torch.mul(n, dt).add_(start)
+    pos.sub_(pos.floor()).mul_(size)
+    index = pos.floor().clamp_(max=size - 1)
+    return index, pos.sub_(index)
+
+
+def _bank_chunks(n_osc: int, size: int, n_samples: int) -> int:
+    """Voices per chunk: about _BANK_CHUNK_SAMPLES samples, and few enough tables that
+    a flat entry index stays exact in float32 (< 2**24)."""
+    return max(1, min(_BANK_CHUNK_SAMPLES // n_samples, (1 << 24) // (n_osc * (size + 1))))
+
+
+def _chunk_offsets(rows: int, n_osc: int, stride: int, like: torch.Tensor) -> torch.Tensor:
+    """``[rows, 1]`` start of table 0 of each voice of a chunk in its flat tables, where
+    each table takes ``stride`` entries (add ``v·stride`` for oscillator v)."""
+    return (torch.arange(rows, device=like.device, dtype=like.dtype) * (n_osc * stride))[:, None]
 
 
 class _WavetableBank(torch.autograd.Function):
@@ -147,25 +172,36 @@ class _WavetableBank(torch.autograd.Function):
     recomputes the reads. ``tables [B, V, L+1]``, ``dt = f/fs [B, V]``, ``start [B, V]``
     -> ``[B, T // block, block]`` stored time-major (``[block, B, T // block]`` in memory:
     the layout the block-parallel ladder filter runs on); ``block = T`` is plain ``[B, T]``.
+    Both neighbours of a read come from one ``index_select`` of packed pairs
+    (:func:`_entry_pairs`) at an int32 flat index.
     """
 
     @staticmethod
     def forward(ctx, tables, dt, start, n_samples, block):  # type: ignore[override]
-        bsz = tables.shape[0]
+        bsz, n_osc, size = tables.shape[0], tables.shape[1], tables.shape[-1] - 1
         n_blocks = n_samples // block
         n = torch.arange(n_samples, device=tables.device, dtype=tables.dtype)
         if n_blocks == 1:
             out = tables.new_empty(bsz, 1, n_samples)
         else:
             out = tables.new_empty(block, bsz, n_blocks).permute(1, 2, 0)
-        step = max(1, _BANK_CHUNK_SAMPLES // n_samples)
+        pairs = _entry_pairs(tables)
+        step = _bank_chunks(n_osc, size, n_samples)
         for i in range(0, bsz, step):
             rows = slice(i, i + step)
-            reads = _bank_chunk(tables[rows], dt[rows], start[rows], n)
-            _, frac, a, b = reads[0]
-            acc = torch.lerp(a, b, frac)
-            for _, frac, a, b in reads[1:]:
-                acc.add_(torch.lerp(a, b, frac))
+            words_flat = pairs[rows].reshape(-1)
+            offsets = _chunk_offsets(words_flat.numel() // (n_osc * size), n_osc, size, tables)
+            acc = None
+            for v in range(n_osc):
+                index, frac = _bank_positions(n, dt[rows, v : v + 1], start[rows, v : v + 1], size)
+                flat = index.add_(offsets).add_(v * size).to(torch.int32)
+                words = torch.index_select(words_flat, 0, flat.view(-1)).view(flat.shape)
+                a, b = _unpack_pairs(words, tables.dtype)
+                if acc is None:
+                    acc = torch.lerp(a, b, frac)
+                else:
+                    acc.add_(torch.lerp(a, b, frac))
+            assert acc is not None
             out[rows] = acc.view(-1, n_blocks, block)
         ctx.save_for_backward(tables, dt, start)
         return out
@@ -173,25 +209,34 @@ class _WavetableBank(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         tables, dt, start = ctx.saved_tensors
-        bsz, length = tables.shape[0], tables.shape[-1]
+        bsz, n_osc, size = tables.shape[0], tables.shape[1], tables.shape[-1] - 1
         n_samples = grad.shape[1] * grad.shape[2]
         n = torch.arange(n_samples, device=tables.device, dtype=tables.dtype)
-        grad_tables = torch.zeros_like(tables)
+        grad_tables = tables.new_zeros(tables.shape)  # contiguous: flat views per chunk
         grad_dt = torch.zeros_like(dt)
         grad_start = torch.zeros_like(start)
-        step = max(1, _BANK_CHUNK_SAMPLES // n_samples)
+        pairs = _entry_pairs(tables)
+        step = _bank_chunks(n_osc, size, n_samples)
         for i in range(0, bsz, step):
             rows = slice(i, i + step)
             g = grad[rows].reshape(-1, n_samples)  # a chunk-sized copy if time-major
-            reads = _bank_chunk(tables[rows], dt[rows], start[rows], n)
-            for v, (i0, frac, a, b) in enumerate(reads):
+            words_flat = pairs[rows].reshape(-1)
+            grad_flat = grad_tables[rows].view(-1)
+            offsets = _chunk_offsets(g.shape[0], n_osc, 1, tables)
+            for v in range(n_osc):
+                index, frac = _bank_positions(n, dt[rows, v : v + 1], start[rows, v : v + 1], size)
+                flat = torch.add(index, offsets + v, alpha=size).to(torch.int32)
+                words = torch.index_select(words_flat, 0, flat.view(-1)).view(flat.shape)
+                a, b = _unpack_pairs(words, tables.dtype)
                 # out = a + frac (b - a), frac = φ·L - index, φ = n·dt + start (mod 1)
-                g_phase = (b - a).mul_(g).mul_(length - 1)
+                g_phase = torch.sub(b, a).mul_(g).mul_(size)
                 grad_start[rows, v] = g_phase.sum(-1)
                 grad_dt[rows, v] = torch.mv(g_phase, n)
-                g_b = g * frac
-                grad_tables[rows, v].scatter_add_(1, i0, g - g_b)
-                grad_tables[rows, v].scatter_add_(1, i0.add_(1), g_b)
+                g_b = frac.mul_(g)
+                # Entry i of table (voice, v) sits at (voice·V + v)·(L + 1) + i.
+                flat = index.add_(offsets + v, alpha=size + 1).long().view(-1)
+                grad_flat.scatter_add_(0, flat, torch.sub(g, g_b).view(-1))
+                grad_flat[1:].scatter_add_(0, flat, g_b.view(-1))
         return grad_tables, grad_dt, grad_start, None, None
 
 

@@ -34,7 +34,7 @@ from aegym.synth.oscillators import (
     noise_table,
     read_noise,
 )
-from aegym.synth.shaper import soft_clip
+from aegym.synth.shaper import noisy_drive
 
 NOISE_TABLE_SIZE = 1 << 16
 # The amp envelope is evaluated every AMP_ENV_STEP samples and interpolated linearly in
@@ -188,14 +188,22 @@ class Voice(nn.Module):
         f1 = midi_to_hz(k("pitch_midi"))
         f2 = f1 * torch.pow(2.0, k("osc2_detune_cents") / 1200.0)
         width = k("pulse_width")
-        mix = k("osc_mix")[:, None]
-        tab1 = build_tables(f1, morph_weights(k("osc1_shape")), width, sr) * (1.0 - mix)
-        tab2 = build_tables(f2, morph_weights(k("osc2_shape")), width, sr) * mix
+        mix = k("osc_mix")
+        # Both oscillators' tables in one batched build, [B, 2, L + 1].
+        tables = build_tables(
+            torch.cat([f1, f2]),
+            morph_weights(torch.cat([k("osc1_shape"), k("osc2_shape")])),
+            torch.cat([width, width]),
+            sr,
+        )
+        tables = (
+            tables.view(2, bsz, -1).transpose(0, 1) * torch.stack([1.0 - mix, mix], 1)[..., None]
+        )
         # Audio runs as [B, K, N] control blocks stored time-major ([N, B, K] in memory):
         # the layout of the block-parallel filter, so no transposes until the VCA.
         nblk = n_pad // block
         x, ends = _wavetable_bank_blocks(
-            torch.stack([tab1, tab2], 1),
+            tables,
             torch.stack([f1, f2], 1),
             n_pad,
             sr,
@@ -204,9 +212,11 @@ class Voice(nn.Module):
         )
         end1, end2 = ends.unbind(1)
         noise = read_noise(self.noise, state.noise_pos, n_pad).view(1, nblk, block)
-        x = torch.addcmul(x, k("noise_level")[:, None, None], noise)
-        # Shaper and filter with its envelope at control rate.
-        x = soft_clip(x, k("drive_db")[:, None])
+        # Noise and shaper, soft_clip(x + noise) = tanh(g (x + noise)) / tanh(g): the
+        # division goes into the filter's input gain.
+        drive = torch.pow(10.0, k("drive_db") / 20.0)
+        x = noisy_drive(x, noise, k("noise_level")[:, None, None], drive[:, None, None])
+        # Filter with its envelope at control rate.
         t0 = state.time_s
         off = math.inf if note_off_s is None else note_off_s
         ctrl_t = t0 + torch.arange(n_pad // block, device=x.device, dtype=x.dtype) * (block / sr)
@@ -221,7 +231,9 @@ class Voice(nn.Module):
         cutoff = k("cutoff_hz")[:, None] * torch.pow(2.0, k("filter_env_octaves")[:, None] * fenv)
         res = k("resonance")[:, None].expand_as(cutoff)
         xt = x.permute(2, 0, 1).reshape(block, bsz * nblk)  # a view: already time-major
-        y, fstate = _ladder_filter_blocks(xt, cutoff, res, sr, state.filter)
+        y, fstate = _ladder_filter_blocks(
+            xt, cutoff, res, sr, state.filter, input_gain=1.0 / torch.tanh(drive)
+        )
         # VCA with the output gain folded into its envelope.
         step = AMP_ENV_STEP
         amp_t = t0 + torch.arange(n_pad // step + 1, device=x.device, dtype=x.dtype) * (step / sr)
