@@ -31,7 +31,7 @@ from aegym.envs.policies import AEGradientPolicy, AELawPolicy
 from aegym.envs.scheduler import SIGNAL_NAMES, SchedulerConfig, SchedulerCore
 from agents.common.envs import make_vec_env
 from agents.common.episodes import EpisodeSpec, run_episodes, select_targets
-from agents.hyperparams import ADAM_LR_GRID, ADAM_LR_MULTIPLIER, AE_ALPHA0
+from agents.hyperparams import ADAM_LR_GRID, ADAM_LR_MULTIPLIER, AE_ALPHA0, TRAIN_ENV_KWARGS
 
 #: Names accepted by :func:`make_baseline`.
 BASELINE_NAMES: tuple[str, ...] = ("ae", "random", "static", "adam")
@@ -321,7 +321,7 @@ def tune_adam_lr(
     :param native: use the native batched vector env when available.
     :param env_kwargs: SchedulerGains keyword arguments (``target`` is forced to "train").
     """
-    env_kwargs = {**env_kwargs, "target": "train"}
+    env_kwargs = {**env_kwargs, **TRAIN_ENV_KWARGS}
     env_id = "AEGym/SchedulerGains-v0"
     specs = [
         EpisodeSpec(t, s)

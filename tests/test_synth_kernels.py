@@ -32,16 +32,21 @@ def stable_biquads(rows: int, dtype=torch.float32) -> tuple[torch.Tensor, torch.
     return -2 * radius * torch.cos(angle), radius**2
 
 
-@pytest.mark.parametrize("n", [1, 2, 7])
-def test_allpole_gradcheck(allpole_path, n):
+def allpole_args(n: int) -> list[torch.Tensor]:
+    """Inputs of ``_AllPole``: signal ``[n, 5]``, stable biquad poles, two start states."""
     a1, a2 = stable_biquads(5, F64)
-    args = [
+    return [
         torch.randn(n, 5, dtype=F64),
         a1,
         a2,
         torch.randn(5, dtype=F64),
         torch.randn(5, dtype=F64),
     ]
+
+
+@pytest.mark.parametrize("n", [1, 2, 7])
+def test_allpole_gradcheck(allpole_path, n):
+    args = allpole_args(n)
     assert gradcheck(filters._AllPole.apply, [a.requires_grad_() for a in args])
 
 
@@ -298,14 +303,7 @@ def test_noisy_drive_equals_soft_clip_and_gradcheck():
 @pytest.mark.parametrize("n", [1, 2, 7])
 def test_allpole_gradcheck_on_the_gpu_path(monkeypatch, n):
     """The lfilter-based path (GPU) on CPU: same values and gradients as the fused loop."""
-    a1, a2 = stable_biquads(5, F64)
-    args = [
-        torch.randn(n, 5, dtype=F64),
-        a1,
-        a2,
-        torch.randn(5, dtype=F64),
-        torch.randn(5, dtype=F64),
-    ]
+    args = allpole_args(n)
     fused = filters._AllPole.apply(*args)
     monkeypatch.setattr(filters, "_fused_loops", lambda x: False)
     for a, b in zip(filters._AllPole.apply(*args), fused, strict=True):
