@@ -1,31 +1,54 @@
-"""Composite reward: bounded, smooth, batched and broken down into named terms.
+"""Composite reward: bounded, aligned, batched and broken down into named terms.
 
 The reward of the AE-DDSP design (seed §6)::
 
     R = w_aud · R_aud + w_opt · R_opt + w_pol · R_pol − P
 
 * ``R_aud`` — how close a sound is to its target in feature space: log-mel similarity,
-  centroid and roll-off closeness (in octaves), flatness and peakiness match.
-* ``R_opt`` — health of an inner optimizer: gradient norm under a threshold, "deep
+  centroid and roll-off closeness (in octaves), flatness and peakiness match; plus a
+  success bonus ``aud/success``.
+* ``R_opt`` — health of an optimizer: gradient norm under a threshold, "deep
   resonance" (bounded, coherent ringing of the updates, seed §5) and small updates.
 * ``R_pol`` — shape of a knob trajectory: periodicity and diversity of visited states.
-* ``P`` — safety penalties: RMS loudness over a cap, knob slew over a limit, KL to a
-  reference policy.
+* ``P`` — penalties: RMS loudness over a cap, knob slew over a limit (the two *safety*
+  terms), divergence of an inner optimizer, and a constant cost per step.
 
-Every sub-score ``s`` lies in ``[0, 1]`` (1 = best) and every penalty ``p`` in
-``[0, 1]`` (0 = inside its limit, saturating toward 1); both are built from exponentials,
-sigmoids and ``tanh`` so they are bounded and smooth. Inside a group the sub-scores are combined as
-a weighted mean, so ``R_aud, R_opt, R_pol ∈ [0, 1]``::
+Every sub-score ``s`` lies in ``[0, 1]`` (1 = best) and every penalty ``p`` in ``[0, 1]``
+(0 = inside its limit, saturating toward 1), built from exponentials, sigmoids and
+``tanh`` so they are bounded and smooth.
 
-    R_g = Σ_i w_g,i · s_i / Σ_i w_g,i
+**Alignment (v1).** A benchmark reward must pay most for solving the task fastest, never
+for hovering near the goal. So the terms enter the total as follows (``c_i`` the term's
+coefficient, :attr:`RewardConfig.term_coefficients`):
 
-The breakdown stores each weighted contribution under the signal's name: ``aud/mel``
-holds ``w_aud · w_aud_mel / Σ_i w_aud,i · s_mel`` and ``pen/loudness`` holds
-``−w_pen_loudness · p_loudness`` (penalties are stored *negative*), so the terms add up
-to the total. Optional inputs (optimizer statistics, knob trajectory, knob move, KL)
-that are not given contribute exactly 0 to their terms — groups are *not*
-renormalized — so knob-control environments without an inner optimizer can use the same
-reward (set ``w_opt = 0`` to keep the top of the range reachable).
+=====================  =====================================  ===================
+term                   contribution per step                  range
+=====================  =====================================  ===================
+``aud/*`` improvement  ``c_i · (s_i(t) − s_i(t−1))``           ``[−c_i, c_i]``
+``aud/*`` cost         ``c_i · (s_i(t) − 1)``                  ``[−c_i, 0]``
+``aud/success``        ``success_bonus`` on a success step     ``{0, bonus}``
+``opt/*``, ``pol/*``   ``−c_i · (1 − s_i)`` (a shortfall)      ``[−c_i, 0]``
+``pen/*``              ``−w_pen · p``                          ``[−w_pen, 0]``
+``pen/time``           ``−w_pen_time``                         constant
+=====================  =====================================  ===================
+
+In ``audio_mode="improvement"`` (episodic envs that terminate on success) the audio
+terms are a potential difference: they telescope to ``w_aud · (S_T − S_0)`` over an
+episode, and a success step counts ``S = 1``, so every successful episode collects the
+same ``w_aud · (1 − S_0)``. Hovering or wiggling near the target earns nothing from them,
+and every other term is a cost. A policy that succeeds at step ``T`` therefore earns more
+than any policy that never succeeds within the same horizon whenever
+``success_bonus > (a − w_pen_time) · T``, with ``a`` the largest cost per step
+(:meth:`CompositeReward.max_step_cost`): :meth:`CompositeReward.aligned_steps` gives that
+``T``. Among successful policies the faster one wins (fewer costly steps).
+
+In ``audio_mode="cost"`` (tracking envs with no termination) the audio terms are a
+shortfall from a perfect match and ``aud/success`` pays on every step on target; when
+``success_bonus > w_aud + a`` a step on target always beats a step off it.
+
+The breakdown stores each weighted contribution under the term's name, so the terms add
+up to the total. An env chooses which terms it uses (``terms=``): the reward never holds
+a term that is always 0.
 
 All functions take ``[B, ...]`` tensors and return ``[B]`` tensors on the inputs'
 device. Non-finite optimizer statistics (a diverged inner optimizer) count as the worst
@@ -35,8 +58,9 @@ case instead of propagating NaN.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 
@@ -45,10 +69,15 @@ from aegym.features import Features, spectral_distance
 
 #: Names of every term, in the order they are stored and summed.
 AUDIO_TERMS = ("aud/mel", "aud/centroid", "aud/rolloff", "aud/flatness", "aud/peakiness")
+SUCCESS_TERM = "aud/success"
 OPTIMIZER_TERMS = ("opt/grad_norm", "opt/resonance", "opt/update_norm")
 POLICY_TERMS = ("pol/periodicity", "pol/diversity")
-PENALTY_TERMS = ("pen/loudness", "pen/slew", "pen/kl")
-TERM_NAMES = AUDIO_TERMS + OPTIMIZER_TERMS + POLICY_TERMS + PENALTY_TERMS
+#: Penalties that mark an unsafe sound or move (what counts as a safety violation).
+SAFETY_TERMS = ("pen/loudness", "pen/slew")
+PENALTY_TERMS = (*SAFETY_TERMS, "pen/divergence", "pen/time")
+TERM_NAMES = (*AUDIO_TERMS, SUCCESS_TERM, *OPTIMIZER_TERMS, *POLICY_TERMS, *PENALTY_TERMS)
+
+AudioMode = Literal["improvement", "cost"]
 
 #: Shortest window (steps) for the autocorrelation-based scores.
 MIN_WINDOW = 4
@@ -66,11 +95,19 @@ def _check_nonneg(name: str, value: float) -> float:
 class RewardConfig:
     """Weights and scales of the composite reward (see the module docstring).
 
-    Group weights (>= 0):
+    How the terms enter the total:
+
+    :param audio_mode: ``"improvement"`` (audio terms as the change of each sub-score,
+        episodic envs) or ``"cost"`` (as its shortfall from 1, tracking envs); see the
+        module docstring.
+    :param success_bonus: ``aud/success`` on a success step (>= 0).
+
+    Group weights (>= 0): the largest amount a group can pay (improvement) or cost per
+    step:
 
     :param w_aud: weight of ``R_aud``.
-    :param w_opt: weight of ``R_opt``.
-    :param w_pol: weight of ``R_pol``.
+    :param w_opt: weight of ``R_opt`` (a cost: the shortfall of its sub-scores from 1).
+    :param w_pol: weight of ``R_pol`` (a cost, likewise).
 
     Relative sub-term weights inside a group (>= 0; normalized by the group's sum):
 
@@ -89,7 +126,12 @@ class RewardConfig:
 
     :param w_pen_loudness: RMS loudness over the cap.
     :param w_pen_slew: knob slew over the limit.
-    :param w_pen_kl: KL to a reference policy.
+    :param w_pen_divergence: an inner optimizer diverged this step.
+    :param w_pen_time: constant cost of every step (the clock).
+    :param violation_tolerance: a safety penalty (:data:`SAFETY_TERMS`) counts as a
+        violation only when its raw value exceeds this (1e-3: loudness more than
+        0.19 dB over the cap, a knob move 0.0032 over the slew limit at the default
+        softness), so float rounding at a limit is never a violation.
 
     Scales:
 
@@ -122,12 +164,14 @@ class RewardConfig:
     :param slew_limit_unit: largest per-step knob move (normalized knob units) that is
         free.
     :param slew_softness_unit: slew excess where a single knob's penalty is ``tanh(1)``.
-    :param kl_scale_nats: KL (nats) where the KL penalty is ``tanh(1)``.
     """
 
+    audio_mode: AudioMode = "improvement"
+    success_bonus: float = 10.0
+
     w_aud: float = 1.0
-    w_opt: float = 0.5
-    w_pol: float = 0.5
+    w_opt: float = 0.02
+    w_pol: float = 0.02
 
     w_aud_mel: float = 2.0
     w_aud_centroid: float = 1.0
@@ -140,9 +184,11 @@ class RewardConfig:
     w_pol_periodicity: float = 1.0
     w_pol_diversity: float = 1.0
 
-    w_pen_loudness: float = 1.0
-    w_pen_slew: float = 0.5
-    w_pen_kl: float = 0.5
+    w_pen_loudness: float = 0.05
+    w_pen_slew: float = 0.02
+    w_pen_divergence: float = 1.0
+    w_pen_time: float = 0.01
+    violation_tolerance: float = 1e-3
 
     mel_distance_scale: float = 3.0
     centroid_scale_oct: float = 1.0
@@ -161,9 +207,8 @@ class RewardConfig:
     diversity_scale_unit: float = 0.15
     loudness_cap_dbfs: float = -6.0
     loudness_softness_db: float = 6.0
-    slew_limit_unit: float = 0.1
+    slew_limit_unit: float = 0.05
     slew_softness_unit: float = 0.1
-    kl_scale_nats: float = 1.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -184,7 +229,6 @@ class RewardConfig:
             "diversity_scale_unit",
             "loudness_softness_db",
             "slew_softness_unit",
-            "kl_scale_nats",
         ):
             check_positive(name, getattr(self, name))
         check_range("flatness_floor", self.flatness_floor, 1e-12, 0.5)
@@ -192,28 +236,55 @@ class RewardConfig:
         check_range("periodicity_max_lag_fraction", self.periodicity_max_lag_fraction, 0.1, 0.9)
         check_range("loudness_cap_dbfs", self.loudness_cap_dbfs, -120.0, 20.0)
         _check_nonneg("slew_limit_unit", self.slew_limit_unit)
+        _check_nonneg("success_bonus", self.success_bonus)
+        check_range("violation_tolerance", self.violation_tolerance, 0.0, 1.0)
+        if self.audio_mode not in ("improvement", "cost"):
+            raise ValueError(f"audio_mode must be 'improvement' or 'cost', got {self.audio_mode!r}")
+
+    def coefficients(self, terms: Sequence[str] = TERM_NAMES) -> dict[str, float]:
+        """``c_name`` (>= 0) of every term in ``terms``: how much it can pay or cost.
+
+        Groups: ``c = w_g · w_g,i / Σ_j w_g,j`` with the sum over the group's terms that
+        are in ``terms`` (0 when those weights sum to 0), so ``w_g`` stays the group's
+        largest contribution per step whichever of its terms an env uses. Penalties:
+        ``c = w_pen_i``; ``aud/success``: ``success_bonus``.
+        """
+        check_terms(terms)
+        groups = {"aud": (self.w_aud, AUDIO_TERMS), "opt": (self.w_opt, OPTIMIZER_TERMS)}
+        groups["pol"] = (self.w_pol, POLICY_TERMS)
+        coeffs: dict[str, float] = {}
+        for w_group, names in groups.values():
+            used = [n for n in names if n in terms]
+            sub = [getattr(self, "w_" + n.replace("/", "_")) for n in used]
+            total = sum(sub)
+            for name, w in zip(used, sub, strict=True):
+                coeffs[name] = w_group * w / total if total > 0 else 0.0
+        for name in PENALTY_TERMS:
+            if name in terms:
+                coeffs[name] = getattr(self, "w_" + name.replace("/", "_"))
+        if SUCCESS_TERM in terms:
+            coeffs[SUCCESS_TERM] = self.success_bonus
+        return {n: coeffs[n] for n in TERM_NAMES if n in terms}
 
     @property
     def term_coefficients(self) -> dict[str, float]:
-        """``c_name`` with ``terms[name] = c_name · raw[name]`` for every term.
+        """:meth:`coefficients` of every term."""
+        return self.coefficients()
 
-        Rewards: ``c = w_g · w_g,i / Σ_j w_g,j`` (0 when the group's weights sum to 0).
-        Penalties: ``c = −w_pen_i``.
-        """
-        groups = {
-            "aud": (self.w_aud, AUDIO_TERMS),
-            "opt": (self.w_opt, OPTIMIZER_TERMS),
-            "pol": (self.w_pol, POLICY_TERMS),
-        }
-        coeffs: dict[str, float] = {}
-        for w_group, names in groups.values():
-            sub = [getattr(self, "w_" + n.replace("/", "_")) for n in names]
-            total = sum(sub)
-            for name, w in zip(names, sub, strict=True):
-                coeffs[name] = w_group * w / total if total > 0 else 0.0
-        for name in PENALTY_TERMS:
-            coeffs[name] = -getattr(self, "w_" + name.replace("/", "_"))
-        return coeffs
+
+def check_terms(terms: Sequence[str]) -> tuple[str, ...]:
+    """``terms`` validated: known names (:data:`TERM_NAMES`), no duplicates, every
+    audio sub-score (they form one similarity)."""
+    names = tuple(terms)
+    unknown = [t for t in names if t not in TERM_NAMES]
+    if unknown:
+        raise ValueError(f"unknown reward terms {unknown}; known: {list(TERM_NAMES)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"reward terms have duplicates: {names}")
+    missing = [t for t in AUDIO_TERMS if t not in names]
+    if missing:
+        raise ValueError(f"reward terms must include every audio term, missing {missing}")
+    return names
 
 
 class RewardBounds(NamedTuple):
@@ -226,24 +297,31 @@ class RewardBounds(NamedTuple):
 class RewardOutput(NamedTuple):
     """Result of :class:`CompositeReward`.
 
-    :param total: ``[B]`` total reward, equal to the sum of ``terms`` (same order as
-        :data:`TERM_NAMES`).
-    :param terms: weighted contribution of every term, ``[B]`` each; penalties are
-        negative (``pen/* = −w_pen · p``).
-    :param raw: unweighted values, ``[B]`` each: sub-scores in ``[0, 1]`` and penalties
-        in ``[0, 1]`` (positive). Missing optional inputs give 0.
+    :param total: ``[B]`` total reward, equal to the sum of ``terms``.
+    :param terms: weighted contribution of every term the reward uses (in the order of
+        :data:`TERM_NAMES`), ``[B]`` each; costs and penalties are <= 0.
+    :param raw: unweighted values of the same terms, ``[B]`` each: sub-scores in
+        ``[0, 1]`` (1 = best), penalties in ``[0, 1]`` (0 = inside the limit),
+        ``aud/success`` and ``pen/divergence`` 0 or 1, ``pen/time`` 1.
+    :param audio_scores: the audio sub-scores of this state (``aud/*`` in ``[0, 1]``),
+        what the next step's improvement is measured from.
+    :param violation: ``[B]`` bool, a safety penalty (:data:`SAFETY_TERMS`) above
+        ``violation_tolerance``.
     """
 
     total: torch.Tensor
     terms: dict[str, torch.Tensor]
     raw: dict[str, torch.Tensor]
+    audio_scores: dict[str, torch.Tensor]
+    violation: torch.Tensor
 
     def group_total(self, group: str) -> torch.Tensor:
         """Sum of the weighted terms of one group (``"aud"``, ``"opt"``, ``"pol"``,
         ``"pen"``), ``[B]``."""
         names = [n for n in self.terms if n.split("/")[0] == group]
         if not names:
-            raise ValueError(f"group must be one of aud, opt, pol, pen; got {group!r}")
+            groups = sorted({n.split("/")[0] for n in self.terms})
+            raise ValueError(f"group must be one of {groups}; got {group!r}")
         return torch.stack([self.terms[n] for n in names]).sum(0)
 
 
@@ -547,10 +625,7 @@ def policy_terms(knob_trajectory: torch.Tensor, cfg: RewardConfig) -> dict[str, 
 
 
 def penalties(
-    loudness_db: torch.Tensor,
-    knob_delta: torch.Tensor | None,
-    cfg: RewardConfig,
-    kl: torch.Tensor | None = None,
+    loudness_db: torch.Tensor, knob_delta: torch.Tensor | None, cfg: RewardConfig
 ) -> dict[str, torch.Tensor]:
     """Safety penalties, each ``[B]`` in [0, 1]: exactly 0 inside the limit, growing
     smoothly (zero slope at the limit) and monotonically outside it.
@@ -558,33 +633,21 @@ def penalties(
     * ``pen/loudness`` ``tanh((relu(L − loudness_cap_dbfs) / loudness_softness_db)²)``
       for the RMS loudness ``L`` in dBFS (``loudness_db [B]``).
     * ``pen/slew`` ``tanh(Σ_k (relu(|δ_k| − slew_limit_unit) / slew_softness_unit)²)``
-      for this step's knob move ``δ`` (``knob_delta [B, K]``, normalized units); 0 when
-      ``knob_delta`` is None.
-    * ``pen/kl`` ``tanh(relu(KL) / kl_scale_nats)`` (``kl [B]``, nats); 0 when ``kl`` is
-      None.
+      for this step's knob move ``δ`` (``knob_delta [B, K]``, normalized units); left
+      out when ``knob_delta`` is None.
 
-    Non-finite loudness or KL counts as maximal (penalty → 1).
+    Non-finite loudness counts as maximal (penalty → 1).
     """
     check_tensor("loudness_db", loudness_db, ndim=1, finite=False)
     batch = loudness_db.shape[0]
     loud = torch.nan_to_num(_float(loudness_db), nan=_HUGE, posinf=_HUGE, neginf=-_HUGE)
     excess_db = torch.relu(loud - cfg.loudness_cap_dbfs).clamp_max(_HUGE)
-    zeros = loud.new_zeros(batch)
     out = {"pen/loudness": torch.tanh((excess_db / cfg.loudness_softness_db).square())}
-    if knob_delta is None:
-        out["pen/slew"] = zeros
-    else:
+    if knob_delta is not None:
         check_tensor("knob_delta", knob_delta, ndim=2)
         _check_batch("knob_delta", knob_delta, batch)
         excess = torch.relu(_float(knob_delta).abs() - cfg.slew_limit_unit)
         out["pen/slew"] = torch.tanh((excess / cfg.slew_softness_unit).square().sum(-1))
-    if kl is None:
-        out["pen/kl"] = zeros
-    else:
-        check_tensor("kl", kl, ndim=1, finite=False)
-        _check_batch("kl", kl, batch)
-        kl_ = torch.nan_to_num(_float(kl), nan=_HUGE, posinf=_HUGE, neginf=0.0)
-        out["pen/kl"] = torch.tanh(torch.relu(kl_) / cfg.kl_scale_nats)
     return {k: torch.nan_to_num(v, nan=1.0).clamp(0.0, 1.0) for k, v in out.items()}
 
 
@@ -592,84 +655,181 @@ def penalties(
 # composite
 
 
+#: The input each term reads; an env that uses a term must pass it on every call.
+TERM_INPUTS: dict[str, str] = {
+    SUCCESS_TERM: "success",
+    "opt/grad_norm": "grad_norms",
+    "opt/resonance": "updates",
+    "opt/update_norm": "updates",
+    "pol/periodicity": "knob_trajectory",
+    "pol/diversity": "knob_trajectory",
+    "pen/slew": "knob_delta",
+    "pen/divergence": "diverged",
+}
+
+
 class CompositeReward:
     """``R = w_aud·R_aud + w_opt·R_opt + w_pol·R_pol − P``, batched, with a breakdown.
 
-    Call with the features of the produced sound and of its target; every other input
-    is optional and, when missing, its terms are exactly 0 (not renormalized):
+    :param config: weights, scales and the audio mode; defaults to ``RewardConfig()``.
+    :param terms: the terms this reward uses (:data:`TERM_NAMES` order is kept); every
+        audio sub-score is required. Each other term reads one input of :meth:`__call__`
+        (:data:`TERM_INPUTS`), which must then be given on every call.
 
     ========================  ================  ==========================================
     input                     shape             terms
     ========================  ================  ==========================================
     ``pred_features``         batch ``B``       ``aud/*``, ``pen/loudness`` (its RMS)
     ``target_features``       batch ``B`` or 1  ``aud/*``
+    ``previous_audio``        ``[B]`` each      ``aud/*`` in improvement mode: the
+                                                previous state's :attr:`~RewardOutput.
+                                                audio_scores` (or :meth:`audio_scores`)
+    ``success``               ``[B]`` bool      ``aud/success``
     ``grad_norms``            ``[B, W]``        ``opt/grad_norm``
     ``updates``               ``[B, W(, D)]``   ``opt/resonance``, ``opt/update_norm``
     ``knob_trajectory``       ``[B, W, K]``     ``pol/periodicity``, ``pol/diversity``
     ``knob_delta``            ``[B, K]``        ``pen/slew``
-    ``kl``                    ``[B]``           ``pen/kl``
+    ``diverged``              ``[B]`` bool      ``pen/divergence``
     ========================  ================  ==========================================
 
-    ``updates`` are update norms ``[B, W]`` or update vectors ``[B, W, D]`` of the inner
-    optimizer over its last ``W >= 4`` steps; ``knob_trajectory`` needs ``W >= 4`` and
-    normalized knob units, as does ``knob_delta``.
-
-    :param config: weights and scales; defaults to ``RewardConfig()``.
+    ``updates`` are update norms ``[B, W]`` or update vectors ``[B, W, D]`` over the last
+    ``W >= 4`` steps; ``knob_trajectory`` needs ``W >= 4`` and normalized knob units, as
+    does ``knob_delta``.
     """
 
-    def __init__(self, config: RewardConfig | None = None) -> None:
+    def __init__(self, config: RewardConfig | None = None, terms: Sequence[str] = TERM_NAMES):
         self.config = config or RewardConfig()
+        if not isinstance(self.config, RewardConfig):
+            raise TypeError(f"config must be a RewardConfig, got {type(self.config).__name__}")
+        self.terms = tuple(n for n in TERM_NAMES if n in check_terms(terms))
+        self.coefficients = self.config.coefficients(self.terms)
+
+    def audio_scores(self, pred: Features, target: Features) -> dict[str, torch.Tensor]:
+        """The audio sub-scores ``aud/*`` of ``pred`` against ``target`` (see
+        :func:`audio_terms`), the potential that improvement mode differences."""
+        return audio_terms(pred, target, self.config)
+
+    def max_step_cost(self) -> float:
+        """``a``: the most the non-audio terms can cost in one step of an episode that
+        does not diverge (``opt/*``, ``pol/*``, safety penalties and ``pen/time``)."""
+        skip = (*AUDIO_TERMS, SUCCESS_TERM, "pen/divergence")
+        return float(sum(c for n, c in self.coefficients.items() if n not in skip))
+
+    def aligned_steps(self) -> float:
+        """``T*``: a policy that succeeds within ``T*`` steps earns more than any policy
+        that does not succeed within the same horizon (improvement mode, see the module
+        docstring): ``success_bonus / (a − w_pen_time)``, ``inf`` when nothing but the
+        clock costs. Without ``aud/success`` or in cost mode the bound does not apply."""
+        if SUCCESS_TERM not in self.terms or self.config.audio_mode != "improvement":
+            raise ValueError("aligned_steps needs aud/success and audio_mode='improvement'")
+        clock = self.coefficients.get("pen/time", 0.0)
+        extra = self.max_step_cost() - clock
+        return math.inf if extra <= 0 else self.config.success_bonus / extra
 
     def bounds(self) -> RewardBounds:
-        """``low = −(w_pen_loudness + w_pen_slew + w_pen_kl)`` (approached as
-        every ``tanh`` penalty saturates) and ``high = Σ_g w_g`` over groups whose sub-weights
-        are not all 0 (reached when every sub-score is 1, which needs all inputs)."""
-        coeffs = self.config.term_coefficients
-        low = sum(c for c in coeffs.values() if c < 0)
-        high = sum(c for c in coeffs.values() if c > 0)
-        return RewardBounds(float(low), float(high))
+        """Range of one step's total: every cost at its maximum and the audio at its
+        worst (``low``), the audio at its best with the success bonus (``high``)."""
+        c = self.coefficients
+        costs = sum(v for n, v in c.items() if n != SUCCESS_TERM)
+        audio = sum(c[n] for n in AUDIO_TERMS)
+        gain = audio if self.config.audio_mode == "improvement" else 0.0
+        high = gain + c.get(SUCCESS_TERM, 0.0) - c.get("pen/time", 0.0)
+        return RewardBounds(-float(costs), float(high))
 
     def __call__(
         self,
         pred_features: Features,
         target_features: Features,
         *,
+        previous_audio: dict[str, torch.Tensor] | None = None,
+        success: torch.Tensor | None = None,
         grad_norms: torch.Tensor | None = None,
         updates: torch.Tensor | None = None,
         knob_trajectory: torch.Tensor | None = None,
         knob_delta: torch.Tensor | None = None,
-        kl: torch.Tensor | None = None,
+        diverged: torch.Tensor | None = None,
     ) -> RewardOutput:
         cfg = self.config
-        raw = audio_terms(pred_features, target_features, cfg)
-        batch = pred_features.centroid_hz.shape[0]
-        zeros = raw["aud/mel"].new_zeros(batch)
-        for name, value in (
-            ("grad_norms", grad_norms),
-            ("updates", updates),
-            ("knob_trajectory", knob_trajectory),
-        ):
+        given = {
+            "success": success,
+            "grad_norms": grad_norms,
+            "updates": updates,
+            "knob_trajectory": knob_trajectory,
+            "knob_delta": knob_delta,
+            "diverged": diverged,
+        }
+        for name, value in given.items():
+            users = [t for t in self.terms if TERM_INPUTS.get(t) == name]
+            if users and value is None:
+                raise ValueError(f"{name} is required by the reward terms {users}")
+            if value is not None and not users:
+                raise ValueError(
+                    f"{name} was given but no reward term reads it (terms: {list(self.terms)})"
+                )
+        scores = audio_terms(pred_features, target_features, cfg)
+        batch = scores["aud/mel"].shape[0]
+        zeros = scores["aud/mel"].new_zeros(batch)
+        for name in ("grad_norms", "updates", "knob_trajectory"):
+            value = given[name]
             if value is not None:
                 if not isinstance(value, torch.Tensor) or value.ndim < 2:
                     raise ValueError(f"{name} must be a [B, W, ...] tensor")
                 _check_batch(name, value, batch)
-        raw["opt/grad_norm"] = zeros if grad_norms is None else grad_norm_score(grad_norms, cfg)
-        if updates is None:
-            raw["opt/resonance"] = raw["opt/update_norm"] = zeros
-        else:
+        flags = {}
+        for name in ("success", "diverged"):
+            value = given[name]
+            if value is not None:
+                if not isinstance(value, torch.Tensor) or value.ndim != 1:
+                    raise ValueError(f"{name} must be a [B] bool tensor, got {value!r}")
+                _check_batch(name, value, batch)
+                flags[name] = value.to(device=zeros.device, dtype=torch.bool)
+
+        raw: dict[str, torch.Tensor] = dict(scores)
+        if SUCCESS_TERM in self.terms:
+            raw[SUCCESS_TERM] = flags["success"].to(zeros.dtype)
+        if grad_norms is not None:
+            raw["opt/grad_norm"] = grad_norm_score(grad_norms, cfg)
+        if updates is not None:
             raw["opt/resonance"] = resonance_score(updates, cfg)
             raw["opt/update_norm"] = update_norm_score(updates, cfg)
-        if knob_trajectory is None:
-            raw["pol/periodicity"] = raw["pol/diversity"] = zeros
-        else:
+        if knob_trajectory is not None:
             raw.update(policy_terms(knob_trajectory, cfg))
-        raw.update(penalties(pred_features.loudness_db, knob_delta, cfg, kl))
+        raw.update(penalties(pred_features.loudness_db, knob_delta, cfg))
+        if "pen/divergence" in self.terms:
+            raw["pen/divergence"] = flags["diverged"].to(zeros.dtype)
+        raw["pen/time"] = torch.ones_like(zeros)
 
-        coeffs = cfg.term_coefficients
-        raw = {name: raw[name].to(zeros.dtype) for name in TERM_NAMES}
-        terms = {name: coeffs[name] * raw[name] for name in TERM_NAMES}
+        c = self.coefficients
+        terms: dict[str, torch.Tensor] = {}
+        if cfg.audio_mode == "improvement":
+            if previous_audio is None:
+                raise ValueError("previous_audio is required in audio_mode='improvement'")
+            # A success step counts as a perfect match: every successful episode
+            # collects the same audio total, so only speed and costs separate them.
+            reached = flags.get("success")
+            for n in AUDIO_TERMS:
+                prev = previous_audio[n].to(zeros)
+                now = scores[n] if reached is None else torch.where(reached, 1.0, scores[n])
+                terms[n] = c[n] * (now - prev)
+        else:
+            for n in AUDIO_TERMS:
+                terms[n] = c[n] * (scores[n] - 1.0)
+        for n in self.terms:
+            if n in AUDIO_TERMS:
+                continue
+            r = raw[n].to(zeros.dtype)
+            if n == SUCCESS_TERM:
+                terms[n] = c[n] * r
+            elif n.startswith("pen/"):
+                terms[n] = -c[n] * r
+            else:
+                terms[n] = -c[n] * (1.0 - r)
+        terms = {n: terms[n] for n in self.terms}
+        raw = {n: raw[n].to(zeros.dtype) for n in self.terms}
         total = torch.stack(list(terms.values())).sum(0)
-        return RewardOutput(total, terms, raw)
+        unsafe = [raw[n] > cfg.violation_tolerance for n in SAFETY_TERMS if n in raw]
+        violation = torch.stack(unsafe).any(0) if unsafe else torch.zeros_like(zeros, dtype=bool)
+        return RewardOutput(total, terms, raw, scores, violation)
 
 
 __all__ = [
@@ -678,13 +838,18 @@ __all__ = [
     "OPTIMIZER_TERMS",
     "PENALTY_TERMS",
     "POLICY_TERMS",
+    "SAFETY_TERMS",
+    "SUCCESS_TERM",
+    "TERM_INPUTS",
     "TERM_NAMES",
+    "AudioMode",
     "CompositeReward",
     "ResonanceFactors",
     "RewardBounds",
     "RewardConfig",
     "RewardOutput",
     "audio_terms",
+    "check_terms",
     "detrend",
     "diversity_score",
     "grad_norm_score",

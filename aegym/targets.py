@@ -647,6 +647,7 @@ def resolve_targets(
     duration_s: float = 1.0,
     seed: int | None = None,
     n_random: int = 64,
+    kinds: Sequence[str] | None = None,
 ) -> TargetSet:
     """Turn an env's ``target`` argument into a :class:`TargetSet`.
 
@@ -663,6 +664,10 @@ def resolve_targets(
 
     Set names take precedence over same-named relative paths; pass a ``Path`` to force
     a path.
+
+    ``kinds`` (e.g. ``("in_domain",)``) reduces a *named* set to the targets of those
+    kinds, in order (an env tier that evaluates on reachable targets only); other specs
+    are returned whole, for the caller to check.
 
     :raises ValueError: anything else, listing what is allowed.
     """
@@ -684,7 +689,13 @@ def resolve_targets(
             )
         return spec
     if isinstance(spec, str) and spec in TARGET_SETS:
-        return make_target_set(spec, sample_rate=sample_rate, duration_s=duration_s)
+        named = make_target_set(spec, sample_rate=sample_rate, duration_s=duration_s)
+        if kinds is None:
+            return named
+        chosen = tuple(t for t in named if t.kind in tuple(kinds))
+        if not chosen:
+            raise ValueError(f"set {spec!r} has no targets of kind {list(kinds)}")
+        return TargetSet(named.name, named.version, named.split, chosen, named.seed)
     if isinstance(spec, os.PathLike) or (isinstance(spec, str) and Path(spec).exists()):
         return load_wav_targets(spec, sample_rate, duration_s)
     if isinstance(spec, Sequence) and not isinstance(spec, (str, bytes)):

@@ -2,43 +2,90 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
 
 from gymnasium.envs.registration import register, registry
 
 
 @dataclass(frozen=True)
 class EnvSpec:
-    """One registered id: where it lives, its horizon and a one-line description."""
+    """One registered id: where it lives, its horizon, its fixed arguments (a tier) and a
+    one-line description.
+
+    :param reward_threshold: Gymnasium's "solved" return, where one makes sense: for
+        the episodic knob and scheduler ids, any episode whose return exceeds it has
+        succeeded (failed episodes collect less than ``w_aud = 1``; successful ones at
+        least ``success_bonus − a·T``).
+    """
 
     id: str
     entry_point: str
     max_episode_steps: int
     description: str
     vector_entry_point: str | None = None
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    reward_threshold: float | None = None
 
+
+#: Calibrated success distances (``python scripts/calibrate_success.py``; tested in
+#: tests/test_calibration.py): the median distance of a render whose every free knob is
+#: off by its acceptable error (:mod:`aegym.calibration`), on the train set.
+SUCCESS_DISTANCE: Mapping[str, float] = MappingProxyType(
+    {"easy": 0.54, "medium": 0.63, "all": 0.83, "live_easy": 0.54}
+)
+
+_SOUND_MATCH = "aegym.envs.sound_match:SoundMatchEnv"
+_SOUND_MATCH_VECTOR = "aegym.vector.env:sound_match_vector"
 
 ENV_SPECS: tuple[EnvSpec, ...] = (
     EnvSpec(
-        "AEGym/SoundMatch-v0",
-        "aegym.envs.sound_match:SoundMatchEnv",
+        "AEGym/SoundMatch-Easy-v1",
+        _SOUND_MATCH,
         50,
-        "knob control: move the synth's knobs until the note matches a target sound",
-        "aegym.vector.env:sound_match_vector",
+        "knob control, 4 knobs (cutoff, resonance, shape, gain) on reachable synth targets",
+        _SOUND_MATCH_VECTOR,
+        {"free_knobs": "easy", "success_distance": SUCCESS_DISTANCE["easy"]},
+        1.0,
     ),
     EnvSpec(
-        "AEGym/SoundMatchLive-v0",
+        "AEGym/SoundMatch-Medium-v1",
+        _SOUND_MATCH,
+        100,
+        "knob control, 10 knobs (pitch, oscillators, drive, filter, decay, gain), reachable",
+        _SOUND_MATCH_VECTOR,
+        {"free_knobs": "medium", "success_distance": SUCCESS_DISTANCE["medium"]},
+        1.0,
+    ),
+    EnvSpec(
+        "AEGym/SoundMatch-Full-v1",
+        _SOUND_MATCH,
+        100,
+        "knob control, all 20 knobs; any target: synth patches, other sounds, recordings",
+        _SOUND_MATCH_VECTOR,
+        {
+            "free_knobs": "all",
+            "success_distance": SUCCESS_DISTANCE["all"],
+            "target_kinds": None,
+        },
+        1.0,
+    ),
+    EnvSpec(
+        "AEGym/SoundMatchLive-v1",
         "aegym.envs.live:SoundMatchLiveEnv",
         64,
         "knob control on a continuous stream, window by window, tracking a moving target",
         "aegym.vector.env:live_vector",
     ),
     EnvSpec(
-        "AEGym/SchedulerGains-v0",
+        "AEGym/SchedulerGains-v1",
         "aegym.envs.scheduler:SchedulerGainsEnv",
         20,
         "scheduler control: set lr/momentum/dither gains of gradient descent on the synth",
         "aegym.vector.env:scheduler_vector",
+        reward_threshold=1.0,
     ),
 )
 
@@ -61,6 +108,8 @@ def register_envs() -> None:
             entry_point=spec.entry_point,
             vector_entry_point=spec.vector_entry_point,
             max_episode_steps=spec.max_episode_steps,
+            reward_threshold=spec.reward_threshold,
+            kwargs=dict(spec.kwargs),
             disable_env_checker=True,
         )
 
@@ -70,4 +119,4 @@ def list_envs() -> list[tuple[str, str]]:
     return [(s.id, s.description) for s in ENV_SPECS]
 
 
-__all__ = ["ENV_SPECS", "EnvSpec", "list_envs", "register_envs"]
+__all__ = ["ENV_SPECS", "SUCCESS_DISTANCE", "EnvSpec", "list_envs", "register_envs"]

@@ -62,7 +62,7 @@ class CoreEnv(gym.Env):
         obs = self.core.reset(torch.tensor([True]), *(a[None] for a in args))
         self._needs_reset = False
         info = self._info()
-        info.update(diverged=False, reward_terms={})
+        info.update(diverged=False, safety_violation=False, reward_terms={})
         return obs[0].cpu().numpy(), info
 
     @fixed_threads
@@ -75,6 +75,7 @@ class CoreEnv(gym.Env):
         res = self.core.step(torch.from_numpy(arr)[None])
         info = self._info()
         info["diverged"] = bool(res.diverged[0])
+        info["safety_violation"] = bool(res.violation[0])
         info["reward_terms"] = {k: float(v[0]) for k, v in res.reward_terms.items()}
         return (
             res.obs[0].cpu().numpy(),

@@ -18,8 +18,9 @@ from aegym.synth import KnobSpace
 class CoreStep(NamedTuple):
     """What every batched core's ``step`` returns (tensors with leading dim B).
 
-    ``reward_terms`` maps each composite-reward term to ``[B]``; ``diverged`` is all
-    False for the knob envs.
+    ``reward_terms`` maps each composite-reward term the family uses to ``[B]``;
+    ``diverged`` is all False for the knob envs; ``violation`` marks steps whose safety
+    penalty exceeded the reward's ``violation_tolerance``.
     """
 
     obs: torch.Tensor
@@ -29,6 +30,7 @@ class CoreStep(NamedTuple):
     distance: torch.Tensor
     reward_terms: dict[str, torch.Tensor]
     diverged: torch.Tensor
+    violation: torch.Tensor
 
 
 #: Named sets of free knobs (difficulty levels of the knob-control envs).

@@ -16,7 +16,7 @@ import torch
 
 from aegym._checks import check_int
 from aegym.features import FeatureConfig, FeatureEncoder, Features, spectral_distance
-from aegym.reward import CompositeReward
+from aegym.reward import TERM_NAMES, CompositeReward
 from aegym.synth import SynthConfig, Voice
 from aegym.targets import TargetSet
 
@@ -44,6 +44,9 @@ class KnobCore:
     signal in every family, as in ``info["distance"]``).
     """
 
+    #: The composite-reward terms this family uses (see :class:`CompositeReward`).
+    reward_terms: tuple[str, ...] = TERM_NAMES
+
     def __init__(
         self, config: Any, targets: TargetSet, batch: int, device: str, render_s: float
     ) -> None:
@@ -53,7 +56,7 @@ class KnobCore:
         self.voice = Voice(SynthConfig(config.sample_rate, duration_s=render_s)).to(self.device)
         self.space = self.voice.knob_space
         self.encoder = FeatureEncoder(FeatureConfig(sample_rate=config.sample_rate)).to(self.device)
-        self.reward_fn = CompositeReward(config.reward)
+        self.reward_fn = CompositeReward(config.reward, self.reward_terms)
         self.targets = targets
         self.free_idx = torch.tensor(self.space.indices(config.free_knobs), device=self.device)
         self.n_free = len(config.free_knobs)

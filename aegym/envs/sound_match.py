@@ -1,4 +1,4 @@
-"""Knob control: move the synth's knobs until it sounds like a target (SoundMatch-v0)."""
+"""Knob control: move the synth's knobs until it sounds like a target (SoundMatch-*-v1)."""
 
 from __future__ import annotations
 
@@ -27,9 +27,43 @@ from aegym.envs._common import (
 )
 from aegym.envs._core import NoteCore
 from aegym.features import Features
-from aegym.reward import RewardConfig
+from aegym.reward import (
+    AUDIO_TERMS,
+    POLICY_TERMS,
+    SUCCESS_TERM,
+    RewardConfig,
+    RewardOutput,
+)
 from aegym.synth import KnobSpace
-from aegym.targets import TargetSet, resolve_targets
+from aegym.targets import TARGET_KINDS, TargetSet, resolve_targets
+
+#: Reward terms of the SoundMatch envs. Knob moves are not heard (each step renders a
+#: fresh note), so there is no slew penalty; there is no gradient, so no opt/grad_norm.
+SOUND_MATCH_TERMS: tuple[str, ...] = (
+    *AUDIO_TERMS,
+    SUCCESS_TERM,
+    "opt/resonance",
+    "opt/update_norm",
+    *POLICY_TERMS,
+    "pen/loudness",
+    "pen/time",
+)
+
+
+#: Success distance of the Easy tier (see :mod:`aegym.calibration`): the default.
+DEFAULT_SUCCESS_DISTANCE = 0.3
+
+
+def check_target_kinds(targets: TargetSet, kinds: tuple[str, ...], env: str) -> None:
+    """Raise unless every target is of one of ``kinds`` (the tier's reachable targets)."""
+    bad = [t.name for t in targets if t.kind not in kinds]
+    if bad:
+        raise ValueError(
+            f"{env} accepts targets of kind {list(kinds)} only (true knobs known, so a "
+            f"perfect match exists); got {len(bad)} others, e.g. {bad[0]!r}. Use "
+            "AEGym/SoundMatch-Full-v1 for recordings and out-of-domain sounds, or pass "
+            "target_kinds=None"
+        )
 
 
 @dataclass(frozen=True)
@@ -39,21 +73,27 @@ class SoundMatchConfig:
     :param sample_rate: audio rate in Hz.
     :param duration_s: length of the rendered note and of every target.
     :param free_knobs: names of the knobs the agent moves (the rest are fixed: to the
-        target's true values for in-domain targets, else to their defaults).
+        target's true values for in-domain targets, else to an analysis of the target).
     :param max_move: largest change of a normalized knob in one step (action ±1).
-    :param success_distance: episodes terminate when the spectral distance falls below.
-    :param history: steps of knob/move history fed to R_opt and R_pol (>= 4).
+    :param success_distance: episodes terminate when the spectral distance falls below;
+        each tier's value is calibrated (:mod:`aegym.calibration`).
+    :param history: steps of knob-move history in the observation, read by R_opt and
+        R_pol (>= 4).
     :param start: ``"random"`` (uniform free knobs) or ``"default"`` (knob defaults).
-    :param reward: composite reward weights and scales.
+    :param target_kinds: kinds of target accepted (``"in_domain"``, ``"out_of_domain"``,
+        ``"wav"``); named sets ``"train"``/``"test"`` are reduced to these kinds, any
+        other target of another kind raises. ``None``: every kind.
+    :param reward: composite reward weights and scales (improvement mode).
     """
 
     sample_rate: int = 16_000
     duration_s: float = 0.5
     free_knobs: tuple[str, ...] = ("cutoff_hz", "resonance", "osc1_shape", "gain_db")
     max_move: float = 0.1
-    success_distance: float = 0.3
+    success_distance: float = DEFAULT_SUCCESS_DISTANCE
     history: int = 8
     start: str = "random"
+    target_kinds: tuple[str, ...] | None = ("in_domain",)
     reward: RewardConfig = field(default_factory=RewardConfig)
 
     def __post_init__(self) -> None:
@@ -65,27 +105,48 @@ class SoundMatchConfig:
         check_int("history", self.history, 4)
         if self.start not in ("random", "default"):
             raise ValueError(f"start must be 'random' or 'default', got {self.start!r}")
+        if self.target_kinds is not None:
+            kinds = tuple(self.target_kinds)
+            if not kinds or any(k not in TARGET_KINDS for k in kinds):
+                raise ValueError(
+                    f"target_kinds must be None or a non-empty list of {list(TARGET_KINDS)}, "
+                    f"got {self.target_kinds!r}"
+                )
+            object.__setattr__(self, "target_kinds", kinds)
         if not isinstance(self.reward, RewardConfig):
             raise TypeError(f"reward must be a RewardConfig, got {type(self.reward).__name__}")
+        if self.reward.audio_mode != "improvement":
+            raise ValueError(
+                "SoundMatch terminates on success: reward.audio_mode must be 'improvement', "
+                f"got {self.reward.audio_mode!r}"
+            )
 
 
-def observation_size(n_free: int) -> int:
-    """``F + 2·16 + 2·5 + 1`` (see the env docstring's table)."""
-    return n_free + 2 * PROFILE_BANDS + 2 * N_STATS + 1
+def observation_size(n_free: int, history: int) -> int:
+    """``F + 2·16 + 2·5 + 1 + W·F`` (see the env docstring's table)."""
+    return n_free + 2 * PROFILE_BANDS + 2 * N_STATS + 1 + history * n_free
 
 
-def observation_space(n_free: int) -> spaces.Box:
-    n = observation_size(n_free)
+def observation_space(n_free: int, history: int) -> spaces.Box:
+    n = observation_size(n_free, history)
     low = np.full(n, -OBS_LIMIT, np.float32)
     high = np.full(n, OBS_LIMIT, np.float32)
     low[:n_free], high[:n_free] = 0.0, 1.0
+    low[n - history * n_free :], high[n - history * n_free :] = -1.0, 1.0
     return spaces.Box(low, high, dtype=np.float32)
 
 
 def build_observation(
-    free_unit: torch.Tensor, current: Features, target: Features, distance: torch.Tensor
+    free_unit: torch.Tensor,
+    current: Features,
+    target: Features,
+    distance: torch.Tensor,
+    moves: torch.Tensor,
+    max_move: float,
 ) -> torch.Tensor:
-    """``[knobs | target profile | profile diff | target stats | stats diff | distance]``."""
+    """``[knobs | target profile | profile diff | target stats | stats diff | distance |
+    move history]``; ``moves [B, W, F]`` are the last W applied moves, oldest first,
+    divided by ``max_move`` (so in [-1, 1])."""
     t_prof, t_stats = spectral_profile(target), target.stats()
     parts = [
         t_prof,
@@ -95,7 +156,15 @@ def build_observation(
         distance[:, None],
     ]
     rest = torch.cat(parts, -1).clamp(-OBS_LIMIT, OBS_LIMIT)
-    return torch.cat([free_unit.clamp(0.0, 1.0), rest], -1)
+    history = (moves / max_move).clamp(-1.0, 1.0).flatten(1)
+    return torch.cat([free_unit.clamp(0.0, 1.0), rest, history], -1)
+
+
+def knob_trajectory(free_unit: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:
+    """The last W knob states ``[B, W, F]`` (oldest first) from the current free knobs and
+    the last W applied moves: what R_pol reads, recovered from the observation."""
+    later = moves.flip(1).cumsum(1).flip(1)  # moves after each state, newest state last
+    return free_unit[:, None] - torch.cat([later[:, 1:], torch.zeros_like(later[:, :1])], 1)
 
 
 class SoundMatchCore(NoteCore):
@@ -106,14 +175,21 @@ class SoundMatchCore(NoteCore):
     one call. Set-up and knob operations are the shared :class:`NoteCore`'s.
     """
 
+    reward_terms = SOUND_MATCH_TERMS
+
     def __init__(
         self, config: SoundMatchConfig, targets: TargetSet, batch: int, device: str = "cpu"
     ) -> None:
         super().__init__(config, targets, batch, device, config.duration_s)
         b, w, f = self.batch, config.history, self.n_free
-        self.trajectory = torch.zeros(b, w, f, device=self.device)
         self.moves = torch.zeros(b, w, f, device=self.device)
         self.current_features: Features | None = None
+        self.audio_scores: dict[str, torch.Tensor] = {}
+
+    @property
+    def trajectory(self) -> torch.Tensor:
+        """The last ``history`` free-knob states ``[B, W, F]`` (see :func:`knob_trajectory`)."""
+        return knob_trajectory(self.free_knobs, self.moves)
 
     @torch.no_grad()
     def _evaluate(self) -> tuple[Features, Features, torch.Tensor]:
@@ -121,33 +197,51 @@ class SoundMatchCore(NoteCore):
         self.current_features = cur
         return cur, self.target_feats(), self.distance
 
+    def _observation(self, cur: Features, tgt: Features) -> torch.Tensor:
+        return build_observation(
+            self.free_knobs, cur, tgt, self.distance, self.moves, self.config.max_move
+        )
+
     @torch.no_grad()
     def reset(
         self, mask: torch.Tensor, target_idx: torch.Tensor, start_free: torch.Tensor
     ) -> torch.Tensor:
         """Start new episodes where ``mask``; returns observations of all B."""
         self.start_knobs(mask, target_idx, start_free)
-        free = self.free_knobs
-        hist = free[:, None].expand_as(self.trajectory)
-        self.trajectory = torch.where(mask[:, None, None], hist, self.trajectory)
         self.moves = torch.where(mask[:, None, None], torch.zeros_like(self.moves), self.moves)
-        cur, tgt, dist = self._evaluate()
-        return build_observation(free, cur, tgt, dist)
+        cur, tgt, _ = self._evaluate()
+        scores = self.reward_fn.audio_scores(cur, tgt)
+        old = self.audio_scores or scores
+        self.audio_scores = {k: torch.where(mask, v, old[k]) for k, v in scores.items()}
+        return self._observation(cur, tgt)
 
     @torch.no_grad()
     def step(self, action: torch.Tensor) -> CoreStep:
         """Apply ``action [B, F]`` (clipped to [-1, 1]) as knob moves."""
         new_free, applied = self.move_knobs(action, self.config.max_move)
-        self.trajectory = torch.cat([self.trajectory[:, 1:], new_free[:, None]], 1)
         self.moves = torch.cat([self.moves[:, 1:], applied[:, None]], 1)
         cur, tgt, dist = self._evaluate()
-        out = self.reward_fn(
-            cur, tgt, updates=self.moves, knob_trajectory=self.trajectory, knob_delta=applied
-        )
         terminated = dist < self.config.success_distance
-        obs = build_observation(new_free, cur, tgt, dist)
+        out: RewardOutput = self.reward_fn(
+            cur,
+            tgt,
+            previous_audio=self.audio_scores,
+            success=terminated,
+            updates=self.moves,
+            knob_trajectory=knob_trajectory(new_free, self.moves),
+        )
+        self.audio_scores = out.audio_scores
         no = torch.zeros_like(terminated)
-        return CoreStep(obs, out.total, terminated, no, dist, out.terms, no)
+        return CoreStep(
+            self._observation(cur, tgt),
+            out.total,
+            terminated,
+            no,
+            dist,
+            out.terms,
+            no,
+            out.violation,
+        )
 
     def image(self, i: int) -> np.ndarray:
         """Target (top) vs current (bottom) log-mel spectrogram of episode ``i``."""
@@ -174,9 +268,16 @@ class SoundMatchEnv(CoreEnv):
     ## Description
     A differentiable subtractive synth (two morphing oscillators, noise, waveshaper,
     resonant ladder low-pass with its own ADSR, amp ADSR) plays a note of
-    ``duration_s``. Each step the agent nudges the *free* knobs; the rest stay fixed
-    (at the target's true values for in-domain targets, at defaults otherwise). The
-    goal is a rendered note whose multi-resolution spectrum matches the target's.
+    ``duration_s``. Each step the agent nudges the *free* knobs; the rest stay fixed:
+    at the target's true values for in-domain targets, else at an analysis of the
+    target (pitch, level, attack; ``info["target_analysis"]``). The goal is a rendered
+    note whose multi-resolution spectrum matches the target's.
+
+    Tiers (registered ids): ``AEGym/SoundMatch-Easy-v1`` (4 free knobs),
+    ``AEGym/SoundMatch-Medium-v1`` (10) — both on in-domain targets only, where the true
+    knobs are known and a perfect match exists — and ``AEGym/SoundMatch-Full-v1`` (all
+    20 knobs, pitch and envelopes included), which also accepts out-of-domain sounds
+    and recordings (report those with continuous metrics, apart from in-domain ones).
 
     ## Action Space
     ``Box(-1, 1, (F,), float32)`` with ``F = len(free_knobs)``: knob ``i`` moves by
@@ -184,25 +285,44 @@ class SoundMatchEnv(CoreEnv):
     [-1, 1] are clipped; NaN/inf or a wrong shape raise ``ValueError``.
 
     ## Observation Space
-    ``Box(float32, (F + 43,))``; every entry past the knobs is clipped to [-10, 10].
+    ``Box(float32, (F + 43 + W·F,))`` with ``W = history`` (8); profile and stats
+    entries are clipped to [-10, 10], moves to [-1, 1].
 
-    | slice            | name            | meaning                                           |
-    |------------------|-----------------|---------------------------------------------------|
-    | ``[0, F)``       | knobs_unit      | free knobs, normalized [0, 1]                     |
-    | ``[F, F+16)``    | target_profile  | target's time-averaged log-mel, 16 bands, scaled  |
-    | ``[F+16, F+32)`` | profile_diff    | current profile − target profile                  |
-    | ``[F+32, F+37)`` | target_stats    | log2 centroid/kHz, log2 rolloff/kHz, flatness,    |
-    |                  |                 | peakiness dB/40, loudness dBFS/60                  |
-    | ``[F+37, F+42)`` | stats_diff      | current stats − target stats                      |
-    | ``F+42``         | distance        | multi-resolution spectral distance to the target  |
+    | slice              | name            | meaning                                         |
+    |--------------------|-----------------|-------------------------------------------------|
+    | ``[0, F)``         | knobs_unit      | free knobs, normalized [0, 1]                   |
+    | ``[F, F+16)``      | target_profile  | target's time-averaged log-mel, 16 bands, scaled|
+    | ``[F+16, F+32)``   | profile_diff    | current profile − target profile                |
+    | ``[F+32, F+37)``   | target_stats    | log2 centroid/kHz, log2 rolloff/kHz, flatness,  |
+    |                    |                 | peakiness dB/40, loudness dBFS/60                |
+    | ``[F+37, F+42)``   | stats_diff      | current stats − target stats                    |
+    | ``F+42``           | distance        | multi-resolution spectral distance to the target|
+    | ``[F+43, F+43+WF)``| move_history    | last W applied moves / ``max_move``, oldest     |
+    |                    |                 | first (``W×F``, row-major)                       |
 
     ## Rewards
     The composite ``R = w_aud·R_aud + w_opt·R_opt + w_pol·R_pol − P``
-    (:class:`aegym.reward.CompositeReward`): ``R_aud`` from the match of the current
-    note to the target, ``R_opt`` on the last ``history`` knob moves (coherent, small
-    updates), ``R_pol`` on the knob trajectory, ``P`` for RMS loudness over the cap and
-    knob slew over the limit. ``info["reward_terms"]`` holds every weighted term; they
-    sum to the reward.
+    (:class:`aegym.reward.CompositeReward`, improvement mode), aligned so that reaching
+    the target fast earns the most:
+
+    | term              | per step                                     | reads (in obs)        |
+    |-------------------|----------------------------------------------|-----------------------|
+    | ``aud/*``         | change of each audio sub-score, success = 1  | profile, stats        |
+    | ``aud/success``   | ``success_bonus`` (10) on the success step   | distance              |
+    | ``opt/resonance`` | −shortfall of deep resonance of the moves    | move_history          |
+    | ``opt/update_norm``| −shortfall of the small-move score          | move_history          |
+    | ``pol/*``         | −shortfall of periodicity, diversity of the  | knobs_unit and        |
+    |                   | last W knob states                           | move_history          |
+    | ``pen/loudness``  | −RMS loudness over the cap                   | stats (loudness)      |
+    | ``pen/time``      | −0.01                                        | —                     |
+
+    The audio terms telescope: every successful episode collects ``w_aud·(1 − S_0)``
+    from them, so hovering near the target earns nothing; the other terms cost at most
+    ``a = 0.11`` per step. A policy that succeeds within ``T* = success_bonus /
+    (a − 0.01) ≈ 100`` steps (``env.unwrapped.core.reward_fn.aligned_steps()``) earns
+    more than any that does not succeed in the same horizon, and faster is better.
+    Per step the reward lies in ``CompositeReward.bounds()`` (defaults:
+    [-1.11, 10.99]). ``info["reward_terms"]`` holds every term; they sum to the reward.
 
     ## Starting State
     A target is drawn from the target set with the env's RNG (or chosen with
@@ -210,29 +330,42 @@ class SoundMatchEnv(CoreEnv):
     (``start="random"``) or at their defaults (``start="default"``).
 
     ## Episode End
-    - Termination: ``info["distance"] < success_distance`` (``info["is_success"]``).
-    - Truncation: after ``max_episode_steps`` (50 for ``AEGym/SoundMatch-v0``).
+    - Termination: ``info["distance"] < success_distance`` (``info["is_success"]``);
+      each tier's threshold is calibrated (the distance of a render whose every free
+      knob is off by an acceptable error, :mod:`aegym.calibration`).
+    - Truncation: after ``max_episode_steps`` (50).
 
     ## Arguments
-    ``gymnasium.make("AEGym/SoundMatch-v0", target=None, free_knobs="easy",
-    max_move=0.1, duration_s=0.5, sample_rate=16000, success_distance=0.3,
-    start="random", reward_config=None, target_seed=0, render_mode=None,
-    device="cpu")``
+    ``gymnasium.make("AEGym/SoundMatch-Easy-v1", target=None, free_knobs="easy",
+    max_move=0.1, duration_s=0.5, sample_rate=16000, success_distance=<tier's>,
+    start="random", target_kinds=("in_domain",), reward_config=None, target_seed=0,
+    render_mode=None, device="cpu")``
 
     - ``target``: ``None``/``"random"`` (seeded random synth patches, ``target_seed``),
-      ``"train"``/``"test"`` (fixed sets), a WAV path, a directory or a list of paths,
-      or a :class:`aegym.targets.TargetSet`.
+      ``"train"``/``"test"`` (fixed sets, reduced to ``target_kinds``), a WAV path, a
+      directory or a list of paths, or a :class:`aegym.targets.TargetSet`.
     - ``free_knobs``: ``"easy"`` (cutoff, resonance, osc1 shape, gain), ``"medium"``
       (10 knobs), ``"all"`` (20) or a list of knob names.
+    - ``target_kinds``: the target kinds accepted (Easy/Medium: in-domain only; Full:
+      ``None``, every kind).
     - ``render_mode="rgb_array"``: :meth:`render` returns a uint8 image of the target
       (top) and current (bottom) log-mel spectrograms. :meth:`save_wav` writes the note.
 
     ## Info
-    ``distance``, ``is_success``, ``reward_terms`` (dict), ``knobs`` (physical units),
-    ``target_index``, ``target_name``.
+    ``distance``, ``is_success``, ``safety_violation`` (a loudness penalty above
+    ``violation_tolerance``), ``reward_terms`` (dict), ``knobs`` (physical units),
+    ``target_index``, ``target_name``, ``target_analysis`` (targets without true knobs).
 
     ## Version History
-    - v0: initial release.
+    - v1: tiers as ids (Easy, Medium on in-domain targets only; Full with every kind);
+      aligned reward (audio terms as an improvement, a success bonus, every other term a
+      cost; v0 paid a positive reward every step, so parking near the target out-earned
+      solving it); the move history the reward reads is in the observation (Markov);
+      calibrated success thresholds (v0: 0.3 ≈ a 1 dB level error); no always-zero
+      terms (``opt/grad_norm``, ``pen/kl``, and ``pen/slew``: moves are not heard);
+      fixed knobs of targets without true knobs from an analysis of the target; knob
+      gradients at the bounds (straight-through clamp).
+    - v0: initial release (``AEGym/SoundMatch-v0``, removed).
     """
 
     draw_reset = staticmethod(draw_reset)
@@ -245,8 +378,9 @@ class SoundMatchEnv(CoreEnv):
         max_move: float = 0.1,
         duration_s: float = 0.5,
         sample_rate: int = 16_000,
-        success_distance: float = 0.3,
+        success_distance: float = DEFAULT_SUCCESS_DISTANCE,
         start: str = "random",
+        target_kinds: Sequence[str] | None = ("in_domain",),
         reward_config: RewardConfig | None = None,
         target_seed: int = 0,
         render_mode: str | None = None,
@@ -261,15 +395,22 @@ class SoundMatchEnv(CoreEnv):
             max_move=max_move,
             success_distance=success_distance,
             start=start,
+            target_kinds=None if target_kinds is None else tuple(target_kinds),
             reward=reward_config or RewardConfig(),
         )
         targets = resolve_targets(
-            target, sample_rate=sample_rate, duration_s=duration_s, seed=target_seed
+            target,
+            sample_rate=sample_rate,
+            duration_s=duration_s,
+            seed=target_seed,
+            kinds=self.config.target_kinds,
         )
+        if self.config.target_kinds is not None:
+            check_target_kinds(targets, self.config.target_kinds, type(self).__name__)
         self.core = SoundMatchCore(self.config, targets, 1, device)
         n_free = self.core.n_free
         self.action_space = spaces.Box(-1.0, 1.0, (n_free,), np.float32)
-        self.observation_space = observation_space(n_free)
+        self.observation_space = observation_space(n_free, self.config.history)
 
     def _info(self) -> dict[str, Any]:
         core = self.core

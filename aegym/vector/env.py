@@ -45,7 +45,7 @@ class AEGymVectorEnv(VectorEnv):
     :param env_kwargs: the single env's arguments (``target``, ``free_knobs``, ``device``…).
 
     Infos are batched dicts of arrays: ``distance``, ``is_success``, ``diverged``,
-    ``reward_terms`` (dict of ``[N]``), each with its ``_key`` mask.
+    ``safety_violation``, ``reward_terms`` (dict of ``[N]``), each with its ``_key`` mask.
     """
 
     metadata: ClassVar[dict[str, Any]] = {
@@ -159,6 +159,8 @@ class AEGymVectorEnv(VectorEnv):
             info["_reward_terms"] = mask.copy()
             info["diverged"] = res.diverged.cpu().numpy()
             info["_diverged"] = mask.copy()
+            info["safety_violation"] = res.violation.cpu().numpy()
+            info["_safety_violation"] = mask.copy()
         return info
 
     def step(
@@ -186,6 +188,7 @@ class AEGymVectorEnv(VectorEnv):
                     if not name.startswith("_"):
                         value[redo] = 0.0
                 info["diverged"][redo] = False
+                info["safety_violation"][redo] = False
             self._autoreset = term | trunc
         elif self.autoreset_mode == AutoresetMode.SAME_STEP:
             done = term | trunc
