@@ -1,7 +1,7 @@
 """aegym: Gymnasium environments for synthesizer control.
 
-``import aegym`` registers ``AEGym/SoundMatch-v0``, ``AEGym/SoundMatchLive-v0`` and
-``AEGym/SchedulerGains-v0`` (each with a native vector entry point); create them with
+``import aegym`` registers ``AEGym/SoundMatch-Easy-v1``, ``AEGym/SoundMatchLive-v1`` and
+``AEGym/SchedulerGains-v1`` (each with a native vector entry point); create them with
 ``gymnasium.make`` / ``gymnasium.make_vec``. The building blocks are importable too:
 
 * :mod:`aegym.synth` — the differentiable synth (``Voice``, ``SynthConfig``, ``Patch``)

@@ -282,7 +282,7 @@ def make_baseline(
         if act_space.shape != (4,) or obs_space.shape != (len(SIGNAL_NAMES),):
             raise ValueError(
                 "the 'adam' baseline sets optimizer gains and only exists for "
-                "AEGym/SchedulerGains-v0"
+                "AEGym/SchedulerGains-v1"
             )
         return AdamBaseline(obs_space, act_space, lr_multiplier)  # type: ignore[arg-type]
     raise ValueError(f"unknown baseline {name!r}; allowed: {', '.join(BASELINE_NAMES)}")
@@ -322,7 +322,7 @@ def tune_adam_lr(
     :param env_kwargs: SchedulerGains keyword arguments (``target`` is forced to "train").
     """
     env_kwargs = {**env_kwargs, **TRAIN_ENV_KWARGS}
-    env_id = "AEGym/SchedulerGains-v0"
+    env_id = "AEGym/SchedulerGains-v1"
     specs = [
         EpisodeSpec(t, s)
         for t in select_targets(env_id, "train", n_targets, env_kwargs)

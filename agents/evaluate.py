@@ -1,6 +1,6 @@
 """Evaluate agents — baselines by name and saved models by path — on the same episodes.
 
-``python -m agents evaluate --env-id AEGym/SoundMatch-v0 --agents ae static random
+``python -m agents evaluate --env-id AEGym/SoundMatch-Easy-v1 --agents ae static random
 runs/.../model.zip --n-targets 24 --seeds 0 1``
 
 ``python -m agents evaluate RUN_DIR`` evaluates a training run from its folder alone: the
@@ -91,7 +91,7 @@ from agents.common.statistics import Comparison, MetricSummary, compare, success
 from agents.report import format_comparisons, format_table, write_report
 
 #: Env evaluated on when neither ``env_id`` nor a run folder says.
-DEFAULT_ENV_ID = "AEGym/SoundMatch-v0"
+DEFAULT_ENV_ID = "AEGym/SoundMatch-Easy-v1"
 
 
 @dataclass
@@ -99,7 +99,7 @@ class EvalArgs:
     """Evaluate agents (baselines by name, saved models by path) on the same episodes."""
 
     env_id: str | None = None
-    """environment id (None: the RUN_DIR's, else AEGym/SoundMatch-v0)"""
+    """environment id (None: the RUN_DIR's, else AEGym/SoundMatch-Easy-v1)"""
     agents: list[str] = field(default_factory=lambda: ["ae", "static", "random"])
     """agents: baseline names (ae, random, static, adam), run folders and/or model .zip
     paths ("algo:path" checks the file holds that algorithm); runs joined by commas
@@ -368,7 +368,7 @@ def validate_args(args: EvalArgs) -> None:
         if spec in BASELINE_NAMES:
             if spec == "adam" and env_family(env_id) != "scheduler":
                 raise ValueError(
-                    "the 'adam' baseline only exists for AEGym/SchedulerGains-v0; allowed "
+                    "the 'adam' baseline only exists for AEGym/SchedulerGains-v1; allowed "
                     f"on {env_id}: ae, random, static"
                 )
             continue

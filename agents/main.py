@@ -28,7 +28,7 @@ from agents.train import TrainArgs, TrainResult, train
 class BenchArgs:
     """Train a small agent and evaluate it against the AE baseline and the others."""
 
-    env_id: str = "AEGym/SoundMatch-v0"
+    env_id: str = "AEGym/SoundMatch-Easy-v1"
     """environment id"""
     algo: str = "shaped_ppo"
     """algorithm to train: ppo, sac, a2c or shaped_ppo"""

@@ -1,6 +1,6 @@
 """Train an SB3 agent (PPO, SAC, A2C or shaped PPO) on an aegym env.
 
-``python -m agents train --env-id AEGym/SoundMatch-v0 --algo ppo --total-timesteps 20000``
+``python -m agents train --env-id AEGym/SoundMatch-Easy-v1 --algo ppo --total-timesteps 20000``
 
 A run lives in ``{output_dir}/{env}__{algo}__{seed}__{unix time}`` (``/`` in the env id
 becomes ``-``): ``config.json`` (arguments; everything resolved: the env's config with
@@ -99,8 +99,8 @@ _RESERVED_KWARGS = frozenset(
 class TrainArgs:
     """Train an agent on an aegym env (hyperparameters from agents/hyperparams.py)."""
 
-    env_id: str = "AEGym/SoundMatch-v0"
-    """environment id (AEGym/SoundMatch-v0, AEGym/SoundMatchLive-v0, AEGym/SchedulerGains-v0)"""
+    env_id: str = "AEGym/SoundMatch-Easy-v1"
+    """environment id (AEGym/SoundMatch-Easy-v1, AEGym/SoundMatchLive-v1, AEGym/SchedulerGains-v1)"""
     algo: str = "ppo"
     """algorithm: ppo, sac, a2c or shaped_ppo"""
     total_timesteps: int = 20_000

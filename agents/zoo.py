@@ -4,7 +4,7 @@
 values as ``agents``' own config (:data:`agents.hyperparams.HYPERPARAMS`), one top-level
 key per env id::
 
-    python -m rl_zoo3.train --algo ppo --env AEGym/SoundMatch-v0 --gym-packages aegym \\
+    python -m rl_zoo3.train --algo ppo --env AEGym/SoundMatch-Easy-v1 --gym-packages aegym \\
         --conf-file agents/hyperparams/ppo.yml --num-threads 1 --device cpu
 
 (``--num-threads 1``, as ``agents train``: on few CPU cores torch's default threads
@@ -50,7 +50,7 @@ _EXPRESSION_KEYS = ("policy_kwargs", "replay_buffer_kwargs")
 _HEADER = (
     "# RL Baselines3 Zoo hyperparameters for aegym ({algo}), generated from\n"
     "# agents/hyperparams/__init__.py by `python -m agents zoo-hyperparams`: do not edit.\n"
-    "# python -m rl_zoo3.train --algo {algo} --env AEGym/SoundMatch-v0 --gym-packages aegym \\\n"
+    "# python -m rl_zoo3.train --algo {algo} --env AEGym/SoundMatch-Easy-v1 --gym-packages aegym \\\n"
     "#     --conf-file agents/hyperparams/{algo}.yml --num-threads 1 --device cpu\n"
 )
 

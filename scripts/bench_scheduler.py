@@ -1,6 +1,6 @@
 """SchedulerGains native vector env: steps per second and aten calls per step.
 
-For each number of sub-envs N, a native ``AEGym/SchedulerGains-v0`` vector env takes
+For each number of sub-envs N, a native ``AEGym/SchedulerGains-v1`` vector env takes
 seeded random actions (local tests on about half of the episodes). Reported per env
 step (one ``envs.step`` of all N episodes, ``inner_steps`` gradient steps each):
 
@@ -34,7 +34,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 import aegym
 
-ENV_ID = "AEGym/SchedulerGains-v0"
+ENV_ID = "AEGym/SchedulerGains-v1"
 RENDER = "bench::render"
 
 

@@ -1,7 +1,7 @@
 """Vector-env throughput: single env, Sync/Async vector envs, the native vector env.
 
 Measures env steps per second and seconds of audio per wall second for
-``AEGym/SoundMatch-v0`` with 0.25 s notes (one 0.25 s window per step) at several
+``AEGym/SoundMatch-Easy-v1`` with 0.25 s notes (one 0.25 s window per step) at several
 numbers of sub-envs, the raw batched render+features cost at the same batch (the floor
 a vector env can reach), and Stable-Baselines3 PPO training frames per second on the
 native vector env vs SB3's DummyVecEnv with the same number of envs. All in one run.
@@ -30,7 +30,7 @@ import aegym  # noqa: F401  (registers the ids)
 from aegym.features import spectral_distance
 from aegym.vector import make_sb3_vec_env
 
-ENV_ID = "AEGym/SoundMatch-v0"
+ENV_ID = "AEGym/SoundMatch-Easy-v1"
 
 
 def steps_per_second(step: Callable[[], None], n_envs: int, min_time_s: float) -> float:

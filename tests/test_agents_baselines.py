@@ -19,9 +19,9 @@ from agents.baselines import (
 )
 from agents.common.envs import FAST_ENV_KWARGS, make_vec_env
 
-SM = "AEGym/SoundMatch-v0"
-SG = "AEGym/SchedulerGains-v0"
-LIVE = "AEGym/SoundMatchLive-v0"
+SM = "AEGym/SoundMatch-Easy-v1"
+SG = "AEGym/SchedulerGains-v1"
+LIVE = "AEGym/SoundMatchLive-v1"
 
 
 def _kw(env_id: str) -> dict:
@@ -145,7 +145,7 @@ def test_make_baseline_errors() -> None:
     env = gym.make(SM, **_kw(SM))
     with pytest.raises(ValueError, match=r"unknown baseline 'nope'.*ae, random, static, adam"):
         make_baseline("nope", env)
-    with pytest.raises(ValueError, match="only exists for AEGym/SchedulerGains-v0"):
+    with pytest.raises(ValueError, match="only exists for AEGym/SchedulerGains-v1"):
         make_baseline("adam", env)
     with pytest.raises(ValueError, match="lr_multiplier must be"):
         AdamBaseline(env.observation_space, env.action_space, lr_multiplier=0.0)

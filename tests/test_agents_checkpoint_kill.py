@@ -28,7 +28,7 @@ from agents.train import TrainArgs, clean_run_dir, save_checkpoint, train
 # The module (``agents.train`` as an attribute is the function that ``agents`` exports).
 train_mod = importlib.import_module("agents.train")
 
-SM = "AEGym/SoundMatch-v0"
+SM = "AEGym/SoundMatch-Easy-v1"
 SAC_TINY = {
     "learning_starts": 8,
     "batch_size": 8,

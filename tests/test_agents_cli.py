@@ -118,7 +118,7 @@ def test_bench_output_dir_that_is_a_file(
 def test_bench_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = [
         "--algo", "a2c", "--total-timesteps", "16", "--n-targets", "1", "--seeds", "0",
-        "--env-kwargs", json.dumps(FAST_ENV_KWARGS["AEGym/SoundMatch-v0"]),
+        "--env-kwargs", json.dumps(FAST_ENV_KWARGS["AEGym/SoundMatch-Easy-v1"]),
         "--output-dir", str(tmp_path), "--n-showcase", "1", "--no-progress",
     ]  # fmt: skip
     assert bench_main(argv) == 0
@@ -132,12 +132,12 @@ def test_bench_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_bench_scheduler_adds_adam(tmp_path: Path) -> None:
     res = bench(
         BenchArgs(
-            env_id="AEGym/SchedulerGains-v0",
+            env_id="AEGym/SchedulerGains-v1",
             algo="ppo",
             total_timesteps=16,
             n_targets=1,
             seeds=[0],
-            env_kwargs=FAST_ENV_KWARGS["AEGym/SchedulerGains-v0"],
+            env_kwargs=FAST_ENV_KWARGS["AEGym/SchedulerGains-v1"],
             output_dir=str(tmp_path),
             n_showcase=0,
             progress=False,

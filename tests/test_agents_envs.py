@@ -23,18 +23,18 @@ from agents.common.envs import (
     success_distance,
 )
 
-SM = "AEGym/SoundMatch-v0"
+SM = "AEGym/SoundMatch-Easy-v1"
 
 
 def test_ids_and_families() -> None:
     assert set(ENV_IDS) == {
-        "AEGym/SoundMatch-v0",
-        "AEGym/SoundMatchLive-v0",
-        "AEGym/SchedulerGains-v0",
+        "AEGym/SoundMatch-Easy-v1",
+        "AEGym/SoundMatchLive-v1",
+        "AEGym/SchedulerGains-v1",
     }
-    assert env_family(SM) == "knob" and env_family("AEGym/SchedulerGains-v0") == "scheduler"
+    assert env_family(SM) == "knob" and env_family("AEGym/SchedulerGains-v1") == "scheduler"
     with pytest.raises(
-        ValueError, match=r"unknown env id 'AEGym/Foo-v9'; allowed: AEGym/SoundMatch-v0"
+        ValueError, match=r"unknown env id 'AEGym/Foo-v9'; allowed: AEGym/SoundMatch-Easy-v1"
     ):
         check_env_id("AEGym/Foo-v9")
     with pytest.raises(ValueError, match="n_envs must be an int >= 1, got 0"):
@@ -72,7 +72,7 @@ def test_native_and_dummy_agree() -> None:
 
 @pytest.mark.parametrize("native", [False, True])
 def test_settings_are_read_from_the_created_envs_config(native: bool) -> None:
-    sg, live = "AEGym/SchedulerGains-v0", "AEGym/SoundMatchLive-v0"
+    sg, live = "AEGym/SchedulerGains-v1", "AEGym/SoundMatchLive-v1"
     kw = {sid: {"target": "test", **FAST_ENV_KWARGS[sid]} for sid in (SM, sg, live)}
     venv = make_vec_env(SM, 2, native=native, success_distance=0.7, **kw[SM])
     assert isinstance(env_config(venv), SoundMatchConfig)

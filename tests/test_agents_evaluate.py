@@ -19,8 +19,8 @@ from agents.evaluate import EvalArgs, evaluate, main
 from agents.report import format_comparisons, format_table, markdown_to_html_table, read_progress
 from agents.train import TrainArgs, train
 
-SM = "AEGym/SoundMatch-v0"
-SG = "AEGym/SchedulerGains-v0"
+SM = "AEGym/SoundMatch-Easy-v1"
+SG = "AEGym/SchedulerGains-v1"
 
 
 @pytest.fixture(scope="module")

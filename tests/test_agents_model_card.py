@@ -25,7 +25,7 @@ from agents.common.runs import run_model_path
 from agents.evaluate import EvalArgs, evaluate
 from agents.train import TrainArgs, train
 
-SM = "AEGym/SoundMatch-v0"
+SM = "AEGym/SoundMatch-Easy-v1"
 HYPER = {"n_steps": 16, "batch_size": 16, "n_epochs": 1, "policy_kwargs": {"net_arch": [16]}}
 
 

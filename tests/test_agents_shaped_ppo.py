@@ -30,7 +30,7 @@ from agents.shaped_ppo import (
     true_next_observations,
 )
 
-SM = "AEGym/SoundMatch-v0"
+SM = "AEGym/SoundMatch-Easy-v1"
 SMALL = {"n_steps": 16, "batch_size": 16, "n_epochs": 2, "policy_kwargs": {"net_arch": [16]}}
 
 

@@ -30,9 +30,9 @@ from agents.train import (
     train,
 )
 
-SM = "AEGym/SoundMatch-v0"
-SG = "AEGym/SchedulerGains-v0"
-LIVE = "AEGym/SoundMatchLive-v0"
+SM = "AEGym/SoundMatch-Easy-v1"
+SG = "AEGym/SchedulerGains-v1"
+LIVE = "AEGym/SoundMatchLive-v1"
 
 #: Tiny settings per algorithm: a couple of updates in a few dozen steps.
 TINY: dict[str, dict] = {
@@ -141,7 +141,7 @@ def test_checkpoints_are_written_atomically(tmp_path: Path) -> None:
 
 
 def test_helpers() -> None:
-    assert run_dir_name(SM, "ppo", 3, 17) == "AEGym-SoundMatch-v0__ppo__3__17"
+    assert run_dir_name(SM, "ppo", 3, 17) == "AEGym-SoundMatch-Easy-v1__ppo__3__17"
     assert chunk_seed(0, 0) == chunk_seed(0, 0) != chunk_seed(0, 16)
     assert isinstance(chunk_seed(1, 2), int)
 
@@ -211,13 +211,13 @@ def _files(folder: Path) -> list[str]:
         (
             {"env_kwargs": {"duration_s": 0.25, "bogus": 1}},
             ValueError,
-            r"^unknown env_kwargs 'bogus' for AEGym/SoundMatch-v0; allowed: target, "
+            r"^unknown env_kwargs 'bogus' for AEGym/SoundMatch-Easy-v1; allowed: target, "
             r"free_knobs, .*duration_s",
         ),
         (
             {"env_kwargs": {"duration_s": -1}},
             ValueError,
-            r"^env_kwargs \{'duration_s': -1\} rejected by AEGym/SoundMatch-v0: ValueError: "
+            r"^env_kwargs \{'duration_s': -1\} rejected by AEGym/SoundMatch-Easy-v1: ValueError: "
             r"duration_s must be",
         ),
         (

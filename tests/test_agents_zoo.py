@@ -23,7 +23,7 @@ yaml = pytest.importorskip("yaml")
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).resolve().parents[1]
-SM = "AEGym/SoundMatch-v0"
+SM = "AEGym/SoundMatch-Easy-v1"
 
 
 def _load(algo: str) -> dict:
@@ -184,11 +184,11 @@ def test_aegym_prefix_needs_no_import():
     code = (
         "import sys, gymnasium as gym\n"
         "assert 'aegym' not in sys.modules\n"
-        "env = gym.make('aegym:AEGym/SoundMatch-v0', duration_s=0.25)\n"
+        "env = gym.make('aegym:AEGym/SoundMatch-Easy-v1', duration_s=0.25)\n"
         "obs, _ = env.reset(seed=0)\n"
         "assert env.observation_space.contains(obs)\n"
         "obs, r, term, trunc, info = env.step(env.action_space.sample())\n"
-        "vec = gym.make_vec('aegym:AEGym/SoundMatch-v0', num_envs=2,\n"
+        "vec = gym.make_vec('aegym:AEGym/SoundMatch-Easy-v1', num_envs=2,\n"
         "                   vectorization_mode='vector_entry_point', duration_s=0.25)\n"
         "print(env.spec.id, type(env.unwrapped).__name__, type(vec).__name__, 'distance' in info)\n"
     )
@@ -196,7 +196,12 @@ def test_aegym_prefix_needs_no_import():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["AEGym/SoundMatch-v0", "SoundMatchEnv", "AEGymVectorEnv", "True"]
+    assert out.stdout.split() == [
+        "AEGym/SoundMatch-Easy-v1",
+        "SoundMatchEnv",
+        "AEGymVectorEnv",
+        "True",
+    ]
 
 
 def test_zoo_knows_our_algos():

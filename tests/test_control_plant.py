@@ -175,7 +175,7 @@ def run_optimizer(theta0, grads, etas, sigma):
 
 
 def run_scheduler(theta0, grads, etas, sigma):
-    env = gym.make("AEGym/SchedulerGains-v0", duration_s=0.25)
+    env = gym.make("AEGym/SchedulerGains-v1", duration_s=0.25)
     single = env.unwrapped.core
     core = type(single)(single.config, single.targets, B)
     core.knobs[:, core.free_idx] = theta0

@@ -19,9 +19,9 @@ from aegym.envs import ENV_SPECS, list_envs
 
 IDS = [s.id for s in ENV_SPECS]
 FAST = {
-    "AEGym/SoundMatch-v0": {"duration_s": 0.25},
-    "AEGym/SoundMatchLive-v0": {},
-    "AEGym/SchedulerGains-v0": {"duration_s": 0.25, "inner_steps": 2},
+    "AEGym/SoundMatch-Easy-v1": {"duration_s": 0.25},
+    "AEGym/SoundMatchLive-v1": {},
+    "AEGym/SchedulerGains-v1": {"duration_s": 0.25, "inner_steps": 2},
 }
 
 
@@ -29,9 +29,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_every_id_is_registered_with_a_horizon():
-    assert {"AEGym/SoundMatch-v0", "AEGym/SoundMatchLive-v0", "AEGym/SchedulerGains-v0"} <= set(
-        gym.registry
-    )
+    assert {
+        "AEGym/SoundMatch-Easy-v1",
+        "AEGym/SoundMatchLive-v1",
+        "AEGym/SchedulerGains-v1",
+    } <= set(gym.registry)
     for spec in ENV_SPECS:
         assert gym.spec(spec.id).max_episode_steps == spec.max_episode_steps
     assert [i for i, _ in list_envs()] == IDS

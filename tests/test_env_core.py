@@ -10,9 +10,9 @@ from aegym.envs._core import KnobCore, NoteCore
 from aegym.features import FeatureEncoder
 
 FAST = {
-    "AEGym/SoundMatch-v0": {"duration_s": 0.25},
-    "AEGym/SoundMatchLive-v0": {},
-    "AEGym/SchedulerGains-v0": {"duration_s": 0.25, "inner_steps": 1},
+    "AEGym/SoundMatch-Easy-v1": {"duration_s": 0.25},
+    "AEGym/SoundMatchLive-v1": {},
+    "AEGym/SchedulerGains-v1": {"duration_s": 0.25, "inner_steps": 1},
 }
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -33,7 +33,7 @@ def test_every_family_runs_on_the_knob_core_and_names_the_distance_alike(env_id)
 
 
 def test_move_knobs_clips_actions_and_the_box_and_reports_the_applied_move():
-    env = gym.make("AEGym/SoundMatch-v0", duration_s=0.25, max_move=0.5)
+    env = gym.make("AEGym/SoundMatch-Easy-v1", duration_s=0.25, max_move=0.5)
     core = env.unwrapped.core
     core.knobs[:, core.free_idx] = torch.tensor([[0.9, 0.1, 0.5, 0.5]])
     fixed = core.knobs.clone()
@@ -47,7 +47,7 @@ def test_move_knobs_clips_actions_and_the_box_and_reports_the_applied_move():
 
 
 def test_note_cores_fix_the_other_knobs_at_the_targets_truth():
-    core = gym.make("AEGym/SoundMatch-v0", target="test", duration_s=0.25).unwrapped.core
+    core = gym.make("AEGym/SoundMatch-Easy-v1", target="test", duration_s=0.25).unwrapped.core
     assert isinstance(core, NoteCore)
     base = core.fixed_knobs_per_target()
     for i, t in enumerate(core.targets):

@@ -11,6 +11,9 @@ from hypothesis import strategies as st
 
 from aegym.features import FeatureEncoder, Features
 from aegym.reward import (
+    AUDIO_TERMS,
+    SAFETY_TERMS,
+    SUCCESS_TERM,
     TERM_NAMES,
     CompositeReward,
     RewardConfig,
@@ -29,6 +32,30 @@ from aegym.reward import (
 SR = 16_000
 N_SAMPLES = 4096
 CFG = RewardConfig()
+#: A reward with only the terms that need no optional input (audio as a cost).
+AUDIO_ONLY = (*AUDIO_TERMS, "pen/loudness", "pen/time")
+
+
+def audio_similarity(pred: Features, target: Features) -> torch.Tensor:
+    """``Σ_i c_i·s_i``: the audio group's weighted similarity, in [0, w_aud]."""
+    reward = CompositeReward(CFG, AUDIO_ONLY)
+    scores = reward.audio_scores(pred, target)
+    return sum(reward.coefficients[n] * scores[n] for n in AUDIO_TERMS)
+
+
+def all_inputs(b: int, g: torch.Generator, scale: float = 1.0) -> dict:
+    """Every optional input of the full reward, random, batch ``b``."""
+    return dict(
+        previous_audio={n: torch.rand(b, generator=g) for n in AUDIO_TERMS},
+        success=torch.rand(b, generator=g) < 0.5,
+        grad_norms=scale * torch.rand(b, 8, generator=g),
+        updates=scale * torch.randn(b, 8, 3, generator=g),
+        knob_trajectory=torch.rand(b, 8, 2, generator=g),
+        knob_delta=scale * torch.randn(b, 2, generator=g),
+        diverged=torch.rand(b, generator=g) < 0.5,
+    )
+
+
 PROPERTY = settings(max_examples=40, deadline=None)
 
 
@@ -95,7 +122,7 @@ def test_audio_terms_bounded(seed, mel_scales, pred_stats, target_stats):
     pred = synthetic_features(3, seed, mel_scales[0], pred_stats)
     target = synthetic_features(1, seed + 1, mel_scales[1], target_stats)
     terms = audio_terms(pred, target, CFG)
-    assert list(terms) == [n for n in TERM_NAMES if n.startswith("aud/")]
+    assert list(terms) == list(AUDIO_TERMS)
     for value in terms.values():
         assert value.shape == (3,)
         assert_unit(value)
@@ -139,11 +166,10 @@ def test_policy_terms_bounded(data, w, k, magnitude):
 @given(
     loudness=st.lists(any_float, min_size=3, max_size=3),
     delta=st.lists(st.floats(-1e30, 1e30), min_size=6, max_size=6),
-    kl=st.lists(any_float, min_size=3, max_size=3),
 )
-def test_penalties_bounded(loudness, delta, kl):
-    out = penalties(torch.tensor(loudness), torch.tensor(delta).view(3, 2), CFG, torch.tensor(kl))
-    assert list(out) == ["pen/loudness", "pen/slew", "pen/kl"]
+def test_penalties_bounded(loudness, delta):
+    out = penalties(torch.tensor(loudness), torch.tensor(delta).view(3, 2), CFG)
+    assert list(out) == ["pen/loudness", "pen/slew"]
     for value in out.values():
         assert value.shape == (3,)
         assert_unit(value)
@@ -156,15 +182,7 @@ def test_total_within_bounds_and_sums(seed, scale):
     reward = CompositeReward()
     pred = synthetic_features(4, seed, scale, [100.0, 3000.0, 0.1, 20.0, 3.0])
     target = synthetic_features(4, seed + 1, 1.0, [500.0, 2000.0, 0.5, 10.0, -20.0])
-    out = reward(
-        pred,
-        target,
-        grad_norms=scale * torch.rand(4, 8, generator=g),
-        updates=scale * torch.randn(4, 8, 3, generator=g),
-        knob_trajectory=torch.rand(4, 8, 2, generator=g),
-        knob_delta=scale * torch.randn(4, 2, generator=g),
-        kl=scale * torch.randn(4, generator=g),
-    )
+    out = reward(pred, target, **all_inputs(4, g, scale))
     low, high = reward.bounds()
     assert torch.isfinite(out.total).all()
     assert (out.total >= low).all() and (out.total <= high).all()
@@ -178,17 +196,18 @@ def test_total_within_bounds_and_sums(seed, scale):
 def test_identical_sound_gives_maximal_audio_reward(encoder):
     audio = torch.stack([sine(440.0), saw(220.0), 0.3 * torch.randn(N_SAMPLES)])
     feats = encoder(audio)
-    out = CompositeReward()(feats, feats)
+    out = CompositeReward(RewardConfig(audio_mode="cost"), AUDIO_ONLY)(feats, feats)
     for name in ("aud/mel", "aud/centroid", "aud/rolloff", "aud/flatness", "aud/peakiness"):
         assert torch.allclose(out.raw[name], torch.ones(3)), name
-    assert torch.allclose(out.group_total("aud"), torch.full((3,), CFG.w_aud))
+    assert (out.group_total("aud") == 0).all()  # no shortfall: the best the cost can be
+    assert torch.allclose(audio_similarity(feats, feats), torch.full((3,), CFG.w_aud))
 
 
 def test_audio_reward_rises_toward_target_pitch(encoder):
     target = encoder(sine(440.0)[None])
     octaves_off = [2.0, 1.0, 0.5, 0.1, 0.0]
     pred = encoder(torch.stack([sine(440.0 * 2**x) for x in octaves_off]))
-    r_aud = CompositeReward()(pred, target).group_total("aud")
+    r_aud = audio_similarity(pred, target)
     assert (r_aud.diff() > 0).all(), r_aud
     assert r_aud[-1] == pytest.approx(CFG.w_aud)
 
@@ -198,15 +217,16 @@ def test_audio_reward_rises_as_mix_approaches_target(encoder):
     target = encoder(saw(220.0)[None])
     mixes = [0.0, 0.25, 0.5, 0.75, 0.9, 1.0]
     pred = encoder(torch.stack([(1 - a) * noise + a * saw(220.0) for a in mixes]))
-    r_aud = CompositeReward()(pred, target).group_total("aud")
+    r_aud = audio_similarity(pred, target)
     assert (r_aud.diff() > 0).all(), r_aud
 
 
 def test_silence_is_handled(encoder):
     silence = torch.zeros(2, N_SAMPLES)
-    reward = CompositeReward()
-    same = reward(encoder(silence), encoder(silence[:1]))
-    assert torch.allclose(same.group_total("aud"), torch.full((2,), CFG.w_aud))
+    reward = CompositeReward(RewardConfig(audio_mode="cost"), AUDIO_ONLY)
+    assert torch.allclose(
+        audio_similarity(encoder(silence), encoder(silence[:1])), torch.full((2,), CFG.w_aud)
+    )
     vs_sine = reward(encoder(silence), encoder(sine(440.0)[None]))
     low, high = reward.bounds()
     assert torch.isfinite(vs_sine.total).all()
@@ -215,7 +235,8 @@ def test_silence_is_handled(encoder):
 
 def test_audio_reward_gradient_flows(encoder):
     audio = (0.3 * torch.randn(2, N_SAMPLES)).requires_grad_()
-    out = CompositeReward()(encoder(audio), encoder(sine(440.0)[None]))
+    reward = CompositeReward(RewardConfig(audio_mode="cost"), AUDIO_ONLY)
+    out = reward(encoder(audio), encoder(sine(440.0)[None]))
     out.group_total("aud").sum().backward()
     assert audio.grad is not None
     assert torch.isfinite(audio.grad).all()
@@ -224,7 +245,8 @@ def test_audio_reward_gradient_flows(encoder):
 
 def test_float64_features(encoder):
     audio = torch.stack([sine(440.0), saw(110.0)]).double()
-    out = CompositeReward()(encoder.double()(audio), encoder(audio[:1]))
+    reward = CompositeReward(RewardConfig(audio_mode="cost"), AUDIO_ONLY)
+    out = reward(encoder.double()(audio), encoder(audio[:1]))
     assert out.total.dtype == torch.float64
     encoder.float()
 
@@ -316,12 +338,18 @@ def test_slew_penalty_zero_inside_limit_and_growing_outside():
     assert (pen > 0).all() and (pen.diff() > 0).all() and (pen < 1).all()
 
 
-def test_kl_penalty_zero_without_kl_and_growing_with_it():
-    loud = torch.full((5,), -30.0)
-    assert (penalties(loud, None, CFG)["pen/kl"] == 0).all()
-    kl = torch.tensor([-0.1, 0.0, 0.5, 1.0, 5.0])
-    pen = penalties(loud, None, CFG, kl)["pen/kl"]
-    assert pen[0] == 0 and pen[1] == 0 and (pen[1:].diff() > 0).all()
+def test_violation_counts_only_above_the_tolerance(encoder):
+    """Float rounding at the slew limit is no violation; a real excess is (v0 counted
+    |term| <= 7.5e-14 as violations)."""
+    reward = CompositeReward(RewardConfig(audio_mode="cost"), (*AUDIO_ONLY, "pen/slew"))
+    feats = encoder(torch.stack([sine(440.0, amp=0.1)] * 3))
+    limit = CFG.slew_limit_unit
+    delta = torch.tensor([[limit + 1e-7, 0.0], [limit + 1e-4, 0.0], [limit + 0.05, 0.0]])
+    out = reward(feats, feats, knob_delta=delta)
+    assert out.raw["pen/slew"][0] > 0  # the penalty itself is not hidden
+    assert out.violation.tolist() == [False, False, True]
+    loud = encoder(torch.stack([sine(440.0, amp=1.0)] * 3))  # −3 dBFS, over the cap
+    assert reward(loud, loud, knob_delta=torch.zeros(3, 2)).violation.all()
 
 
 # ---------------------------------------------------------------------------------------
@@ -332,41 +360,86 @@ def test_breakdown_sums_to_total_and_matches_coefficients(encoder):
     g = torch.Generator().manual_seed(1)
     loud = torch.stack([sine(440.0, amp=1.0), 0.9 * torch.randn(N_SAMPLES, generator=g)])
     reward = CompositeReward()
-    out = reward(
-        encoder(loud),
-        encoder(sine(330.0)[None]),
-        grad_norms=torch.rand(2, 6, generator=g),
-        updates=oscillation(w=16).expand(2, 16, 5),
-        knob_trajectory=torch.rand(2, 16, 4, generator=g),
-        knob_delta=torch.tensor([[0.0, 0.5, 0.0, 0.0], [0.05, 0.0, 0.0, 0.0]]),
-        kl=torch.tensor([0.3, 0.0]),
-    )
+    inputs = all_inputs(2, g)
+    inputs["knob_delta"] = torch.tensor([[0.0, 0.5], [0.01, 0.0]])
+    inputs["success"] = torch.tensor([True, False])
+    pred, target = encoder(loud), encoder(sine(330.0)[None])
+    out = reward(pred, target, **inputs)
     assert list(out.terms) == list(TERM_NAMES) == list(out.raw)
     assert torch.allclose(torch.stack(list(out.terms.values())).sum(0), out.total)
-    for name, coeff in CFG.term_coefficients.items():
-        assert torch.allclose(out.terms[name], coeff * out.raw[name]), name
+    c = CFG.term_coefficients
+    scores = reward.audio_scores(pred, target)
+    for name in AUDIO_TERMS:  # improvement; a success step counts as a perfect match
+        prev = inputs["previous_audio"][name]
+        now = torch.stack([torch.tensor(1.0), scores[name][1]])
+        assert torch.allclose(out.terms[name], c[name] * (now - prev)), name
+    assert out.terms[SUCCESS_TERM].tolist() == [CFG.success_bonus, 0.0]
+    for name in ("opt/grad_norm", "opt/resonance", "opt/update_norm", "pol/periodicity"):
+        assert torch.allclose(out.terms[name], -c[name] * (1 - out.raw[name])), name
+        assert (out.terms[name] <= 0).all()
+    for name in ("pen/loudness", "pen/slew", "pen/divergence", "pen/time"):
+        assert torch.allclose(out.terms[name], -c[name] * out.raw[name]), name
     assert (out.terms["pen/loudness"] < 0).all()  # both are over the −6 dBFS cap
     assert out.terms["pen/slew"][0] < 0 and out.terms["pen/slew"][1] == 0
     groups = sum(out.group_total(g_) for g_ in ("aud", "opt", "pol", "pen"))
     assert torch.allclose(groups, out.total)
 
 
-def test_missing_optional_inputs_contribute_zero(encoder):
+def test_a_term_set_holds_only_its_terms_and_requires_its_inputs(encoder):
     feats = encoder(torch.stack([sine(440.0), saw(110.0)]))
-    out = CompositeReward()(feats, feats)
-    for name in TERM_NAMES:
-        if not name.startswith(("aud/", "pen/loudness")):
-            assert (out.terms[name] == 0).all() and (out.raw[name] == 0).all(), name
+    terms = (*AUDIO_TERMS, "opt/update_norm", "pen/time")
+    reward = CompositeReward(RewardConfig(audio_mode="cost"), terms)
+    out = reward(feats, feats, updates=torch.zeros(2, 8))
+    assert tuple(out.terms) == terms
+    # the group weight is the group's whole budget even with one of its terms
+    assert reward.coefficients["opt/update_norm"] == pytest.approx(CFG.w_opt)
+    with pytest.raises(ValueError, match="updates is required"):
+        reward(feats, feats)
+    with pytest.raises(ValueError, match="knob_delta was given but no reward term reads it"):
+        reward(feats, feats, updates=torch.zeros(2, 8), knob_delta=torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="previous_audio is required"):
+        CompositeReward(CFG, terms)(feats, feats, updates=torch.zeros(2, 8))
+    with pytest.raises(ValueError, match="unknown reward terms"):
+        CompositeReward(CFG, (*AUDIO_TERMS, "pen/kl"))
+    with pytest.raises(ValueError, match="every audio term"):
+        CompositeReward(CFG, ("aud/mel",))
+
+
+def test_improvement_telescopes_and_success_dominates_hovering(encoder):
+    """Over any sequence of states the improvement terms sum to the last minus the first
+    score, so wiggling earns nothing; with a success at T the bonus beats any
+    hovering return within T* = aligned_steps()."""
+    reward = CompositeReward(CFG, (*AUDIO_TERMS, SUCCESS_TERM, "pen/loudness", "pen/time"))
+    target = encoder(saw(220.0)[None])
+    freqs = [330.0, 240.0, 300.0, 230.0, 260.0, 225.0, 250.0]  # near, never on
+    states = [encoder(saw(f)[None]) for f in freqs]
+    prev = reward.audio_scores(states[0], target)
+    total = 0.0
+    for st_ in states[1:]:
+        out = reward(st_, target, previous_audio=prev, success=torch.tensor([False]))
+        total += float(out.group_total("aud"))
+        prev = out.audio_scores
+    first = audio_similarity(states[0], target)
+    last = audio_similarity(states[-1], target)
+    assert total == pytest.approx(float(last - first), abs=1e-5)
+    t_star = reward.aligned_steps()
+    assert t_star == pytest.approx(CFG.success_bonus / CFG.w_pen_loudness)
+    low, high = reward.bounds()
+    assert high == pytest.approx(CFG.w_aud + CFG.success_bonus - CFG.w_pen_time)
+    assert low == pytest.approx(-(CFG.w_aud + CFG.w_pen_loudness + CFG.w_pen_time))
 
 
 def test_bounds_follow_weights():
     cfg = RewardConfig(w_aud=2.0, w_opt=0.0, w_pol=1.0, w_pen_slew=0.25, w_pol_diversity=0.0)
     low, high = CompositeReward(cfg).bounds()
-    assert high == pytest.approx(3.0)
-    assert low == pytest.approx(-(1.0 + 0.25 + 0.5))
     coeffs = cfg.term_coefficients
+    assert high == pytest.approx(2.0 + cfg.success_bonus - cfg.w_pen_time)
+    pens = cfg.w_pen_loudness + 0.25 + cfg.w_pen_divergence + cfg.w_pen_time
+    assert low == pytest.approx(-(2.0 + 1.0 + pens))
     assert coeffs["pol/periodicity"] == pytest.approx(1.0) and coeffs["pol/diversity"] == 0
     assert coeffs["aud/mel"] == pytest.approx(2.0 * 2.0 / 5.0)
+    cost = CompositeReward(RewardConfig(audio_mode="cost"), AUDIO_ONLY).bounds()
+    assert cost.high == pytest.approx(-CFG.w_pen_time)
 
 
 # ---------------------------------------------------------------------------------------
@@ -377,7 +450,9 @@ def test_bounds_follow_weights():
     ("field", "value"),
     [
         ("w_aud", -1.0),
-        ("w_pen_kl", math.inf),
+        ("w_pen_time", math.inf),
+        ("success_bonus", -1.0),
+        ("violation_tolerance", 2.0),
         ("w_aud_mel", -0.5),
         ("mel_distance_scale", 0.0),
         ("centroid_scale_oct", -1.0),
@@ -387,7 +462,6 @@ def test_bounds_follow_weights():
         ("periodicity_max_lag_fraction", 0.0),
         ("loudness_cap_dbfs", 100.0),
         ("slew_limit_unit", -0.1),
-        ("kl_scale_nats", 0.0),
     ],
 )
 def test_bad_config_raises_naming_field(field, value):
@@ -400,6 +474,7 @@ def test_wrong_shapes_raise(encoder):
     feats = encoder(torch.stack([sine(440.0), saw(110.0)]))
     reward = CompositeReward()
     good_w = torch.rand(2, 8)
+    good = all_inputs(2, torch.Generator().manual_seed(0))
     bad_calls = {
         "grad_norms": dict(grad_norms=torch.rand(2)),
         "updates": dict(updates=torch.rand(2, 3)),  # window < 4
@@ -409,12 +484,13 @@ def test_wrong_shapes_raise(encoder):
         "knob_trajectory ": dict(knob_trajectory=torch.rand(2, 3, 2)),
         "knob_delta": dict(knob_delta=torch.rand(3, 2)),
         "knob_delta ": dict(knob_delta=torch.rand(2)),
-        "kl": dict(kl=torch.rand(2, 1)),
+        "success": dict(success=torch.ones(2, 1, dtype=torch.bool)),
+        "diverged": dict(diverged=torch.ones(3, dtype=torch.bool)),
     }
     for key, kwargs in bad_calls.items():
         with pytest.raises(ValueError, match=key.strip()):
-            reward(feats, feats, **kwargs)
+            reward(feats, feats, **{**good, **kwargs})
     with pytest.raises(ValueError, match="batch"):
-        reward(feats, encoder(torch.zeros(3, N_SAMPLES)))
+        reward(feats, encoder(torch.zeros(3, N_SAMPLES)), **good)
     with pytest.raises(ValueError, match="knob_trajectory"):
-        reward(feats, feats, knob_trajectory=torch.full((2, 8, 2), math.nan))
+        reward(feats, feats, **{**good, "knob_trajectory": torch.full((2, 8, 2), math.nan)})

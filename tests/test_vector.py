@@ -10,9 +10,9 @@ from aegym.envs.policies import AEGradientPolicy
 from aegym.vector import AEGymSB3VecEnv, AEGymVectorEnv, make_sb3_vec_env
 
 CASES = {
-    "AEGym/SoundMatch-v0": {"duration_s": 0.25, "max_episode_steps": 4},
-    "AEGym/SoundMatchLive-v0": {"max_episode_steps": 4},
-    "AEGym/SchedulerGains-v0": {"duration_s": 0.25, "inner_steps": 1, "episode_steps": 3},
+    "AEGym/SoundMatch-Easy-v1": {"duration_s": 0.25, "max_episode_steps": 4},
+    "AEGym/SoundMatchLive-v1": {"max_episode_steps": 4},
+    "AEGym/SchedulerGains-v1": {"duration_s": 0.25, "inner_steps": 1, "episode_steps": 3},
 }
 
 
@@ -47,16 +47,16 @@ def test_native_equals_sync_vector_env_through_autoresets(env_id):
 
 
 def test_sub_envs_are_seeded_apart_and_reproducibly():
-    a, _ = native("AEGym/SoundMatch-v0").reset(seed=1)
-    b, _ = native("AEGym/SoundMatch-v0").reset(seed=1)
-    c, _ = native("AEGym/SoundMatch-v0").reset(seed=[1, 2, 3])
+    a, _ = native("AEGym/SoundMatch-Easy-v1").reset(seed=1)
+    b, _ = native("AEGym/SoundMatch-Easy-v1").reset(seed=1)
+    c, _ = native("AEGym/SoundMatch-Easy-v1").reset(seed=[1, 2, 3])
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(a, c)
     assert not np.allclose(a[0], a[1])
 
 
 def test_same_step_autoreset_reports_final_observation():
-    env = native("AEGym/SoundMatch-v0", autoreset_mode=AutoresetMode.SAME_STEP)
+    env = native("AEGym/SoundMatch-Easy-v1", autoreset_mode=AutoresetMode.SAME_STEP)
     env.reset(seed=0)
     for _ in range(4):
         obs, _rew, _term, trunc, info = env.step(np.zeros(env.action_space.shape, np.float32))
@@ -65,7 +65,7 @@ def test_same_step_autoreset_reports_final_observation():
 
 
 def test_batched_info_layout_and_reward_terms():
-    env = native("AEGym/SchedulerGains-v0")
+    env = native("AEGym/SchedulerGains-v1")
     env.reset(seed=0)
     _, rew, _, _, info = env.step(np.zeros(env.action_space.shape, np.float32))
     assert info["distance"].shape == (3,) and info["_distance"].all()
@@ -75,7 +75,7 @@ def test_batched_info_layout_and_reward_terms():
 
 
 def test_bad_actions_and_arguments():
-    env = native("AEGym/SoundMatch-v0")
+    env = native("AEGym/SoundMatch-Easy-v1")
     env.reset(seed=0)
     with pytest.raises(ValueError, match="shape"):
         env.step(np.zeros((2, 4), np.float32))
@@ -84,11 +84,13 @@ def test_bad_actions_and_arguments():
     with pytest.raises(ValueError, match="seed list"):
         env.reset(seed=[1, 2])
     with pytest.raises(ValueError, match="num_envs"):
-        native("AEGym/SoundMatch-v0", n=0)
+        native("AEGym/SoundMatch-Easy-v1", n=0)
 
 
 def test_sb3_adapter_infos_and_episode_statistics():
-    venv = make_sb3_vec_env("AEGym/SoundMatch-v0", 2, seed=3, duration_s=0.25, max_episode_steps=3)
+    venv = make_sb3_vec_env(
+        "AEGym/SoundMatch-Easy-v1", 2, seed=3, duration_s=0.25, max_episode_steps=3
+    )
     assert isinstance(venv, AEGymSB3VecEnv)
     obs = venv.reset()
     assert obs.shape == (2, 47)
@@ -103,7 +105,7 @@ def test_sb3_adapter_infos_and_episode_statistics():
 
 
 def test_sb3_ppo_trains_on_the_native_env_and_ae_policy_reads_its_core():
-    venv = make_sb3_vec_env("AEGym/SoundMatch-v0", 4, seed=0, duration_s=0.25)
+    venv = make_sb3_vec_env("AEGym/SoundMatch-Easy-v1", 4, seed=0, duration_s=0.25)
     model = PPO("MlpPolicy", venv, n_steps=8, batch_size=16, n_epochs=1, seed=0, device="cpu")
     model.learn(total_timesteps=32)
     assert model.num_timesteps >= 32
@@ -115,19 +117,19 @@ def test_sb3_ppo_trains_on_the_native_env_and_ae_policy_reads_its_core():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_runs_on_cuda():
-    env = native("AEGym/SoundMatch-v0", device="cuda")
+    env = native("AEGym/SoundMatch-Easy-v1", device="cuda")
     obs, _ = env.reset(seed=0)
     obs, *_ = env.step(np.zeros(env.action_space.shape, np.float32))
     assert np.isfinite(obs).all()
 
 
 def test_sb3_adapter_takes_per_env_seeds_and_target_options():
-    venv = make_sb3_vec_env("AEGym/SoundMatch-v0", 2, seed=0, duration_s=0.25)
+    venv = make_sb3_vec_env("AEGym/SoundMatch-Easy-v1", 2, seed=0, duration_s=0.25)
     venv._seeds = [11, 12]
     venv.set_options([{"target_index": 5}, {"target_index": 7}])
     venv.reset()
     assert venv.core.target_idx.tolist() == [5, 7]
-    ref = gym.make("AEGym/SoundMatch-v0", duration_s=0.25)
+    ref = gym.make("AEGym/SoundMatch-Easy-v1", duration_s=0.25)
     obs_ref, _ = ref.reset(seed=12, options={"target_index": 7})
     venv._seeds = [11, 12]
     venv.set_options([{"target_index": 5}, {"target_index": 7}])
@@ -138,7 +140,7 @@ def test_sb3_adapter_takes_per_env_seeds_and_target_options():
 
 
 def test_target_index_options_are_validated_not_coerced():
-    env = native("AEGym/SoundMatch-v0", n=4)
+    env = native("AEGym/SoundMatch-Easy-v1", n=4)
     env.reset(seed=0)
     n = len(env.core.targets)
     cases = {
@@ -163,7 +165,7 @@ def test_target_index_options_are_validated_not_coerced():
 
 
 def test_a_failed_reset_leaves_the_sub_env_rngs_alone():
-    a, b = native("AEGym/SoundMatch-v0"), native("AEGym/SoundMatch-v0")
+    a, b = native("AEGym/SoundMatch-Easy-v1"), native("AEGym/SoundMatch-Easy-v1")
     a.reset(seed=3)
     b.reset(seed=3)
     with pytest.raises(ValueError, match="target_index"):
@@ -172,7 +174,7 @@ def test_a_failed_reset_leaves_the_sub_env_rngs_alone():
 
 
 def test_bad_action_types_name_the_argument():
-    env = native("AEGym/SoundMatch-v0")
+    env = native("AEGym/SoundMatch-Easy-v1")
     env.reset(seed=0)
     for bad in ("left", {"a": 1}, [["x"] * 4] * 3):
         with pytest.raises(ValueError, match=r"actions must be a finite float array"):

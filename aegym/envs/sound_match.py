@@ -365,7 +365,7 @@ class SoundMatchEnv(CoreEnv):
       terms (``opt/grad_norm``, ``pen/kl``, and ``pen/slew``: moves are not heard);
       fixed knobs of targets without true knobs from an analysis of the target; knob
       gradients at the bounds (straight-through clamp).
-    - v0: initial release (``AEGym/SoundMatch-v0``, removed).
+    - v0: initial release (``AEGym/SoundMatch-Easy-v1``, removed).
     """
 
     draw_reset = staticmethod(draw_reset)

@@ -32,24 +32,24 @@ ENV_IDS: tuple[str, ...] = tuple(spec.id for spec in ENV_SPECS)
 #: Env id -> family: ``"knob"`` (actions move knobs; the AE baseline takes gradient steps
 #: on the plant) or ``"scheduler"`` (actions set optimizer gains; the AE law applies).
 ENV_FAMILIES: dict[str, EnvFamily] = {
-    "AEGym/SoundMatch-v0": "knob",
-    "AEGym/SoundMatchLive-v0": "knob",
-    "AEGym/SchedulerGains-v0": "scheduler",
+    "AEGym/SoundMatch-Easy-v1": "knob",
+    "AEGym/SoundMatchLive-v1": "knob",
+    "AEGym/SchedulerGains-v1": "scheduler",
 }
 
 #: Short-audio settings per env for smoke tests and quick demos (0.25 s notes, one inner
 #: optimizer step per scheduler step). SoundMatchLive's window is already 0.25 s.
 FAST_ENV_KWARGS: dict[str, dict[str, Any]] = {
-    "AEGym/SoundMatch-v0": {"duration_s": 0.25},
-    "AEGym/SoundMatchLive-v0": {"window_s": 0.25},
-    "AEGym/SchedulerGains-v0": {"duration_s": 0.25, "inner_steps": 1},
+    "AEGym/SoundMatch-Easy-v1": {"duration_s": 0.25},
+    "AEGym/SoundMatchLive-v1": {"window_s": 0.25},
+    "AEGym/SchedulerGains-v1": {"duration_s": 0.25, "inner_steps": 1},
 }
 
 
 def check_env_id(env_id: str) -> str:
     """Return ``env_id`` if agents support it.
 
-    :param env_id: a registered aegym id such as ``"AEGym/SoundMatch-v0"``.
+    :param env_id: a registered aegym id such as ``"AEGym/SoundMatch-Easy-v1"``.
     :raises ValueError: unknown id, naming the allowed ones.
     """
     if env_id not in ENV_FAMILIES:
@@ -211,15 +211,15 @@ def env_config(env: gym.Env | VecEnv) -> Any:
     return config
 
 
-#: Threshold of envs whose config has none (SoundMatchLive-v0 tracks without ending):
+#: Threshold of envs whose config has none (SoundMatchLive-v1 tracks without ending):
 #: the knob envs' own default, the same spectral distance.
 _KNOB_SUCCESS_DISTANCE: float = SoundMatchConfig.success_distance
 
 
 def success_distance(env: gym.Env | VecEnv) -> float:
     """Spectral distance below which an episode of ``env`` counts as a success: the
-    env config's ``success_distance`` (SoundMatch-v0, SchedulerGains-v0); for envs
-    without one (SoundMatchLive-v0), SoundMatch-v0's default.
+    env config's ``success_distance`` (SoundMatch-Easy-v1, SchedulerGains-v1); for envs
+    without one (SoundMatchLive-v1), SoundMatch-Easy-v1's default.
 
     :param env: a created aegym env (single or vector).
     """
@@ -229,7 +229,7 @@ def success_distance(env: gym.Env | VecEnv) -> float:
 
 def episode_limit(env_id: str, config: Any = None) -> int:
     """Step limit of an episode: the id's ``max_episode_steps``, or the config's
-    ``episode_steps`` when it is shorter (SchedulerGains-v0).
+    ``episode_steps`` when it is shorter (SchedulerGains-v1).
 
     :param env_id: a supported env id.
     :param config: the created env's config (:func:`env_config`), or None.

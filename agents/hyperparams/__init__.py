@@ -122,7 +122,7 @@ _SHAPING_SCHED = ShapingConfig(
 
 HYPERPARAMS: MappingProxyType[str, MappingProxyType[str, AlgoSettings]] = MappingProxyType(
     {
-        "AEGym/SoundMatch-v0": MappingProxyType(
+        "AEGym/SoundMatch-Easy-v1": MappingProxyType(
             {
                 "ppo": AlgoSettings(8, _ppo(64, 128, 0.95)),
                 "shaped_ppo": AlgoSettings(8, _ppo(64, 128, 0.95), _SHAPING_KNOB),
@@ -130,7 +130,7 @@ HYPERPARAMS: MappingProxyType[str, MappingProxyType[str, AlgoSettings]] = Mappin
                 "sac": AlgoSettings(4, _sac(0.95, 1000, 1)),
             }
         ),
-        "AEGym/SoundMatchLive-v0": MappingProxyType(
+        "AEGym/SoundMatchLive-v1": MappingProxyType(
             {
                 "ppo": AlgoSettings(8, _ppo(64, 128, 0.95)),
                 "shaped_ppo": AlgoSettings(8, _ppo(64, 128, 0.95), _SHAPING_KNOB),
@@ -138,7 +138,7 @@ HYPERPARAMS: MappingProxyType[str, MappingProxyType[str, AlgoSettings]] = Mappin
                 "sac": AlgoSettings(4, _sac(0.95, 1000, 1)),
             }
         ),
-        "AEGym/SchedulerGains-v0": MappingProxyType(
+        "AEGym/SchedulerGains-v1": MappingProxyType(
             {
                 "ppo": AlgoSettings(8, _ppo(20, 80, 0.9)),
                 "shaped_ppo": AlgoSettings(8, _ppo(20, 80, 0.9), _SHAPING_SCHED),
