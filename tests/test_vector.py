@@ -11,7 +11,7 @@ from aegym.vector import AEGymSB3VecEnv, AEGymVectorEnv, make_sb3_vec_env
 
 CASES = {
     "AEGym/SoundMatch-v0": {"duration_s": 0.25, "max_episode_steps": 4},
-    "AEGym/SoundMatchLive-v0": {"max_episode_steps": 4},
+    "AEGym/SoundMatchLive-v1": {"max_episode_steps": 4},
     "AEGym/SchedulerGains-v0": {"duration_s": 0.25, "inner_steps": 1, "episode_steps": 3},
 }
 

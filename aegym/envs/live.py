@@ -227,8 +227,8 @@ class LiveCore(KnobCore):
         self.wp_idx = torch.zeros(b, 2, dtype=torch.long, device=dev)
         self.audio_pos = torch.zeros(b, dtype=torch.long, device=dev)
         self.on_target = torch.zeros(b, dtype=torch.bool, device=dev)
-        self.agent_state = self.voice.initial_state(b)
-        self.target_state = self.voice.initial_state(b)
+        self.agent_state = self._fresh_state()
+        self.target_state = self._fresh_state()
         self.agent_buf = torch.zeros(b, self.window, device=dev)
         self.target_buf = torch.zeros(b, self.window, device=dev)
         self.current_features: Features | None = None
@@ -269,19 +269,26 @@ class LiveCore(KnobCore):
         pos = self._knob_pos[end].clamp_min(0)
         return self.knob_rows[(pos * 7 + steps + 1) % n]
 
+    def _fresh_state(self) -> VoiceState:
+        """Note-on state of all B voices, with per-voice noise position and time: each
+        episode's note starts at its own reset, as in a single env."""
+        s = self.voice.initial_state(self.batch)
+        dev = self.device
+        pos = torch.zeros(self.batch, dtype=torch.long, device=dev)
+        return s._replace(noise_pos=pos, time_s=torch.zeros_like(pos, dtype=torch.float64))
+
     @staticmethod
     def _merge_state(mask: torch.Tensor, new: VoiceState, old: VoiceState) -> VoiceState:
-        """``new`` where ``mask``, else ``old``. Note time and noise position are shared by
-        the batch: they follow ``new`` when every episode moves, else stay."""
+        """``new`` where ``mask``, else ``old`` (every field is per voice)."""
         if bool(mask.all()):
             return new
         m = mask
         return VoiceState(
             torch.where(m, new.phase1, old.phase1),
             torch.where(m, new.phase2, old.phase2),
-            old.noise_pos,
+            torch.where(m, new.noise_pos, old.noise_pos),  # type: ignore[arg-type]
             type(old.filter)(torch.where(m[:, None], new.filter.tpt, old.filter.tpt)),
-            old.time_s,
+            torch.where(m, new.time_s, old.time_s),  # type: ignore[arg-type]
         )
 
     @torch.no_grad()
@@ -304,14 +311,9 @@ class LiveCore(KnobCore):
         knobs = self.target_knobs().index_copy(1, self.free_idx, start_free.to(self.knobs))
         self.knobs = torch.where(m[:, None], knobs, self.knobs)
         self.moves = torch.where(m[:, None, None], 0.0, self.moves)
-        fresh = self.voice.initial_state(self.batch)
-        if bool(m.all()):
-            self.agent_state, self.target_state = fresh, fresh
-        else:
-            # Note time and noise position are shared by the batch: a partially reset
-            # stream starts a fresh oscillator/filter state inside the running note.
-            self.agent_state = self._merge_state(m, fresh, self.agent_state)
-            self.target_state = self._merge_state(m, fresh, self.target_state)
+        fresh = self._fresh_state()
+        self.agent_state = self._merge_state(m, fresh, self.agent_state)
+        self.target_state = self._merge_state(m, fresh, self.target_state)
         self.agent_buf = torch.where(m[:, None], 0.0, self.agent_buf)
         self.target_buf = torch.where(m[:, None], 0.0, self.target_buf)
         obs, _ = self._advance(self.free_knobs, m)
