@@ -78,6 +78,7 @@ ENV_SPECS: tuple[EnvSpec, ...] = (
         64,
         "knob control on a continuous stream, window by window, tracking a moving target",
         "aegym.vector.env:live_vector",
+        {"free_knobs": "easy", "success_distance": SUCCESS_DISTANCE["live_easy"]},
     ),
     EnvSpec(
         "AEGym/SchedulerGains-v1",

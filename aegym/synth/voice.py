@@ -91,13 +91,18 @@ class SynthConfig:
 
 class VoiceState(NamedTuple):
     """Everything a render needs to continue a note: ``[B]`` phases, the noise read
-    position (shared by the batch), the filter state and the time since note-on."""
+    position, the filter state and the time since note-on.
+
+    ``noise_pos`` and ``time_s`` are shared by the batch (an int and a float), or per
+    voice (``[B]`` tensors: long and float64), so that voices of one batch can start
+    their notes at different times (a batched env resetting some episodes).
+    """
 
     phase1: torch.Tensor
     phase2: torch.Tensor
-    noise_pos: int
+    noise_pos: int | torch.Tensor
     filter: FilterState
-    time_s: float
+    time_s: float | torch.Tensor
 
     @classmethod
     def initial(cls, batch: int, device=None, dtype=torch.float32) -> VoiceState:
@@ -211,13 +216,19 @@ class Voice(nn.Module):
             block,
         )
         end1, end2 = ends.unbind(1)
-        noise = read_noise(self.noise, state.noise_pos, n_pad).view(1, nblk, block)
+        if isinstance(state.noise_pos, torch.Tensor):  # per-voice read positions [B]
+            pos = state.noise_pos[:, None] + torch.arange(n_pad, device=x.device)
+            noise = self.noise[pos % self.noise.numel()].view(bsz, nblk, block)
+        else:
+            noise = read_noise(self.noise, state.noise_pos, n_pad).view(1, nblk, block)
         # Noise and shaper, soft_clip(x + noise) = tanh(g (x + noise)) / tanh(g): the
         # division goes into the filter's input gain.
         drive = torch.pow(10.0, k("drive_db") / 20.0)
         x = noisy_drive(x, noise, k("noise_level")[:, None, None], drive[:, None, None])
         # Filter with its envelope at control rate.
         t0 = state.time_s
+        if isinstance(t0, torch.Tensor):  # per-voice note times [B]: envelopes [B, T]
+            t0 = t0.to(x.dtype)[:, None]
         off = math.inf if note_off_s is None else note_off_s
         ctrl_t = t0 + torch.arange(n_pad // block, device=x.device, dtype=x.dtype) * (block / sr)
         fenv = adsr(
@@ -258,7 +269,11 @@ class Voice(nn.Module):
         if n_pad != n_samples:  # trailing samples of the last block are dropped
             out = out[:, :n_samples]
         new_state = VoiceState(
-            end1, end2, (state.noise_pos + n_pad) % self.noise.numel(), fstate, t0 + n_pad / sr
+            end1,
+            end2,
+            (state.noise_pos + n_pad) % self.noise.numel(),
+            fstate,
+            state.time_s + n_pad / sr,
         )
         return out, new_state
 
