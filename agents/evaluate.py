@@ -27,9 +27,10 @@ Clopper–Pearson interval. The metrics:
 * ``steps_to_threshold`` — the first step with distance below the success distance (0
   if the start is already there); episodes that never get there count as the episode
   limit;
-* ``violations`` — safety violations per episode: steps with any penalty term
-  (``pen/*`` in ``info["reward_terms"]``) below 0, plus divergences
-  (``info["diverged"]``, SchedulerGains).
+* ``violations`` — safety violations per episode: steps whose loudness or slew
+  penalty exceeds the reward's ``violation_tolerance`` (``info["safety_violation"]``;
+  float rounding at a limit is no violation), plus divergences (``info["diverged"]``,
+  SchedulerGains).
 
 Every pair of agents is also compared on the same episodes (:func:`compare`): the
 mean paired difference of final distance and of return with a target-clustered CI, the

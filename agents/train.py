@@ -100,7 +100,7 @@ class TrainArgs:
     """Train an agent on an aegym env (hyperparameters from agents/hyperparams.py)."""
 
     env_id: str = "AEGym/SoundMatch-Easy-v1"
-    """environment id (AEGym/SoundMatch-Easy-v1, AEGym/SoundMatchLive-v1, AEGym/SchedulerGains-v1)"""
+    """environment id (AEGym/SoundMatch-{Easy,Medium,Full}-v1, SoundMatchLive-v1, ...)"""
     algo: str = "ppo"
     """algorithm: ppo, sac, a2c or shaped_ppo"""
     total_timesteps: int = 20_000

@@ -50,7 +50,8 @@ _EXPRESSION_KEYS = ("policy_kwargs", "replay_buffer_kwargs")
 _HEADER = (
     "# RL Baselines3 Zoo hyperparameters for aegym ({algo}), generated from\n"
     "# agents/hyperparams/__init__.py by `python -m agents zoo-hyperparams`: do not edit.\n"
-    "# python -m rl_zoo3.train --algo {algo} --env AEGym/SoundMatch-Easy-v1 --gym-packages aegym \\\n"
+    "# python -m rl_zoo3.train --algo {algo} --env AEGym/SoundMatch-Easy-v1 \\\n"
+    "#     --gym-packages aegym \\\n"
     "#     --conf-file agents/hyperparams/{algo}.yml --num-threads 1 --device cpu\n"
 )
 

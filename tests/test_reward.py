@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from aegym.features import FeatureEncoder, Features
 from aegym.reward import (
     AUDIO_TERMS,
-    SAFETY_TERMS,
     SUCCESS_TERM,
     TERM_NAMES,
     CompositeReward,

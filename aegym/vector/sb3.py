@@ -23,9 +23,9 @@ class AEGymSB3VecEnv(VecEnv):
     """SB3 ``VecEnv`` over an :class:`AEGymVectorEnv` (same-step autoreset).
 
     Infos are SB3's list of per-env dicts: ``distance``, ``is_success`` (where the env
-    defines success), ``diverged``, ``reward_terms`` (dict of floats), and at episode
-    ends ``terminal_observation``, ``TimeLimit.truncated`` and ``episode`` (``r``, ``l``,
-    ``t``: what SB3's ``Monitor`` would record, so ``ep_rew_mean`` is logged).
+    defines success), ``diverged``, ``safety_violation``, ``reward_terms`` (dict of
+    floats), and at episode ends ``terminal_observation``, ``TimeLimit.truncated`` and
+    ``episode`` (``r``, ``l``, ``t``: what SB3's ``Monitor`` would record, so ``ep_rew_mean`` is logged).
     SB3's ``seed(s)`` (sub-env i gets ``s + i``), per-env ``_seeds`` and
     ``set_options`` apply at the next :meth:`reset`; a per-env ``"target_index"`` in the
     options picks each sub-env's target (how evaluations give every agent the same
@@ -78,6 +78,9 @@ class AEGymSB3VecEnv(VecEnv):
             d: dict[str, Any] = {
                 "distance": float(final["distance"][i]),
                 "diverged": bool(final.get("diverged", np.zeros(self.num_envs, bool))[i]),
+                "safety_violation": bool(
+                    final.get("safety_violation", np.zeros(self.num_envs, bool))[i]
+                ),
                 "reward_terms": {k: float(terms[k][i]) for k in names},
             }
             if "is_success" in final:

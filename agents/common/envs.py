@@ -22,7 +22,6 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 import aegym
 from aegym.envs import ENV_SPECS
-from aegym.envs.sound_match import SoundMatchConfig
 
 EnvFamily = Literal["knob", "scheduler"]
 
@@ -33,6 +32,8 @@ ENV_IDS: tuple[str, ...] = tuple(spec.id for spec in ENV_SPECS)
 #: on the plant) or ``"scheduler"`` (actions set optimizer gains; the AE law applies).
 ENV_FAMILIES: dict[str, EnvFamily] = {
     "AEGym/SoundMatch-Easy-v1": "knob",
+    "AEGym/SoundMatch-Medium-v1": "knob",
+    "AEGym/SoundMatch-Full-v1": "knob",
     "AEGym/SoundMatchLive-v1": "knob",
     "AEGym/SchedulerGains-v1": "scheduler",
 }
@@ -41,6 +42,8 @@ ENV_FAMILIES: dict[str, EnvFamily] = {
 #: optimizer step per scheduler step). SoundMatchLive's window is already 0.25 s.
 FAST_ENV_KWARGS: dict[str, dict[str, Any]] = {
     "AEGym/SoundMatch-Easy-v1": {"duration_s": 0.25},
+    "AEGym/SoundMatch-Medium-v1": {"duration_s": 0.25},
+    "AEGym/SoundMatch-Full-v1": {"duration_s": 0.25},
     "AEGym/SoundMatchLive-v1": {"window_s": 0.25},
     "AEGym/SchedulerGains-v1": {"duration_s": 0.25, "inner_steps": 1},
 }
@@ -211,20 +214,14 @@ def env_config(env: gym.Env | VecEnv) -> Any:
     return config
 
 
-#: Threshold of envs whose config has none (SoundMatchLive-v1 tracks without ending):
-#: the knob envs' own default, the same spectral distance.
-_KNOB_SUCCESS_DISTANCE: float = SoundMatchConfig.success_distance
-
-
 def success_distance(env: gym.Env | VecEnv) -> float:
-    """Spectral distance below which an episode of ``env`` counts as a success: the
-    env config's ``success_distance`` (SoundMatch-Easy-v1, SchedulerGains-v1); for envs
-    without one (SoundMatchLive-v1), SoundMatch-Easy-v1's default.
+    """Spectral distance below which an episode of ``env`` counts as a success (for
+    SoundMatchLive-v1: a step on target): the env config's calibrated
+    ``success_distance``.
 
     :param env: a created aegym env (single or vector).
     """
-    value = getattr(env_config(env), "success_distance", None)
-    return float(_KNOB_SUCCESS_DISTANCE if value is None else value)
+    return float(env_config(env).success_distance)
 
 
 def episode_limit(env_id: str, config: Any = None) -> int:

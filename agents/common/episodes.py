@@ -58,7 +58,8 @@ class EpisodeRecord:
     :param success: success flag at the end.
     :param steps_to_threshold: first step with distance below the env's success
         distance (censored at the limit).
-    :param violations: steps with a negative penalty term, plus divergences.
+    :param violations: steps with a safety violation (``info["safety_violation"]``),
+        plus divergences.
     :param distances: distance at reset and after every step.
     :param run: which training run of the agent played it (0 unless an agent pools
         several runs of one algorithm).
@@ -136,9 +137,10 @@ def select_targets(
 
 
 def _violations(info: dict[str, Any]) -> int:
-    terms = info.get("reward_terms") or {}
-    penalised = any(v < 0 for k, v in terms.items() if k.startswith("pen/"))
-    return int(penalised) + int(bool(info.get("diverged", False)))
+    """1 for a step with a safety violation (``info["safety_violation"]``: a loudness or
+    slew penalty above the reward's tolerance), plus 1 for a divergence."""
+    unsafe = bool(info.get("safety_violation", False))
+    return int(unsafe) + int(bool(info.get("diverged", False)))
 
 
 def run_episodes(
