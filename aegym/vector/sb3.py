@@ -25,7 +25,8 @@ class AEGymSB3VecEnv(VecEnv):
     Infos are SB3's list of per-env dicts: ``distance``, ``is_success`` (where the env
     defines success), ``diverged``, ``safety_violation``, ``reward_terms`` (dict of
     floats), and at episode ends ``terminal_observation``, ``TimeLimit.truncated`` and
-    ``episode`` (``r``, ``l``, ``t``: what SB3's ``Monitor`` would record, so ``ep_rew_mean`` is logged).
+    ``episode`` (``r``, ``l``, ``t``: what SB3's ``Monitor`` would record, so
+    ``ep_rew_mean`` is logged).
     SB3's ``seed(s)`` (sub-env i gets ``s + i``), per-env ``_seeds`` and
     ``set_options`` apply at the next :meth:`reset`; a per-env ``"target_index"`` in the
     options picks each sub-env's target (how evaluations give every agent the same
