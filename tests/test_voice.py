@@ -3,7 +3,7 @@ import torch
 from conftest import peak_frequency
 
 from aegym.features import FeatureEncoder, spectral_distance
-from aegym.synth import KnobSpace, Patch, SynthConfig, Voice, WindowedStream
+from aegym.synth import KnobSpace, Patch, SynthConfig, Voice, WindowedStream, cutoff_limit_hz
 
 SR = 16_000
 
@@ -18,7 +18,7 @@ def sine_patch(**extra) -> Patch:
         osc1_shape=0.0,
         osc2_shape=0.0,
         osc2_detune_cents=0.0,
-        cutoff_hz=8000.0,
+        cutoff_hz=cutoff_limit_hz(SR),  # wide open: the voice's top cutoff at SR
         resonance=0.0,
         filter_env_octaves=0.0,
         drive_db=0.0,
