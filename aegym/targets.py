@@ -21,8 +21,8 @@ add a new entry to :data:`SET_VERSIONS` and move :data:`CURRENT_VERSION` forward
 ================  ==========  ==============  =======================
 set               in-domain   out-of-domain   seed
 ================  ==========  ==============  =======================
-``"train"``       128         48 (12 each)    sha256("aegym-targets/v0/train")
-``"test"``        64          24 (6 each)     sha256("aegym-targets/v0/test")
+``"train"``       128         48 (12 each)    sha256("aegym-targets/v1/train")
+``"test"``        64          24 (6 each)     sha256("aegym-targets/v1/test")
 ================  ==========  ==============  =======================
 """
 
@@ -76,9 +76,16 @@ SET_VERSIONS: Mapping[str, str] = MappingProxyType(
             "peak <= 1; out-of-domain: fm, karplus_strong, noise_burst, bell in turn, "
             "peak -3 dBFS"
         ),
+        "v1": (
+            "v0's sizes and generation rule; the default Voice now maps knobs with a "
+            "sample-rate-limited space (cutoff_hz capped at min(8000, 0.43 fs): 6880 Hz "
+            "at 16 kHz) and a straight-through clamp, and soft-limits the filter cutoff "
+            "(unchanged up to 0.43 fs, a smooth knee towards 0.45 fs instead of a hard "
+            "clamp), so in-domain audio and unit knobs differ from v0"
+        ),
     }
 )
-CURRENT_VERSION = "v0"
+CURRENT_VERSION = "v1"
 
 #: In-domain candidates quieter than this (RMS, dBFS) are redrawn.
 MIN_IN_DOMAIN_RMS_DBFS = -45.0

@@ -4,6 +4,10 @@ import pytest
 import torch
 
 from aegym.synth.filters import (
+    CUTOFF_KNEE_FRACTION,
+    MAX_CUTOFF_FRACTION,
+    MIN_CUTOFF_HZ,
+    clamp_cutoff,
     ladder_filter,
     ladder_reference,
     ladder_response,
@@ -145,3 +149,42 @@ def test_dc_gain_is_one_over_one_plus_k():
     k = 1e-3 + (3.9 - 1e-3) * 0.5
     assert float(h.sum()) == pytest.approx(1 / (1 + k), rel=1e-3)
     assert math.isfinite(float(h.sum()))
+
+
+@pytest.mark.parametrize("sr", [4000, 16000, 48000])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cutoff_limit_is_exact_inside_and_smooth_outside(sr, dtype):
+    """No hard clamp: identity on [MIN_CUTOFF_HZ, 0.43 fs], a knee with a positive
+    derivative outside, and every output inside (MIN_CUTOFF_HZ / 2, 0.45 fs)."""
+    f = torch.logspace(-1, 7, 4001, dtype=dtype).requires_grad_(True)
+    out = clamp_cutoff(f, sr)
+    (d,) = torch.autograd.grad(out.sum(), f)
+    assert bool((d > 0).all()), f"zero derivative at {f[d <= 0][:5].tolist()}"
+    assert bool((out < MAX_CUTOFF_FRACTION * sr).all() and (out > MIN_CUTOFF_HZ / 2).all())
+    assert bool((out[1:] >= out[:-1]).all())  # monotone (strictly: d > 0)
+    inside = (f >= MIN_CUTOFF_HZ) & (f <= CUTOFF_KNEE_FRACTION * sr)
+    assert torch.equal(out[inside], f[inside]) and bool((d[inside] == 1).all())
+    # C1 at the knees: just past them the cutoff barely moves and its slope is ~1.
+    for knee in (MIN_CUTOFF_HZ, CUTOFF_KNEE_FRACTION * sr):
+        near = torch.tensor([knee * 0.999, knee * 1.001], dtype=dtype, requires_grad=True)
+        y = clamp_cutoff(near, sr)
+        (dn,) = torch.autograd.grad(y.sum(), near)
+        assert torch.allclose(y, near, rtol=1e-4) and torch.allclose(
+            dn, torch.ones_like(dn), atol=0.05
+        )
+
+
+def test_envelope_pushing_past_the_top_keeps_a_cutoff_gradient():
+    """A cutoff modulated far above 0.45 fs (where the old hard clamp sat) still moves
+    the output, and the fast filter still matches the reference there."""
+    sr = 4000
+    torch.manual_seed(0)
+    x = torch.randn(1, 1024, dtype=torch.float64)
+    cutoff = (1500.0 * 2.0 ** torch.linspace(0.0, 6.0, 8, dtype=torch.float64))[None]
+    cutoff.requires_grad_(True)
+    res = torch.full((1, 8), 0.5, dtype=torch.float64)
+    y, _ = ladder_filter(x, cutoff, res, sr)
+    (g,) = torch.autograd.grad(y.pow(2).sum(), cutoff)
+    assert bool((g != 0).all()), g
+    ref = ladder_reference(x, cutoff.detach(), res, sr, block_size=128)
+    assert torch.allclose(y.detach(), ref, atol=1e-9)

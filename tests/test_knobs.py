@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from aegym.synth import DEFAULT_KNOBS, KnobSpace, KnobSpec, Patch
+from aegym.synth._grad import straight_through_clamp
 
 
 def test_round_trip_unit_physical():
@@ -94,3 +95,56 @@ def test_tensor_checks():
         space.to_physical(torch.full((1, len(space)), float("nan")))
     with pytest.raises(TypeError, match="floating"):
         space.to_physical(torch.zeros(1, len(space), dtype=torch.long))
+
+
+# ----------------------------------------------------------------- gradients on the bounds
+
+
+def test_straight_through_clamp_matches_clamp_forward_with_unit_gradient():
+    x = torch.tensor([-1e10, -3.0, -1e-7, 0.0, 1e-7, 0.25, 1.0 - 1e-7, 1.0, 1.0 + 1e-7, 7.0])
+    x.requires_grad_(True)
+    y = straight_through_clamp(x)
+    assert torch.equal(y.detach(), x.detach().clamp(0.0, 1.0))  # bit-identical forward
+    (g,) = torch.autograd.grad((y * torch.arange(1.0, 11.0)).sum(), x)
+    assert torch.equal(g, torch.arange(1.0, 11.0))  # identity backward, bounds included
+    lo = straight_through_clamp(x, 0.5, None)
+    assert torch.equal(lo.detach(), x.detach().clamp_min(0.5))
+    inf = torch.tensor([float("inf"), float("-inf")], requires_grad=True)
+    out = straight_through_clamp(inf)
+    assert out.tolist() == [1.0, 0.0]
+    (g_inf,) = torch.autograd.grad(out.sum(), inf)
+    assert g_inf.tolist() == [0.0, 0.0]
+
+
+def test_knob_mapping_has_gradient_on_and_beyond_the_bounds():
+    space = KnobSpace()
+    for value in (-0.5, 0.0, 1.0, 1.5):
+        u = torch.full((1, len(space)), value, requires_grad=True)
+        phys = space.to_physical(u)
+        (g,) = torch.autograd.grad(phys.sum(), u)
+        assert bool((g > 0).all()), f"zero gradient at unit value {value}: {g}"
+        edge = space.to_physical(torch.full((1, len(space)), min(max(value, 0.0), 1.0)))
+        assert torch.equal(phys.detach(), edge)  # values still clamped
+
+
+def test_voice_knob_space_caps_cutoff_by_sample_rate():
+    from aegym.synth import SynthConfig, Voice, cutoff_limit_hz
+
+    expected = {4000: 1720.0, 8000: 3440.0, 16000: 6880.0, 22050: 8000.0, 48000: 8000.0}
+    for sr, top in expected.items():
+        assert cutoff_limit_hz(sr) == pytest.approx(top)
+        for space in (
+            KnobSpace.for_sample_rate(sr),
+            Voice(SynthConfig(sample_rate=sr, duration_s=0.05)).knob_space,
+        ):
+            assert space.names == KnobSpace().names
+            cutoff = space[space.index("cutoff_hz")]
+            assert cutoff.maximum == pytest.approx(top) and cutoff.minimum == 40.0
+            assert cutoff.maximum < 0.45 * sr  # below the discretisation limit
+            assert cutoff.default == min(2000.0, top)
+            phys = space.to_physical(torch.ones(1, len(space)))[0, space.index("cutoff_hz")]
+            assert float(phys) == pytest.approx(top, rel=1e-5)
+            for k, full in zip(space, KnobSpace(), strict=True):  # the others untouched
+                if k.name != "cutoff_hz":
+                    assert k == full
+    assert KnobSpace()[KnobSpace().index("cutoff_hz")].maximum == 8000.0  # names/indices

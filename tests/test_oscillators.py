@@ -98,3 +98,19 @@ def test_noise_is_cyclic_and_offset():
     assert read_noise(table, 0, 4).tolist() == [0, 1, 2, 3]
     assert read_noise(table, 6, 4).tolist() == [6, 7, 0, 1]
     assert read_noise(table, 14, 12).tolist() == [6, 7, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1]
+
+
+def test_morph_weights_keep_gradient_on_waves_and_ends():
+    """Values as ``max(0, 1 - |s·3 - i|)``, but a shape on a wave (0, 1/3, 2/3, 1) keeps
+    its one-sided gradient (abs and max have none there)."""
+    s = torch.cat([torch.linspace(-0.5, 1.5, 41), torch.tensor([0.0, 1 / 3, 2 / 3, 1.0])])
+    s.requires_grad_(True)
+    w = morph_weights(s)
+    pos = s.detach().clamp(0, 1)[:, None] * 3
+    old = (1.0 - (pos - torch.arange(4.0)).abs()).clamp_min(0.0)
+    assert torch.equal(w.detach(), old)
+    jac = torch.stack(
+        [torch.autograd.grad(w[:, i].sum(), s, retain_graph=True)[0] for i in range(4)]
+    )
+    assert bool((jac.abs().sum(0) > 0).all())  # every shape moves some weight
+    assert torch.allclose(jac.sum(0), torch.zeros(45), atol=1e-6)  # weights still sum to 1

@@ -58,7 +58,7 @@ def test_sizes_meet_documented_minimums(test_set: TargetSet, train_set: TargetSe
     for name, ts in (("test", test_set), ("train", train_set)):
         spec = TARGET_SETS[name]
         assert len(ts) == spec.n_in_domain + spec.n_out_of_domain
-        assert (ts.name, ts.split, ts.version) == (name, name, "v0")
+        assert (ts.name, ts.split, ts.version) == (name, name, "v1")
         assert ts.version in SET_VERSIONS
         assert ts.sample_rate == 16000 and ts.num_samples == 16000
         assert len(set(ts.names)) == len(ts)

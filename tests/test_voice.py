@@ -3,7 +3,7 @@ import torch
 from conftest import peak_frequency
 
 from aegym.features import FeatureEncoder, spectral_distance
-from aegym.synth import KnobSpace, Patch, SynthConfig, Voice, WindowedStream
+from aegym.synth import KnobSpace, Patch, SynthConfig, Voice, WindowedStream, cutoff_limit_hz
 
 SR = 16_000
 
@@ -18,7 +18,7 @@ def sine_patch(**extra) -> Patch:
         osc1_shape=0.0,
         osc2_shape=0.0,
         osc2_detune_cents=0.0,
-        cutoff_hz=8000.0,
+        cutoff_hz=cutoff_limit_hz(SR),  # wide open: the voice's top cutoff at SR
         resonance=0.0,
         filter_env_octaves=0.0,
         drive_db=0.0,
@@ -150,3 +150,47 @@ def test_bad_inputs(voice):
 
 def test_knob_space_is_default():
     assert Voice().knob_space.names == KnobSpace().names
+
+
+def test_every_knob_has_gradient_on_its_bounds(voice):
+    """A knob exactly at 0 or 1 (the others at their defaults) keeps its gradient."""
+    space = voice.knob_space
+    n = len(space)
+    base = space.default_unit()
+    # osc 2 mostly pulse, so pulse_width acts (the default saw has no pulse in it).
+    base[space.index("osc2_shape")] = 0.9
+    u = base.repeat(2 * n, 1)
+    for i in range(n):
+        u[2 * i, i], u[2 * i + 1, i] = 0.0, 1.0
+    u.requires_grad_(True)
+    enc = FeatureEncoder()
+    other = space.random_unit(1, torch.Generator().manual_seed(11))  # a different patch
+    target = voice(other.expand(2 * n, -1)).detach()
+    audio = voice(u)
+    loss = spectral_distance(enc(audio), enc(target)).sum()
+    loss = loss + audio.pow(2).mean(-1).sum()
+    (grad,) = torch.autograd.grad(loss, u)
+    on_bound = torch.stack([grad[2 * i : 2 * i + 2, i] for i in range(n)])  # [K, 2]
+    assert torch.isfinite(on_bound).all()
+    dead = [
+        f"{name}={bound}"
+        for name, row in zip(space.names, on_bound.tolist(), strict=True)
+        for bound, g in zip((0, 1), row, strict=True)
+        if g == 0.0
+    ]
+    assert not dead, f"knobs without gradient on their bounds: {dead}"
+
+
+@pytest.mark.parametrize("sr", [4000, 8000, 16000])
+def test_cutoff_gradient_nonzero_across_its_whole_range(sr):
+    voice = Voice(SynthConfig(sample_rate=sr, duration_s=0.25))
+    space = voice.knob_space
+    c = space.index("cutoff_hz")
+    u = space.default_unit(21)
+    u[:, c] = torch.linspace(0.0, 1.0, 21)
+    u.requires_grad_(True)
+    (grad,) = torch.autograd.grad(voice(u).pow(2).sum(), u)
+    g = grad[:, c]
+    assert torch.isfinite(g).all()
+    dead = [round(float(v), 2) for v, gi in zip(u[:, c], g, strict=True) if gi == 0.0]
+    assert not dead, f"cutoff knob values without gradient at {sr} Hz: {dead}"

@@ -1,7 +1,7 @@
 """Differentiable subtractive synthesizer: knob space, atomic modules and the voice."""
 
 from aegym.synth.filters import FilterState, ladder_filter, ladder_reference, ladder_response
-from aegym.synth.knobs import DEFAULT_KNOBS, KnobSpace, KnobSpec, Patch
+from aegym.synth.knobs import DEFAULT_KNOBS, KnobSpace, KnobSpec, Patch, cutoff_limit_hz
 from aegym.synth.voice import SynthConfig, Voice, VoiceState, WindowedStream, midi_to_hz
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "Voice",
     "VoiceState",
     "WindowedStream",
+    "cutoff_limit_hz",
     "ladder_filter",
     "ladder_reference",
     "ladder_response",

@@ -51,7 +51,9 @@ elementwise over contiguous rows; the block scan is sequential (:class:`_AffineS
 log-depth (:func:`_prefix_scan`) for a few voices.
 
 Cost: four all-pole passes plus O(blocks) algebra; differentiable in the input,
-cutoff and resonance.
+cutoff and resonance. Cutoffs are soft-limited below ``0.45·fs`` by :func:`clamp_cutoff`
+(unchanged up to ``0.43·fs``, a smooth knee above), so the gradient in the cutoff never
+vanishes, however far an envelope pushes it.
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ import math
 from typing import NamedTuple
 
 import torch
+
+from aegym.synth._grad import straight_through_clamp
 
 try:  # torchaudio's compiled all-pole loop (the one behind lfilter)
     from torchaudio.functional.filtering import (
@@ -76,19 +80,52 @@ if not _IS_TORCHAUDIO_EXT_AVAILABLE:  # pragma: no cover - only a slow Python fa
 # unit circle, so the filter stays bounded at maximum resonance.
 K_MIN = 1e-3
 K_MAX = 3.9
-# Upper cutoff limit as a fraction of the sample rate (the BLT maps fs/2 to infinity).
+# Cutoff limits. The BLT maps fs/2 to infinity, so cutoffs stay below
+# MAX_CUTOFF_FRACTION·fs; cutoffs up to CUTOFF_KNEE_FRACTION·fs (the voice's cutoff knob
+# stops there) pass unchanged, above it a smooth knee approaches the limit. Likewise
+# cutoffs down to MIN_CUTOFF_HZ pass unchanged and lower ones approach MIN_CUTOFF_HZ / 2.
 MAX_CUTOFF_FRACTION = 0.45
+CUTOFF_KNEE_FRACTION = 0.43
 MIN_CUTOFF_HZ = 10.0
+_LOW_KNEE_WIDTH = math.log(2.0)  # natural-log width of the lower knee (one octave)
+_HIGH_KNEE_WIDTH = math.log(MAX_CUTOFF_FRACTION / CUTOFF_KNEE_FRACTION)
+_LOG_FLOOR_HZ = 1e-6  # log-domain guard for zero or negative cutoffs
 
 
 def resonance_to_feedback(resonance: torch.Tensor) -> torch.Tensor:
-    """Map resonance in [0, 1] to ladder feedback ``k = K_MIN + (K_MAX - K_MIN)·r``."""
-    return K_MIN + (K_MAX - K_MIN) * resonance.clamp(0.0, 1.0)
+    """Map resonance in [0, 1] to ladder feedback ``k = K_MIN + (K_MAX - K_MIN)·r``
+    (resonance clamped straight-through: the gradient survives at 0 and 1)."""
+    return K_MIN + (K_MAX - K_MIN) * straight_through_clamp(resonance)
+
+
+def _knee(over: torch.Tensor, width: float) -> torch.Tensor:
+    """How far a log-cutoff ``over`` the knee (``>= 0``) is pulled back: ``w x²/(1+x)``
+    with ``x = over / w``. ``over - knee`` rises from 0 with slope 1 towards ``w`` with
+    slope ``1/(1+x)²`` (algebraic, so the gradient never underflows to 0)."""
+    x = over / width
+    return width * x * x / (1.0 + x)
 
 
 def clamp_cutoff(cutoff_hz: torch.Tensor, sample_rate: float) -> torch.Tensor:
-    """Clamp cutoffs to ``[MIN_CUTOFF_HZ, 0.45·fs]`` where the discretisation is valid."""
-    return cutoff_hz.clamp(MIN_CUTOFF_HZ, MAX_CUTOFF_FRACTION * sample_rate)
+    """Soft-limit cutoffs to ``(MIN_CUTOFF_HZ / 2, 0.45·fs)``, where the discretisation
+    is valid, with a strictly positive derivative everywhere.
+
+    Cutoffs in ``[MIN_CUTOFF_HZ, 0.43·fs]`` are returned unchanged (bit for bit). Above,
+    in log-frequency ``L``, the knee ``L - w x²/(1+x)`` (``x = (L - L_knee)/w``,
+    ``w = ln(0.45/0.43)``) is C¹ at the knee and tends to ``ln(0.45·fs)``: a filter
+    envelope pushing the cutoff by several octaves past the top still has a gradient
+    (a hard clamp has none). Below ``MIN_CUTOFF_HZ`` the mirrored knee (one octave wide)
+    tends to ``MIN_CUTOFF_HZ / 2``.
+    """
+    knee_hi = CUTOFF_KNEE_FRACTION * sample_rate
+    inside = (cutoff_hz >= MIN_CUTOFF_HZ) & (cutoff_hz <= knee_hi)
+    # The knees in float64 (control-rate sized): monotone after rounding to float32, and
+    # the same values in the float32 coefficients and the float64 hand-over.
+    log_f = torch.log(cutoff_hz.to(torch.float64).clamp_min(_LOG_FLOOR_HZ))
+    over = (log_f - math.log(knee_hi)).clamp_min(0.0)
+    under = (math.log(MIN_CUTOFF_HZ) - log_f).clamp_min(0.0)
+    soft = torch.exp(log_f - _knee(over, _HIGH_KNEE_WIDTH) + _knee(under, _LOW_KNEE_WIDTH))
+    return torch.where(inside, cutoff_hz, soft.to(cutoff_hz.dtype))
 
 
 class LadderCoefficients(NamedTuple):
@@ -112,7 +149,7 @@ def ladder_coefficients(
     g = torch.tan(math.pi * clamp_cutoff(cutoff_hz, sample_rate) / sample_rate)
     b0 = g / (1.0 + g)
     p = (1.0 - g) / (1.0 + g)
-    beta = b0 * feedback.clamp_min(K_MIN) ** 0.25
+    beta = b0 * straight_through_clamp(feedback, K_MIN, None) ** 0.25
     # c_m = beta·e^{iπ(2m+1)/4}; pair 0 uses m=0 (angle π/4), pair 1 uses m=1 (3π/4).
     s = math.sqrt(0.5)
     a1s, a2s = [], []
@@ -143,7 +180,8 @@ def ladder_response(
         s = 1j * 2 * math.pi * freqs_hz.to(torch.complex128)
         gs = (2 * math.pi * cutoff_hz) / (s + 2 * math.pi * cutoff_hz)
     else:
-        g = math.tan(math.pi * min(cutoff_hz, MAX_CUTOFF_FRACTION * sample_rate) / sample_rate)
+        fc = float(clamp_cutoff(torch.tensor(float(cutoff_hz), dtype=torch.float64), sample_rate))
+        g = math.tan(math.pi * fc / sample_rate)
         zinv = torch.exp(-1j * 2 * math.pi * freqs_hz.to(torch.complex128) / sample_rate)
         gs = g * (1 + zinv) / ((1 + g) - (1 - g) * zinv)
     return gs**4 / (1 + k * gs**4)

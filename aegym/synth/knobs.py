@@ -9,7 +9,19 @@ physical values lives here and nowhere else:
 
 Normalized values outside ``[0, 1]`` are clamped before mapping (documented behaviour,
 so an optimizer step that overshoots lands on the range edge, never on an invalid
-value such as a negative cutoff).
+value such as a negative cutoff). The clamp is straight-through
+(:func:`~aegym.synth._grad.straight_through_clamp`): forward values are exactly those
+of ``clamp``, but the gradient passes as the identity, so a knob sitting on 0 or 1
+still gets its one-sided gradient and can move back inside.
+
+Sample rate. A ladder cutoff near Nyquist cannot be discretised, so the voice's knob
+space caps ``cutoff_hz`` at :func:`cutoff_limit_hz` ``= min(8000, 0.43·fs)``
+(:meth:`KnobSpace.for_sample_rate`): 8000 Hz at fs >= 18.6 kHz, 6880 Hz at 16 kHz,
+3440 Hz at 8 kHz, 1720 Hz at 4 kHz. Below that cap the filter uses the knob's value
+exactly; only the filter envelope can push the cutoff past it, into the filter's
+smooth knee (:func:`~aegym.synth.filters.clamp_cutoff`). :class:`KnobSpace` itself
+(the table below, :data:`DEFAULT_KNOBS`) keeps the full 40..8000 Hz range: use it for
+names and indices, and ``voice.knob_space`` for values.
 """
 
 from __future__ import annotations
@@ -17,13 +29,15 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 import torch
 
-from aegym._checks import check_tensor
+from aegym._checks import check_positive, check_tensor
+from aegym.synth._grad import straight_through_clamp
+from aegym.synth.filters import CUTOFF_KNEE_FRACTION
 
 Scale = Literal["linear", "log"]
 
@@ -66,8 +80,8 @@ class KnobSpec:
             raise ValueError(f"knob {self.name}: default {self.default} outside range")
 
     def to_physical(self, unit: torch.Tensor) -> torch.Tensor:
-        """Map normalized values (clamped to [0, 1]) to physical values."""
-        u = unit.clamp(0.0, 1.0)
+        """Map normalized values (clamped to [0, 1], straight-through) to physical values."""
+        u = straight_through_clamp(unit)
         if self.scale == "log":
             return self.minimum * (self.maximum / self.minimum) ** u
         return self.minimum + u * (self.maximum - self.minimum)
@@ -91,7 +105,8 @@ class KnobSpec:
         return float(value)
 
 
-# The default voice's knobs, in the order of the knob vector.
+# The default voice's knobs, in the order of the knob vector. A voice caps cutoff_hz's
+# maximum at min(8000, 0.43·fs) (KnobSpace.for_sample_rate, cutoff_limit_hz).
 DEFAULT_KNOBS: tuple[KnobSpec, ...] = (
     KnobSpec("pitch_midi", "semitones", 36.0, 84.0, "linear", 57.0, "note pitch (MIDI, 69 = A4)"),
     KnobSpec("osc1_shape", "ratio", 0.0, 1.0, "linear", 2 / 3, "osc 1 wave: sine>tri>saw>pulse"),
@@ -101,7 +116,7 @@ DEFAULT_KNOBS: tuple[KnobSpec, ...] = (
     KnobSpec("pulse_width", "ratio", 0.05, 0.95, "linear", 0.5, "pulse duty cycle"),
     KnobSpec("noise_level", "ratio", 0.0, 1.0, "linear", 0.0, "white noise level"),
     KnobSpec("drive_db", "dB", 0.0, 24.0, "linear", 6.0, "waveshaper drive"),
-    KnobSpec("cutoff_hz", "Hz", 40.0, 8000.0, "log", 2000.0, "ladder low-pass cutoff"),
+    KnobSpec("cutoff_hz", "Hz", 40.0, 8000.0, "log", 2000.0, "ladder low-pass (top <= 0.43 fs)"),
     KnobSpec("resonance", "ratio", 0.0, 1.0, "linear", 0.3, "ladder feedback (1 = edge)"),
     KnobSpec("filter_env_octaves", "octaves", -2.0, 6.0, "linear", 2.0, "filter env amount"),
     KnobSpec("filter_attack_s", "s", 0.001, 1.0, "log", 0.01, "filter env attack time"),
@@ -116,8 +131,23 @@ DEFAULT_KNOBS: tuple[KnobSpec, ...] = (
 )
 
 
+#: The cutoff knob's range is capped by the sample rate (see :func:`cutoff_limit_hz`).
+CUTOFF_KNOB = "cutoff_hz"
+
+
+def cutoff_limit_hz(sample_rate: float, maximum: float = 8000.0) -> float:
+    """Highest cutoff knob value at ``sample_rate``: ``min(maximum, 0.43·fs)``, where the
+    filter's soft limit (:func:`~aegym.synth.filters.clamp_cutoff`) starts."""
+    return min(float(maximum), CUTOFF_KNEE_FRACTION * check_positive("sample_rate", sample_rate))
+
+
 class KnobSpace(Sequence[KnobSpec]):
-    """An ordered set of knobs: the layout of the knob vector ``[..., K]``."""
+    """An ordered set of knobs: the layout of the knob vector ``[..., K]``.
+
+    ``KnobSpace()`` holds :data:`DEFAULT_KNOBS` as listed (cutoff 40..8000 Hz): fine for
+    names and indices. A voice maps knobs with :meth:`for_sample_rate`, which caps the
+    cutoff below the filter's discretisation limit.
+    """
 
     def __init__(self, knobs: Iterable[KnobSpec] = DEFAULT_KNOBS) -> None:
         self._knobs = tuple(knobs)
@@ -127,6 +157,26 @@ class KnobSpace(Sequence[KnobSpec]):
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate knob names in {names}")
         self._index = {n: i for i, n in enumerate(names)}
+
+    @classmethod
+    def for_sample_rate(
+        cls, sample_rate: float, knobs: Iterable[KnobSpec] = DEFAULT_KNOBS
+    ) -> KnobSpace:
+        """The knob space of a voice at ``sample_rate``: ``knobs`` with ``cutoff_hz``'s
+        maximum (and default, if above) lowered to :func:`cutoff_limit_hz`, so no part
+        of the knob sits in the filter's saturated top (where it would barely act)."""
+        out = []
+        for k in knobs:
+            cap = cutoff_limit_hz(sample_rate, k.maximum) if k.name == CUTOFF_KNOB else k.maximum
+            if cap < k.maximum:
+                if cap <= k.minimum:
+                    raise ValueError(
+                        f"knob {k.name}: sample rate {sample_rate} Hz caps it at {cap:g} "
+                        f"{k.unit}, not above its minimum {k.minimum}"
+                    )
+                k = replace(k, maximum=cap, default=min(k.default, cap))
+            out.append(k)
+        return cls(out)
 
     def __len__(self) -> int:
         return len(self._knobs)
@@ -157,7 +207,7 @@ class KnobSpace(Sequence[KnobSpec]):
         return [self.index(n) for n in names]
 
     def to_physical(self, unit: torch.Tensor) -> torch.Tensor:
-        """``[..., K]`` normalized knobs (clamped to [0, 1]) -> physical values."""
+        """``[..., K]`` normalized knobs (clamped to [0, 1], straight-through) -> physical."""
         check_tensor("unit knobs", unit, last_dim=len(self))
         return torch.stack([k.to_physical(unit[..., i]) for i, k in enumerate(self._knobs)], -1)
 

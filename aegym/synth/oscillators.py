@@ -22,6 +22,8 @@ import math
 
 import torch
 
+from aegym.synth._grad import straight_through_clamp
+
 TABLE_SIZE = 2048
 TAPER_START = 0.9  # fraction of Nyquist where harmonics start to fade
 
@@ -280,9 +282,17 @@ def morph_weights(shape: torch.Tensor, n_waves: int = 4) -> torch.Tensor:
     ``shape`` in [0, 1] walks sine (0) -> triangle (1/3) -> saw (2/3) -> pulse (1);
     neighbouring weights sum to 1.
     """
-    pos = shape.clamp(0.0, 1.0)[:, None] * (n_waves - 1)
+    pos = straight_through_clamp(shape)[:, None] * (n_waves - 1)
     idx = torch.arange(n_waves, device=shape.device, dtype=shape.dtype)
-    return (1.0 - (pos - idx).abs()).clamp_min(0.0)
+    # The two waves around pos, lower = floor(pos) (the last segment holds pos = n - 1):
+    # 1 - |pos - i| written per side, so the values equal max(0, 1 - |pos - i|) exactly
+    # but a shape sitting on a wave (or on 0 or 1) keeps its one-sided gradient, where
+    # abs and max would give 0.
+    lower = pos.detach().floor().clamp(0, n_waves - 2)
+    rising = 1.0 - (pos - idx)  # weight of the lower wave, i = lower
+    falling = 1.0 - (idx - pos)  # weight of the upper wave, i = lower + 1
+    zero = torch.zeros_like(rising)
+    return torch.where(idx == lower, rising, torch.where(idx == lower + 1, falling, zero))
 
 
 def morph_oscillator(

@@ -6,12 +6,16 @@ Patch diagram (every arrow batched over voices, differentiable in every knob)::
     osc2 (morph, pitch·detune) ─┼─ mix ─ + noise ─ waveshaper ─ ladder VCF ─ VCA ─ gain ─> out
                                                   cutoff·2^(amount·filter ADSR) ┘   amp ADSR ┘
 
-Knobs arrive normalized (``[B, K]`` in [0, 1], clamped) and are mapped to physical
-values by the :class:`~aegym.synth.knobs.KnobSpace`. Filter cutoff and envelopes run
-at control rate (one value per ``control_block`` samples); oscillators, shaper and VCA
-at audio rate. :meth:`Voice.render` carries a :class:`VoiceState` so consecutive calls
-continue the same note without clicks (oscillator phase, filter state, envelope time,
-noise position): the streaming form behind the windowed loop.
+Knobs arrive normalized (``[B, K]`` in [0, 1], clamped straight-through: a knob on a
+bound keeps its gradient) and are mapped to physical values by the voice's
+:class:`~aegym.synth.knobs.KnobSpace`, by default
+:meth:`~aegym.synth.knobs.KnobSpace.for_sample_rate` (cutoff knob capped at
+``min(8000, 0.43·fs)`` Hz, so every part of its range acts on the sound). Filter
+cutoff and envelopes run at control rate (one value per ``control_block`` samples);
+oscillators, shaper and VCA at audio rate. :meth:`Voice.render` carries a
+:class:`VoiceState` so consecutive calls continue the same note without clicks
+(oscillator phase, filter state, envelope time, noise position): the streaming form
+behind the windowed loop.
 """
 
 from __future__ import annotations
@@ -135,12 +139,15 @@ class Voice(nn.Module):
     """A batched, differentiable subtractive synth voice.
 
     Shape: ``forward(unit_knobs [B, K]) -> audio [B, T]`` with ``T = config.n_samples``.
+
+    ``knob_space=None`` uses ``KnobSpace.for_sample_rate(config.sample_rate)``; a space
+    given explicitly is used as is.
     """
 
     def __init__(self, config: SynthConfig | None = None, knob_space: KnobSpace | None = None):
         super().__init__()
         self.config = config or SynthConfig()
-        self.knob_space = knob_space or KnobSpace()
+        self.knob_space = knob_space or KnobSpace.for_sample_rate(self.config.sample_rate)
         self.register_buffer(
             "noise", noise_table(NOISE_TABLE_SIZE, self.config.noise_seed), persistent=False
         )
