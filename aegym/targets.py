@@ -12,6 +12,14 @@ equal length and sample rate. Three kinds of target exist:
   inharmonic partials). Each is peak-normalized to :data:`OUT_OF_DOMAIN_PEAK_DBFS`.
 * ``"wav"``: audio files loaded with :func:`aegym.audio_io.load_audio`.
 
+Targets without true knobs (out-of-domain and WAV) are analysed
+(:func:`aegym.analysis.analyze_audio`: pitch, level, attack) so that the knobs an agent
+does not move can start near the sound (:func:`estimate_start_knobs`). WAV targets are
+analysed when loaded (``metadata["analysis"]``, ``estimated_unit_knobs``); generated
+ones on first use (:func:`target_analysis`, cached by audio content), because pYIN on
+the 48 train targets costs ~1.3 s plus ~2 s to import librosa, which sets of in-domain
+targets should not pay.
+
 Named sets (:data:`TARGET_SETS`) are reproducible: their seed is derived from
 ``(name, version)``, so ``make_target_set("test")`` gives bit-identical audio on every
 call for a given version, and train and test never share a seed. Any change to how a
@@ -42,6 +50,7 @@ import numpy as np
 import torch
 
 from aegym._checks import check_int, check_positive
+from aegym.analysis import analyze_audio, estimate_fixed_knobs_batch
 from aegym.audio_io import SILENCE_PEAK, load_audio
 from aegym.features import rms_dbfs
 from aegym.synth import SynthConfig, Voice
@@ -59,9 +68,11 @@ __all__ = [
     "TargetSet",
     "TargetSetSpec",
     "derive_seed",
+    "estimate_start_knobs",
     "load_wav_targets",
     "make_target_set",
     "resolve_targets",
+    "target_analysis",
 ]
 
 TargetKind = Literal["in_domain", "out_of_domain", "wav"]
@@ -140,8 +151,13 @@ class Target:
     :param audio: mono float32 audio ``[T]`` at ``sample_rate``; treat as read-only.
     :param sample_rate: sample rate in Hz.
     :param kind: ``"in_domain"``, ``"out_of_domain"`` or ``"wav"``.
-    :param unit_knobs: the true normalized knobs ``[K]`` of in-domain targets, else None.
-    :param metadata: how the target was made (generator parameters, source file...).
+    :param unit_knobs: the true normalized knobs ``[K]`` of in-domain targets, else None
+        (``unit_knobs is not None`` is what makes a target reachable).
+    :param metadata: how the target was made (generator parameters, source file...);
+        WAV targets carry ``"analysis"``, :meth:`aegym.analysis.AudioAnalysis.to_dict`.
+    :param estimated_unit_knobs: starting knobs ``[K]`` estimated from the analysis for
+        the default voice at this rate and length (WAV targets; see
+        :func:`estimate_start_knobs`), else None.
     """
 
     name: str
@@ -150,6 +166,7 @@ class Target:
     kind: TargetKind
     unit_knobs: torch.Tensor | None = field(default=None, repr=False)
     metadata: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    estimated_unit_knobs: torch.Tensor | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in TARGET_KINDS:
@@ -164,6 +181,8 @@ class Target:
             raise ValueError(f"in-domain target {self.name!r} needs its unit_knobs")
         if self.unit_knobs is not None and self.unit_knobs.ndim != 1:
             raise ValueError(f"target {self.name!r}: unit_knobs must be [K]")
+        if self.estimated_unit_knobs is not None and self.estimated_unit_knobs.ndim != 1:
+            raise ValueError(f"target {self.name!r}: estimated_unit_knobs must be [K]")
         object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
 
     # A mappingproxy cannot be pickled; sets must pickle for subprocess vector envs.
@@ -503,6 +522,7 @@ def _copy_set(ts: TargetSet) -> TargetSet:
             t.kind,
             None if t.unit_knobs is None else t.unit_knobs.clone(),
             t.metadata,
+            None if t.estimated_unit_knobs is None else t.estimated_unit_knobs.clone(),
         )
         for t in ts
     )
@@ -622,7 +642,7 @@ def load_wav_targets(
     duration_s = check_positive("duration_s", duration_s)
     n = round(duration_s * sample_rate)
     set_name, files = _wav_files(paths)
-    targets = []
+    loaded = []
     for f in files:
         audio = load_audio(f, sample_rate)
         original_s = audio.shape[0] / sample_rate
@@ -632,16 +652,122 @@ def load_wav_targets(
             raise ValueError(f"{f}: silent within its first {duration_s:g} s")
         if peak_dbfs is not None:
             audio = audio * (10.0 ** (peak_dbfs / 20.0) / peak)
+        loaded.append((f, audio.float().contiguous(), original_s))
+    analyses: list[dict[str, Any] | None] = [_analyze(audio, sample_rate) for _, audio, _ in loaded]
+    estimates = _estimates(analyses, sample_rate, n)
+    targets = []
+    for (f, audio, original_s), analysis, estimate in zip(loaded, analyses, estimates, strict=True):
+        metadata = {"path": str(f), "original_duration_s": original_s}
+        if analysis is not None:
+            metadata["analysis"] = analysis
         targets.append(
             Target(
                 name=f.name,
-                audio=audio.float().contiguous(),
+                audio=audio,
                 sample_rate=sample_rate,
                 kind="wav",
-                metadata={"path": str(f), "original_duration_s": original_s},
+                metadata=metadata,
+                estimated_unit_knobs=estimate,
             )
         )
     return TargetSet(set_name, "wav", "wav", tuple(targets))
+
+
+# --------------------------------------------------------------------------------------
+# Analysis of targets without true knobs, and starting knobs from it.
+
+# analyze_audio results by (sha256 of the audio, sample rate): generated targets are
+# analysed on first use, and every copy of a cached set shares the result.
+_ANALYSIS_CACHE: dict[tuple[str, int], dict[str, Any]] = {}
+_ANALYSIS_CACHE_SIZE = 4096
+
+
+def _analyzable(sample_rate: int, n_samples: int) -> bool:
+    """Whether :func:`analyze_audio` and a voice can take this rate and length."""
+    return sample_rate >= 4000 and n_samples >= max(0.1 * sample_rate, 128)
+
+
+def _analyze(audio: torch.Tensor, sample_rate: int) -> dict[str, Any] | None:
+    if not _analyzable(sample_rate, audio.shape[-1]):
+        return None
+    key = (hashlib.sha256(audio.numpy().tobytes()).hexdigest(), sample_rate)
+    if key not in _ANALYSIS_CACHE:
+        if len(_ANALYSIS_CACHE) >= _ANALYSIS_CACHE_SIZE:
+            _ANALYSIS_CACHE.pop(next(iter(_ANALYSIS_CACHE)))
+        _ANALYSIS_CACHE[key] = analyze_audio(audio, sample_rate).to_dict()
+    return dict(_ANALYSIS_CACHE[key])
+
+
+def _estimates(
+    analyses: Sequence[Mapping[str, Any] | None],
+    sample_rate: int,
+    n_samples: int,
+    voice: Voice | None = None,
+    base_unit: torch.Tensor | None = None,
+) -> list[torch.Tensor | None]:
+    """Estimated knobs for each analysis (None where there is none), one batch."""
+    rows = [i for i, a in enumerate(analyses) if a is not None]
+    out: list[torch.Tensor | None] = [None] * len(analyses)
+    if not rows:
+        return out
+    if voice is None:
+        voice = Voice(SynthConfig(sample_rate=sample_rate, duration_s=n_samples / sample_rate))
+    knobs, _ = estimate_fixed_knobs_batch([analyses[i] for i in rows], voice, base_unit)  # type: ignore[misc]
+    for r, i in enumerate(rows):
+        out[i] = knobs[r].clone()
+    return out
+
+
+def target_analysis(target: Target) -> dict[str, Any] | None:
+    """The analysis (:meth:`aegym.analysis.AudioAnalysis.to_dict`) of a target without
+    true knobs: ``metadata["analysis"]`` when present, else computed and cached by audio
+    content. None for targets with true knobs and for audio too short (< 0.1 s) or at a
+    rate too low (< 4 kHz) to analyse."""
+    if target.unit_knobs is not None:
+        return None
+    stored = target.metadata.get("analysis")
+    if stored is not None:
+        return dict(stored)
+    return _analyze(target.audio, target.sample_rate)
+
+
+def estimate_start_knobs(
+    targets: Sequence[Target], voice: Voice, base_unit: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Starting knobs ``[N, K]`` (CPU) of targets without true knobs, from their analysis
+    (:func:`aegym.analysis.estimate_fixed_knobs`); ``base_unit`` (None = defaults) where
+    there is none. A target's ``estimated_unit_knobs`` is reused when it was made for
+    this voice (the default voice at the target's rate and length, defaults as base).
+
+    :param voice: renders at the targets' sample rate and length (the level estimate
+        depends on it).
+    :raises ValueError: a target with true knobs, or a voice of another rate or length.
+    """
+    space = voice.knob_space
+    base = space.default_unit() if base_unit is None else base_unit.detach().float().cpu()
+    out = base.expand(len(targets), -1).clone()
+    cfg = voice.config
+    reusable = base_unit is None and cfg == SynthConfig(cfg.sample_rate, cfg.duration_s)
+    todo: list[int] = []
+    for i, t in enumerate(targets):
+        if t.unit_knobs is not None:
+            raise ValueError(f"target {t.name!r} has true knobs; nothing to estimate")
+        if (t.sample_rate, t.num_samples) != (cfg.sample_rate, cfg.n_samples):
+            raise ValueError(
+                f"target {t.name!r} has {t.num_samples} samples at {t.sample_rate} Hz, the "
+                f"voice renders {cfg.n_samples} at {cfg.sample_rate} Hz"
+            )
+        if reusable and t.estimated_unit_knobs is not None:
+            out[i] = t.estimated_unit_knobs
+        else:
+            todo.append(i)
+    if todo:
+        analyses = [target_analysis(targets[i]) for i in todo]
+        estimates = _estimates(analyses, cfg.sample_rate, cfg.n_samples, voice, base)
+        for i, est in zip(todo, estimates, strict=True):
+            if est is not None:
+                out[i] = est
+    return out
 
 
 TargetSpec = None | str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | TargetSet

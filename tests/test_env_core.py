@@ -8,6 +8,7 @@ import torch
 import aegym  # noqa: F401
 from aegym.envs._core import KnobCore, NoteCore
 from aegym.features import FeatureEncoder
+from aegym.targets import estimate_start_knobs
 
 FAST = {
     "AEGym/SoundMatch-Easy-v1": {"duration_s": 0.25},
@@ -46,13 +47,20 @@ def test_move_knobs_clips_actions_and_the_box_and_reports_the_applied_move():
     assert torch.equal(core.knobs[:, others], fixed[:, others])  # fixed knobs untouched
 
 
-def test_note_cores_fix_the_other_knobs_at_the_targets_truth():
-    core = gym.make("AEGym/SoundMatch-Easy-v1", target="test", duration_s=0.25).unwrapped.core
+def test_note_cores_fix_the_other_knobs_at_the_truth_else_at_the_estimate():
+    env = gym.make("AEGym/SoundMatch-Full-v1", free_knobs="easy", target="test", duration_s=0.25)
+    core = env.unwrapped.core
     assert isinstance(core, NoteCore)
     base = core.fixed_knobs_per_target()
+    unknown = [t for t in core.targets if t.unit_knobs is None]
+    estimate = iter(estimate_start_knobs(unknown, core.voice))
     for i, t in enumerate(core.targets):
-        expected = t.unit_knobs if t.unit_knobs is not None else core.space.default_unit(1)[0]
+        expected = t.unit_knobs if t.unit_knobs is not None else next(estimate)
         torch.testing.assert_close(base[i], expected)
+    # Episodes start from the same rows, estimated on first use.
+    idx = torch.tensor([len(core.targets) - 1])
+    core.start_knobs(torch.tensor([True]), idx, core.free_knobs)
+    torch.testing.assert_close(core.target_base[idx[0]], base[idx[0]])
 
 
 def test_features_index_selects_items_of_every_field():

@@ -15,10 +15,11 @@ from typing import Any, NamedTuple
 import torch
 
 from aegym._checks import check_int
+from aegym.analysis import ESTIMATED_KNOBS
 from aegym.features import FeatureConfig, FeatureEncoder, Features, spectral_distance
 from aegym.reward import TERM_NAMES, CompositeReward
 from aegym.synth import SynthConfig, Voice
-from aegym.targets import TargetSet
+from aegym.targets import TargetSet, estimate_start_knobs, target_analysis
 
 
 class KnobMove(NamedTuple):
@@ -62,15 +63,51 @@ class KnobCore:
         self.n_free = len(config.free_knobs)
         self.knobs = self.space.default_unit(self.batch).to(self.device)
         self.distance = torch.zeros(self.batch, device=self.device)
+        self._analyses: dict[int, dict[str, Any] | None] = {}
 
     def fixed_knobs_per_target(self) -> torch.Tensor:
-        """``[len(targets), K]``: each target's true knobs when known, else defaults —
-        where the knobs an agent does not move sit."""
+        """``[len(targets), K]``: where the knobs an agent does not move sit. Each
+        target's true knobs when known; else knobs estimated from its analysis (pitch,
+        amp attack, gain: :func:`aegym.targets.estimate_start_knobs`); else defaults.
+        The estimate is skipped when the agent moves every knob it would set."""
+        base, todo = self._known_knobs()
+        self._estimate_rows(base, todo)
+        return base
+
+    def _known_knobs(self) -> tuple[torch.Tensor, list[int]]:
+        """True knobs where known, defaults elsewhere, and the targets still to estimate."""
         base = self.space.default_unit(len(self.targets)).to(self.device)
+        todo = []
         for i, t in enumerate(self.targets):
             if t.unit_knobs is not None:
                 base[i] = t.unit_knobs.to(self.device)
-        return base
+            else:
+                todo.append(i)
+        if set(ESTIMATED_KNOBS) <= set(self.config.free_knobs):
+            todo = []  # the agent moves them all: the estimate would be overwritten
+        return base, todo
+
+    def _estimate_rows(self, base: torch.Tensor, rows: list[int]) -> None:
+        """Set ``base[rows]`` to the analysis-based estimate of those targets."""
+        if rows:
+            est = estimate_start_knobs([self.targets[i] for i in rows], self._target_voice())
+            base[rows] = est.to(self.device)
+
+    def _target_voice(self) -> Voice:
+        """A voice rendering at the targets' rate and length (the env's own when it does)."""
+        ts, cfg = self.targets, self.voice.config
+        if (cfg.sample_rate, cfg.n_samples) == (ts.sample_rate, ts.num_samples):
+            return self.voice
+        return Voice(SynthConfig(ts.sample_rate, duration_s=ts.duration_s))
+
+    def target_analysis(self, i: int) -> dict[str, Any] | None:
+        """The analysis of target ``i`` (pitch, level, attack; see
+        :func:`aegym.targets.target_analysis`), None when its true knobs are known.
+        Computed once per target and core; a fresh dict on every call."""
+        if i not in self._analyses:
+            self._analyses[i] = target_analysis(self.targets[i])
+        a = self._analyses[i]
+        return None if a is None else dict(a)
 
     @torch.no_grad()
     def encode_targets(self) -> Features:
@@ -125,13 +162,18 @@ class KnobCore:
 class NoteCore(KnobCore):
     """A knob core whose episodes each match one fixed note of the target set
     (SoundMatch and SchedulerGains): the targets' features are computed once, and each
-    episode knows its ``target_idx`` ``[B]`` and its fixed knobs ``target_base``."""
+    episode knows its ``target_idx`` ``[B]`` and its fixed knobs ``target_base``.
+
+    ``target_base`` rows of targets without true knobs are estimated from the target's
+    analysis on the first episode that uses the target (pYIN costs ~30 ms a target and
+    librosa's import ~2 s, which building an env should not pay for every target)."""
 
     def __init__(
         self, config: Any, targets: TargetSet, batch: int, device: str, render_s: float
     ) -> None:
         super().__init__(config, targets, batch, device, render_s)
-        self.target_base = self.fixed_knobs_per_target()
+        self.target_base, pending = self._known_knobs()
+        self._pending_base = set(pending)
         self.target_features = self.encode_targets()
         self.target_idx = torch.zeros(self.batch, dtype=torch.long, device=self.device)
         self.audio = torch.zeros(self.batch, self.voice.config.n_samples, device=self.device)
@@ -156,6 +198,10 @@ class NoteCore(KnobCore):
         """Begin episodes where ``mask`` at target ``target_idx`` with free knobs
         ``start``: the fixed knobs are the target's (see :meth:`fixed_knobs_per_target`)."""
         self.target_idx = torch.where(mask, target_idx.to(self.device), self.target_idx)
+        if self._pending_base:
+            need = sorted(self._pending_base.intersection(self.target_idx[mask].tolist()))
+            self._estimate_rows(self.target_base, need)
+            self._pending_base.difference_update(need)
         knobs = self.target_base[self.target_idx].clone()
         knobs[:, self.free_idx] = start.to(self.device)
         self.knobs = torch.where(mask[:, None], knobs, self.knobs)

@@ -421,6 +421,7 @@ class SoundMatchEnv(CoreEnv):
             "knobs": core.physical_knobs(0),
             "target_index": idx,
             "target_name": core.targets[idx].name,
+            "target_analysis": core.target_analysis(idx),
         }
 
     def render(self) -> np.ndarray | None:
