@@ -37,7 +37,7 @@ class DifferentiableCore(Protocol):
 
 
 class AELawPolicy:
-    """The AE adaptive law acting in ``AEGym/SchedulerGains-v0``."""
+    """The AE adaptive law acting in ``AEGym/SchedulerGains-v1``."""
 
     def __init__(self, config: SchedulerConfig) -> None:
         self.config = config

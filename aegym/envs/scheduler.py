@@ -724,7 +724,10 @@ class SchedulerGainsEnv(CoreEnv):
     differentiable synth to a target sound, minimising the multi-resolution spectral
     distance. Each env step runs ``inner_steps`` gradient steps; the agent sets the
     scheduler's gains between them — the role the AE controller's adaptive law plays
-    (in the manner of dynamic algorithm configuration benchmarks).
+    (in the manner of dynamic algorithm configuration benchmarks). Each episode starts
+    at its own learning rate α0_ep, drawn over two decades around the reference α0: the
+    agent must find the right scale from the feedback (the observation shows where α
+    is), which a constant schedule cannot (``scripts/scheduler_headroom.py``).
 
     ## Action Space
     ``Box(-1, 1, (4,), float32)``: multipliers on a log scale, applied each env step.
@@ -736,65 +739,109 @@ class SchedulerGainsEnv(CoreEnv):
     | 2     | dither     | ``σ ← clip(σ·4^a)`` within ``sigma_range``            |
     | 3     | local_test | > 0: probe ``n_probes`` perturbed copies this step    |
 
-    A local test runs in the last inner step: the probes perturb that step's θ, are
-    compared with its distance, and the best one, if better, is averaged (``law.rho``)
-    into the stepped θ — as in :class:`aegym.control.AEOptimizer`.
-
-    Actions outside [-1, 1] are clipped; NaN/inf or a wrong shape raise ``ValueError``.
+    ``[0, 0, 0, -1]`` holds the gains. A local test runs in the last inner step: the
+    probes perturb that step's θ, are compared with the distance at the same θ, and the
+    best one, if better, is averaged (``law.rho``) into the stepped θ — as in
+    :class:`aegym.control.AEOptimizer`. Actions outside [-1, 1] are clipped; NaN/inf or
+    a wrong shape raise ``ValueError``.
 
     ## Observation Space
-    ``Box(-50, 50, (14,), float32)``, the AE controller's feedback signals:
+    ``Box(-50, 50, (19,), float32)``: the AE controller's feedback signals, then
+    summaries of this env step's inner steps and of the render the reward reads:
 
-    | idx | name          | transform                                     |
-    |-----|---------------|-----------------------------------------------|
-    | 0   | loss_ema      | ``ln ℓ̄``                                       |
-    | 1   | delta_loss    | ``symlog(Δℓ/ℓ̄, 100)`` (relative, > 0 improving) |
-    | 2   | variance      | ``symlog(v/ℓ̄², 1e4)``                          |
-    | 3   | reward_ema    | ``r̄`` (the filters use r = -ℓ)                 |
-    | 4   | delta_reward  | ``symlog(Δr, 100)``                            |
-    | 5   | grad_norm     | ``symlog(‖g‖, 1e3)``                           |
-    | 6   | update_norm   | ``symlog(‖u‖, 1e3)``                           |
-    | 7   | alpha         | ``log2(α/α0)``                                 |
-    | 8   | momentum      | ``-log2(1-μ)``                                 |
-    | 9   | sigma         | ``log10(σ/σ0)``                                |
-    | 10  | plateau_count | ``count / p``                                  |
-    | 11  | success_rate  | local-test success rate (EMA)                  |
-    | 12  | progress      | ``step / episode_steps``                       |
-    | 13  | distance      | current spectral distance                      |
+    | idx | name            | transform                                         |
+    |-----|-----------------|---------------------------------------------------|
+    | 0   | loss_ema        | ``ln ℓ̄``                                           |
+    | 1   | delta_loss      | ``symlog(Δℓ/ℓ̄, 100)`` (relative, > 0 improving)     |
+    | 2   | variance        | ``symlog(v/ℓ̄², 1e4)``                              |
+    | 3   | reward_ema      | ``r̄`` (the filters use r = -ℓ)                     |
+    | 4   | delta_reward    | ``symlog(Δr, 100)``                                |
+    | 5   | grad_norm       | ``symlog(‖g‖, 1e3)`` of the last inner step        |
+    | 6   | update_norm     | ``symlog(‖u‖, 1e3)`` of the last inner step        |
+    | 7   | alpha           | ``log2(α/α0)`` (reference α0, not α0_ep)           |
+    | 8   | momentum        | ``-log2(1-μ)``                                     |
+    | 9   | sigma           | ``log10(σ/σ0)``                                    |
+    | 10  | plateau_count   | ``count / p``                                      |
+    | 11  | success_rate    | local-test success rate (EMA)                      |
+    | 12  | progress        | ``step / episode_steps``                           |
+    | 13  | distance        | current spectral distance                          |
+    | 14  | grad_norm_mean  | ``symlog(mean_k ‖g_k‖, 1e3)`` over this step's     |
+    |     |                 | inner steps                                        |
+    | 15  | update_norm_rms | ``symlog(sqrt(mean_k ‖u_k‖²), 1e3)``, likewise     |
+    | 16  | opt_health      | mean of this step's ``opt/*`` sub-scores (1 = best)|
+    | 17  | loudness        | RMS loudness of the render, dBFS / 60              |
+    | 18  | audio_score     | ``S = Σ c_i·s_i`` of the audio sub-scores (the     |
+    |     |                 | potential of the audio terms, in ``[0, w_aud]``)   |
 
     ``symlog(x, s) = sign(x)·ln(1 + |x|·s)``; :func:`decode_observation` inverts them.
+    Columns 14–18 read 0, 0, 1, the start's loudness and audio score after a reset.
 
     ## Rewards
-    The composite ``R = w_aud·R_aud + w_opt·R_opt + w_pol·R_pol − P`` on the state after
-    the inner steps: audio match, optimizer health (gradient norms under threshold,
-    coherent bounded updates, small updates over the last ``history`` inner steps),
-    knob-trajectory terms, loudness and slew penalties; ``divergence_penalty`` is
-    subtracted on divergence. ``info["reward_terms"]`` holds the composite's terms.
+    The composite ``R = w_aud·R_aud + w_opt·R_opt − P`` (:class:`aegym.reward.
+    CompositeReward`, improvement mode, terms :data:`SCHEDULER_TERMS`), aligned so that
+    reaching the target fast earns the most. Every term reads the transition of this env
+    step only (Markov), and what it reads is in the observation:
+
+    | term                | per step                                     | reads (obs)     |
+    |---------------------|----------------------------------------------|-----------------|
+    | ``aud/*``           | change of each audio sub-score, success = 1  | audio_score     |
+    | ``aud/success``     | ``success_bonus`` (10) on the success step   | distance        |
+    | ``opt/grad_norm``   | −shortfall of the gradient-norm score of     | grad_norm_mean, |
+    |                     | this step's ``inner_steps`` gradients        | opt_health      |
+    | ``opt/resonance``   | −shortfall of deep resonance of this step's  | opt_health      |
+    |                     | ``inner_steps`` updates                      |                 |
+    | ``opt/update_norm`` | −shortfall of the small-update score, same   | update_norm_rms |
+    | ``pen/loudness``    | −RMS loudness over the cap                   | loudness        |
+    | ``pen/divergence``  | −``w_pen_divergence`` (1) on divergence      | (termination)   |
+    | ``pen/time``        | −0.01                                        | —               |
+
+    No ``pol/*`` terms: the agent sets gains, not a knob trajectory; no ``pen/slew``:
+    each step renders a fresh note, so knob moves are not heard. The audio terms
+    telescope: every successful episode collects ``w_aud·(1 − S_0)`` from them, so
+    slowing down to hover near the target earns nothing, while the other terms cost at
+    most ``a = 0.08`` per step (``CompositeReward.max_step_cost()``); a successful
+    episode (return ≥ ``success_bonus − a·T``) always beats ``reward_threshold = 1``, a
+    failed one stays below it (its audio terms sum to less than ``w_aud = 1``). Per step
+    the reward lies in ``CompositeReward.bounds()`` (defaults: [-2.08, 10.99]).
+    ``info["reward_terms"]`` holds every term; they sum to the reward.
 
     ## Starting State
     A target from the target set (env RNG, or ``options={"target_index": i}``); free
-    knobs uniform in [0, 1]; ``α = α0``, ``μ = law.momentum0``, ``σ = law.sigma0``.
+    knobs uniform in [0, 1]; ``α = α0_ep = m·α0`` with ``m`` log-uniform in
+    ``alpha0_range`` (0.1–10 by default; ``info["alpha0_ep"]``), ``μ = law.momentum0``,
+    ``σ = law.sigma0``. Every draw comes from the env RNG (:func:`draw_reset`, shared
+    with the native vector env).
 
     ## Episode End
-    - Termination: distance < ``success_distance`` (``info["is_success"]``), or
-      divergence — a non-finite loss or one above ``divergence_factor·ℓ̄`` —
-      (``info["diverged"] = True``, with the penalty; never a NaN).
+    - Termination: distance < ``success_distance`` (``info["is_success"]``; the Easy
+      tier's calibrated value, ``aegym.envs.SUCCESS_DISTANCE["easy"]`` = 0.54, as the
+      free knobs are the easy preset), or divergence — a non-finite loss or one above
+      ``divergence_factor·ℓ̄`` in any inner step (``info["diverged"] = True``, with
+      ``pen/divergence``; never a NaN).
     - Truncation: after ``episode_steps`` env steps (20 by default, also the
       registered ``max_episode_steps``).
 
     ## Arguments
-    ``gymnasium.make("AEGym/SchedulerGains-v0", target=None, free_knobs="easy",
+    ``gymnasium.make("AEGym/SchedulerGains-v1", target=None, free_knobs="easy",
     inner_steps=5, episode_steps=20, duration_s=0.5, sample_rate=16000, alpha0=0.1,
-    success_distance=0.3, config=None, target_seed=0, render_mode=None, device="cpu")``
-    — ``target`` as in SoundMatch-v0; ``config`` a full :class:`SchedulerConfig`
+    alpha0_range=(0.1, 10.0), success_distance=0.54, reward_config=None, config=None,
+    target_seed=0, render_mode=None, device="cpu")`` — ``target`` as in
+    SoundMatch-v1; ``inner_steps >= 4`` (the opt/* terms' window); ``alpha0_range=(1,
+    1)`` starts every episode at α0; ``config`` a full :class:`SchedulerConfig`
     (overrides the other settings).
 
     ## Version History
-    - v0: initial release. Since the batched plant: local tests probe the θ of the last
-      inner step and compare with that θ's distance (before: the stepped θ against the
-      previous distance); dither and probe noise are counter-based streams of the
-      episode's noise seed (other draws than the former per-episode generators);
-      ``info["signals"]`` reports the gains in use.
+    - v1: per-episode starting learning rate (v0 always started at α0, where constant
+      multipliers from 1/32 to 2 all ended within 1.81–2.34 mean distance: little
+      headroom); aligned reward (improvement-mode audio terms, a success bonus, costs
+      otherwise — v0 paid positive terms every step, so finishing early lost return);
+      the divergence penalty is the ``pen/divergence`` term (v0 subtracted it outside
+      the terms, which did not sum to the reward); the opt/* terms read only this env
+      step's inner steps and the observation summarizes them (v0: an 8-inner-step
+      history and a knob trajectory over env steps, neither observed); no pol/* or
+      pen/slew terms; observation columns 14–18; success distance 0.54 (calibrated Easy
+      tier, v0: 0.3); ``info["alpha0_ep"]``.
+    - v0: initial release (``AEGym/SchedulerGains-v0``, removed).
     """
 
     draw_reset = staticmethod(draw_reset)
