@@ -1,4 +1,4 @@
-"""Scheduler control: set the gains of gradient descent on the synth (SchedulerGains-v0)."""
+"""Scheduler control: set the gains of gradient descent on the synth (SchedulerGains-v1)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from gymnasium import spaces
 from aegym._checks import check_int, check_positive
 from aegym.control import law, noise, plant
 from aegym.control.config import AEConfig
+from aegym.envs import SUCCESS_DISTANCE
 from aegym.envs._base import CoreEnv
 from aegym.envs._common import (
     CoreStep,
@@ -24,8 +25,20 @@ from aegym.envs._common import (
 )
 from aegym.envs._core import NoteCore
 from aegym.envs.sound_match import SoundMatchConfig
-from aegym.reward import RewardConfig
+from aegym.reward import AUDIO_TERMS, MIN_WINDOW, OPTIMIZER_TERMS, SUCCESS_TERM, RewardConfig
 from aegym.targets import TargetSet, resolve_targets
+
+#: Reward terms of SchedulerGains. No pol/* terms: the agent sets gains, not a knob
+#: trajectory; no pen/slew: each step renders a fresh note, so knob moves are not heard.
+#: The opt/* terms read this env step's inner steps only (the transition).
+SCHEDULER_TERMS: tuple[str, ...] = (
+    *AUDIO_TERMS,
+    SUCCESS_TERM,
+    *OPTIMIZER_TERMS,
+    "pen/loudness",
+    "pen/divergence",
+    "pen/time",
+)
 
 #: Observation entries, in order (see :class:`SchedulerGainsEnv`).
 SIGNAL_NAMES: tuple[str, ...] = (
@@ -43,6 +56,11 @@ SIGNAL_NAMES: tuple[str, ...] = (
     "success_rate",
     "progress",
     "distance",
+    "grad_norm_mean",
+    "update_norm_rms",
+    "opt_health",
+    "loudness",
+    "audio_score",
 )
 OBS_CLIP = 50.0
 
@@ -70,19 +88,23 @@ class SchedulerConfig:
     :param sample_rate: audio rate in Hz.
     :param duration_s: length of the rendered note and of every target.
     :param free_knobs: knobs the inner optimizer fits (preset name or names).
-    :param inner_steps: gradient steps per env step.
+    :param inner_steps: gradient steps per env step (>= 4: the opt/* reward terms read
+        this step's inner steps).
     :param episode_steps: env steps per episode (truncation).
-    :param alpha0: reference learning rate α0 (Adam step in normalized knob units).
-    :param alpha_range: α stays in ``[lo, hi]·α0``.
+    :param alpha0: reference learning rate α0 (Adam step in normalized knob units); the
+        observation's ``alpha`` column is ``log2(α/α0)``.
+    :param alpha0_range: each episode starts at ``α0_ep = m·α0`` with ``m`` log-uniform
+        in ``[lo, hi]`` (the problem scale the agent must find; ``(1, 1)``: always α0).
+    :param alpha_range: α stays in ``[lo, hi]·α0``; must contain ``alpha0_range``.
     :param sigma_range: σ stays in ``[lo, hi]``.
     :param momentum_max: μ stays in ``[0, momentum_max]``.
-    :param success_distance: terminate when the distance falls below.
+    :param success_distance: terminate when the distance falls below (default: the
+        Easy tier's calibrated value, ``SUCCESS_DISTANCE["easy"]``).
     :param divergence_factor: a loss above ``factor·ℓ̄`` (or non-finite) diverges.
-    :param divergence_penalty: subtracted from the reward on divergence.
-    :param history: steps of gradient/update history for R_opt (>= 4).
     :param law: the AE law's constants: the signal filters, dither floor, Adam β2,
         local tests (``n_probes``, ``probe_scale``, ``rho``) and the baseline policy.
-    :param reward: composite reward settings.
+    :param reward: composite reward settings (improvement mode; the divergence penalty
+        is ``reward.w_pen_divergence``).
     """
 
     sample_rate: int = 16_000
@@ -91,13 +113,12 @@ class SchedulerConfig:
     inner_steps: int = 5
     episode_steps: int = 20
     alpha0: float = 0.1
+    alpha0_range: tuple[float, float] = (0.1, 10.0)
     alpha_range: tuple[float, float] = (0.01, 10.0)
     sigma_range: tuple[float, float] = (1e-5, 0.1)
     momentum_max: float = 0.99
-    success_distance: float = 0.3
+    success_distance: float = SUCCESS_DISTANCE["easy"]
     divergence_factor: float = 3.0
-    divergence_penalty: float = 2.0
-    history: int = 8
     law: AEConfig = field(default_factory=AEConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
 
@@ -108,11 +129,10 @@ class SchedulerConfig:
             duration_s=self.duration_s,
             free_knobs=self.free_knobs,
             success_distance=self.success_distance,
-            history=self.history,
             reward=self.reward,
         )
         object.__setattr__(self, "free_knobs", base.free_knobs)
-        check_int("inner_steps", self.inner_steps, 1)
+        check_int("inner_steps", self.inner_steps, MIN_WINDOW)
         check_int("episode_steps", self.episode_steps, 1)
         check_positive("alpha0", self.alpha0)
         for name, (lo, hi) in (
@@ -123,12 +143,20 @@ class SchedulerConfig:
             check_positive(f"{name}[1]", hi)
             if lo >= hi:
                 raise ValueError(f"{name} must be (low, high) with low < high, got {(lo, hi)}")
+        lo, hi = self.alpha0_range
+        check_positive("alpha0_range[0]", lo)
+        check_positive("alpha0_range[1]", hi)
+        if lo > hi:
+            raise ValueError(f"alpha0_range must be (low, high) with low <= high, got {(lo, hi)}")
+        if lo < self.alpha_range[0] or hi > self.alpha_range[1]:
+            raise ValueError(
+                f"alpha_range {self.alpha_range} must contain alpha0_range {self.alpha0_range}"
+            )
         if not 0.0 < self.momentum_max < 1.0:
             raise ValueError(f"momentum_max must be in (0, 1), got {self.momentum_max!r}")
         check_positive("divergence_factor", self.divergence_factor)
         if self.divergence_factor <= 1.0:
             raise ValueError(f"divergence_factor must be > 1, got {self.divergence_factor!r}")
-        check_positive("divergence_penalty", self.divergence_penalty)
         if not isinstance(self.law, AEConfig):
             raise TypeError(f"law must be an AEConfig, got {type(self.law).__name__}")
         if self.law.n_probes < 1:
@@ -199,30 +227,39 @@ class SchedulerCore(NoteCore):
     episodes exactly.
     """
 
+    reward_terms = SCHEDULER_TERMS
+
     def __init__(
         self, config: SchedulerConfig, targets: TargetSet, batch: int, device: str = "cpu"
     ) -> None:
         super().__init__(config, targets, batch, device, config.duration_s)
         # The scheduler's plant is Adam whatever law.update_rule says.
         self.plant_config = replace(config.law, update_rule="adam")
-        b, f, w = self.batch, self.n_free, config.history
+        b, f = self.batch, self.n_free
         self.plant = plant.init_plant(b, f, device=self.device)
-        self.gains = self._initial_gains(b)
-        self.grad_hist = torch.zeros(b, w, device=self.device)
-        self.update_hist = torch.zeros(b, w, f, device=self.device)
-        self.trajectory = torch.zeros(b, w, f, device=self.device)
+        #: Each episode's starting learning rate α0_ep ``[B]`` (drawn at reset).
+        self.alpha0_ep = torch.full((b,), config.alpha0, device=self.device)
+        self.gains = self._initial_gains(self.alpha0_ep)
         self.grad_norm = torch.zeros(b, device=self.device)
         self.update_norm = torch.zeros(b, device=self.device)
+        # Summaries of the last env step's inner steps (what the opt/* terms read).
+        self.grad_norm_mean = torch.zeros(b, device=self.device)
+        self.update_norm_rms = torch.zeros(b, device=self.device)
+        self.opt_health = torch.ones(b, device=self.device)
+        self.loudness_db = torch.zeros(b, device=self.device)
+        self.audio_scores: dict[str, torch.Tensor] = {}
+        self.success = torch.zeros(b, dtype=torch.bool, device=self.device)
         self.steps = torch.zeros(b, dtype=torch.long, device=self.device)
         self.law = law.init_state(b, config.alpha0, config.law, self.device)
         # Per-episode noise streams: key = the episode's noise seed, counter = env steps.
         self.noise_key = torch.arange(b, device=self.device)
         self.noise_counter = torch.zeros(b, dtype=torch.long, device=self.device)
+        self.current_features = None
 
-    def _initial_gains(self, b: int) -> Gains:
-        ones = torch.ones(b, device=self.device)
+    def _initial_gains(self, alpha0_ep: torch.Tensor) -> Gains:
+        ones = torch.ones_like(alpha0_ep)
         return Gains(
-            ones * self.config.alpha0,
+            alpha0_ep.clone(),
             ones * self.config.law.momentum0,
             ones * self.config.law.sigma0,
         )
@@ -239,6 +276,12 @@ class SchedulerCore(NoteCore):
         """Standard normal noise ``[B, *shape]``, row b from episode b's stream."""
         return noise.normal(self.noise_key, self.noise_counter, shape, stream=stream)
 
+    def audio_score(self) -> torch.Tensor:
+        """``S = Σ_i c_i·s_i`` over the audio sub-scores of the current state ``[B]``
+        (in ``[0, w_aud]``): the potential whose change the audio terms pay."""
+        c = self.reward_fn.coefficients
+        return sum(c[n] * self.audio_scores[n] for n in AUDIO_TERMS)  # type: ignore[return-value]
+
     @torch.no_grad()
     def reset(
         self,
@@ -246,27 +289,35 @@ class SchedulerCore(NoteCore):
         target_idx: torch.Tensor,
         start_free: torch.Tensor,
         noise_seed: torch.Tensor,
+        alpha0_ep: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Start new episodes where ``mask``: target indices ``[B]``, free knobs
-        ``start_free [B, F]``, noise seeds ``[B]``. Returns observations of all B."""
+        ``start_free [B, F]``, noise seeds ``[B]``, starting learning rates
+        ``alpha0_ep [B]`` (None: the reference α0). Returns observations of all B."""
         m = mask.to(self.device)
+        if alpha0_ep is None:
+            alpha0_ep = torch.full((self.batch,), self.config.alpha0)
+        a0 = alpha0_ep.to(self.device, torch.float32)
+        self.alpha0_ep = torch.where(m, a0, self.alpha0_ep)
         self.noise_key = torch.where(m, noise_seed.to(self.device), self.noise_key)
         self.noise_counter = torch.where(m, 0, self.noise_counter)
         self.start_knobs(m, target_idx, start_free)
-        fresh = self._initial_gains(self.batch)
+        fresh = self._initial_gains(self.alpha0_ep)
         self.gains = Gains(*(torch.where(m, n, o) for n, o in zip(fresh, self.gains, strict=True)))
         self.plant = plant.reset_plant(self.plant, m)
-        free = self.free_knobs
-        self.trajectory = torch.where(
-            m[:, None, None], free[:, None].expand_as(self.trajectory), self.trajectory
-        )
-        self.grad_hist = torch.where(m[:, None], 0.0, self.grad_hist)
-        self.update_hist = torch.where(m[:, None, None], 0.0, self.update_hist)
         self.steps = torch.where(m, 0, self.steps)
-        self.grad_norm = torch.where(m, 0.0, self.grad_norm)
-        self.update_norm = torch.where(m, 0.0, self.update_norm)
-        loss, self.audio, _ = self.render_distance(free)
+        for name in ("grad_norm", "update_norm", "grad_norm_mean", "update_norm_rms"):
+            setattr(self, name, torch.where(m, 0.0, getattr(self, name)))
+        self.opt_health = torch.where(m, 1.0, self.opt_health)
+        self.success = torch.where(m, False, self.success)
+        loss, audio, feats = self.render_distance(self.free_knobs)
+        self.audio = torch.where(m[:, None], audio, self.audio)
         self.distance = torch.where(m, loss, self.distance)
+        self.loudness_db = torch.where(m, feats.loudness_db, self.loudness_db)
+        self.current_features = feats
+        scores = self.reward_fn.audio_scores(feats, self.target_feats())
+        old = self.audio_scores or scores
+        self.audio_scores = {k: torch.where(m, v, old[k]) for k, v in scores.items()}
         self.law = law.reset_state(self.law, m, self.config.law)
         self.law = law.observe(
             self.law, loss, None, self.config.law, mask=m & loss.isfinite(), adapt=False
@@ -325,12 +376,12 @@ class SchedulerCore(NoteCore):
         cfg = self.config
         action = action.to(self.device).clamp(-1.0, 1.0)
         self.gains = apply_gain_action(self.gains, action, cfg)
-        start_free = self.free_knobs
         diverged = torch.zeros(self.batch, dtype=torch.bool, device=self.device)
         test = action[:, 3] > 0
         # One sync per env step: skip the probe render when no episode tests.
         test_any = bool(test.any())
         eta = self._normal((cfg.inner_steps, self.n_free), _DITHER)
+        grad_norms, updates = [], []
         for k in range(cfg.inner_steps):
             level = law.divergence_threshold(self.law, cfg.divergence_factor)
             last = k == cfg.inner_steps - 1
@@ -341,8 +392,8 @@ class SchedulerCore(NoteCore):
             self.distance = torch.where(loss.isfinite(), loss, self.distance)
             self.grad_norm = inner.grad.norm(dim=-1).nan_to_num(0.0, 0.0, 0.0)
             self.update_norm = inner.update.norm(dim=-1).nan_to_num(0.0, 0.0, 0.0)
-            self.grad_hist = torch.cat([self.grad_hist[:, 1:], self.grad_norm[:, None]], 1)
-            self.update_hist = torch.cat([self.update_hist[:, 1:], inner.update[:, None]], 1)
+            grad_norms.append(self.grad_norm)
+            updates.append(inner.update)
             # The agent sets the gains: the law only filters the feedback.
             self.law = law.observe(
                 self.law, loss, None, cfg.law, mask=~bad, grad_norm=self.grad_norm, adapt=False
@@ -354,29 +405,45 @@ class SchedulerCore(NoteCore):
         self.noise_counter = self.noise_counter + 1
         # Final evaluation of the episode state (features for reward and observation).
         with torch.no_grad():
-            free = self.free_knobs
-            loss, audio, feats = self.render_distance(free)
+            loss, audio, feats = self.render_distance(self.free_knobs)
             finite = torch.isfinite(loss)
             diverged |= ~finite
             loss = torch.where(finite, loss, self.distance)  # last finite distance
             self.audio = audio
             self.distance = loss
-            self.trajectory = torch.cat([self.trajectory[:, 1:], free[:, None]], 1)
+            success = (loss < cfg.success_distance) & ~diverged
+            g_hist = torch.stack(grad_norms, 1)  # [B, inner_steps]: this step only
+            u_hist = torch.stack(updates, 1)  # [B, inner_steps, F]
             out = self.reward_fn(
                 feats,
                 self.target_feats(),
-                grad_norms=self.grad_hist,
-                updates=self.update_hist,
-                knob_trajectory=self.trajectory,
-                knob_delta=free - start_free,
+                previous_audio=self.audio_scores,
+                success=success,
+                grad_norms=g_hist,
+                updates=u_hist,
+                diverged=diverged,
             )
+            self.audio_scores = out.audio_scores
+            self.grad_norm_mean = g_hist.mean(1)
+            self.update_norm_rms = u_hist.nan_to_num(0.0, 0.0, 0.0).square().sum(-1).mean(1).sqrt()
+            w_opt = sum(self.reward_fn.coefficients[n] for n in OPTIMIZER_TERMS)
+            opt = sum(self.reward_fn.coefficients[n] * out.raw[n] for n in OPTIMIZER_TERMS)
+            self.opt_health = opt / w_opt if w_opt > 0 else torch.ones_like(loss)
+            self.loudness_db = feats.loudness_db
         self.steps = self.steps + 1
         self.current_features = feats
-        reward = out.total - cfg.divergence_penalty * diverged.float()
-        terminated = diverged | (loss < cfg.success_distance)
+        self.success = success
+        terminated = diverged | success
         truncated = (self.steps >= cfg.episode_steps) & ~terminated
         return CoreStep(
-            self.observation(), reward, terminated, truncated, loss, out.terms, diverged
+            self.observation(),
+            out.total,
+            terminated,
+            truncated,
+            loss,
+            out.terms,
+            diverged,
+            out.violation,
         )
 
     def signals(self, row: int = 0) -> law.AESignals:
@@ -386,7 +453,7 @@ class SchedulerCore(NoteCore):
         return law.signals_at(self.law, row)._replace(alpha=alpha, momentum=momentum, sigma=sigma)
 
     def observation(self) -> torch.Tensor:
-        """Normalized feedback signals ``[B, 14]`` in the order of :data:`SIGNAL_NAMES`."""
+        """Normalized feedback signals ``[B, 19]`` in the order of :data:`SIGNAL_NAMES`."""
         cfg = self.config
         s = self.law
 
@@ -410,6 +477,11 @@ class SchedulerCore(NoteCore):
             col(s.success_rate),
             self.steps.float() / cfg.episode_steps,
             self.distance,
+            symlog(col(self.grad_norm_mean), _NORM_SCALE),
+            symlog(col(self.update_norm_rms), _NORM_SCALE),
+            col(self.opt_health),
+            col(self.loudness_db) / 60.0,
+            col(self.audio_score()),
         ]
         return torch.stack(cols, -1).clamp(-OBS_CLIP, OBS_CLIP).float()
 
@@ -484,12 +556,164 @@ def ae_law_action(obs: torch.Tensor | np.ndarray, cfg: SchedulerConfig) -> np.nd
 
 def draw_reset(
     rng: np.random.Generator, core: SchedulerCore, options: dict[str, Any] | None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One episode's random start from ``rng``: (target index, free knobs, noise seed)."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One episode's random start from ``rng``: (target index, free knobs, noise seed,
+    starting learning rate α0_ep = ``m·α0`` with ``m`` log-uniform in ``alpha0_range``)."""
+    cfg = core.config
     idx = target_index_option(options, len(core.targets), rng)
     start = torch.from_numpy(rng.random(core.n_free).astype(np.float32))
     noise_seed = int(rng.integers(2**62))
-    return torch.tensor(idx), start, torch.tensor(noise_seed)
+    lo, hi = (math.log(x) for x in cfg.alpha0_range)
+    alpha0_ep = cfg.alpha0 * math.exp(float(rng.uniform(lo, hi)))
+    return torch.tensor(idx), start, torch.tensor(noise_seed), torch.tensor(alpha0_ep)
+
+
+class EpisodeStarts(NamedTuple):
+    """The random starts of N episodes (what :func:`draw_reset` draws), ``[N, ...]``."""
+
+    target_idx: torch.Tensor
+    start_free: torch.Tensor
+    noise_seed: torch.Tensor
+    alpha0_ep: torch.Tensor
+
+    def __len__(self) -> int:  # type: ignore[override]
+        return int(self.target_idx.shape[0])
+
+    def repeat(self, n: int) -> EpisodeStarts:
+        """Every episode ``n`` times in a row block: ``[n·N, ...]``, block ``k`` = all N."""
+        return EpisodeStarts(*(x.repeat(n, *([1] * (x.ndim - 1))) for x in self))
+
+    def rows(self, sl: slice) -> EpisodeStarts:
+        return EpisodeStarts(*(x[sl] for x in self))
+
+
+def draw_starts(
+    core: SchedulerCore, seeds: Sequence[int], target_index: Sequence[int] | None = None
+) -> EpisodeStarts:
+    """The starts of episodes ``env.reset(seed=seeds[e], options={"target_index":
+    target_index[e]})`` (the env's own :func:`draw_reset` from the same RNG), batched."""
+    from gymnasium.utils import seeding
+
+    draws = []
+    for e, seed in enumerate(seeds):
+        rng, _ = seeding.np_random(int(seed))
+        opts = None if target_index is None else {"target_index": int(target_index[e])}
+        draws.append(draw_reset(rng, core, opts))
+    return EpisodeStarts(*(torch.stack(list(x)) for x in zip(*draws, strict=True)))
+
+
+class EpisodeResult(NamedTuple):
+    """Outcome of N batched episodes, ``[N]`` each."""
+
+    distance: torch.Tensor  # final distance (at termination or truncation)
+    returns: torch.Tensor  # undiscounted return
+    success: torch.Tensor
+    diverged: torch.Tensor
+    length: torch.Tensor  # env steps taken
+    hit_step: torch.Tensor  # first env step with distance < ``hit_distance`` (-1: never)
+
+
+#: The action that keeps every gain as it is and runs no local test.
+HOLD_ACTION = (0.0, 0.0, 0.0, -1.0)
+
+
+@torch.no_grad()
+def run_episodes(
+    core: SchedulerCore,
+    starts: EpisodeStarts,
+    policy: Any = None,
+    alpha: torch.Tensor | None = None,
+    hit_distance: float | None = None,
+) -> EpisodeResult:
+    """Run ``core.batch`` episodes from ``starts`` to their end with the env's dynamics.
+
+    :param policy: ``obs [B, 19] -> action [B, 4]`` (tensor or array); None holds the
+        gains (:data:`HOLD_ACTION` every step).
+    :param alpha: if given, ``[B]`` learning rates set right after the reset in place of
+        each episode's α0_ep (held constant by ``policy=None``).
+
+    :param hit_distance: ``hit_step`` records the first step whose distance falls
+        below it (default: ``success_distance``; useful when the config's success
+        termination is switched off to measure the distance at the horizon).
+
+    Each row's result is taken at its first termination or truncation (later steps of
+    finished rows are computed but not counted), as a single env would end there.
+    """
+    b = core.batch
+    if len(starts) != b:
+        raise ValueError(f"starts has {len(starts)} episodes, the core batch is {b}")
+    obs = core.reset(torch.ones(b, dtype=torch.bool), *starts)
+    if alpha is not None:
+        core.gains = core.gains._replace(alpha=alpha.to(core.device, torch.float32))
+    hold = torch.tensor(HOLD_ACTION).expand(b, 4)
+    live = torch.ones(b, dtype=torch.bool)
+    returns = torch.zeros(b, dtype=torch.float64)
+    out = EpisodeResult(
+        core.distance.clone().cpu(),
+        returns,
+        torch.zeros(b, dtype=torch.bool),
+        torch.zeros(b, dtype=torch.bool),
+        torch.zeros(b, dtype=torch.long),
+        torch.full((b,), -1, dtype=torch.long),
+    )
+    hit = core.config.success_distance if hit_distance is None else hit_distance
+    for t in range(core.config.episode_steps):
+        act = hold if policy is None else torch.as_tensor(np.asarray(policy(obs)))
+        res = core.step(act)
+        obs = res.obs
+        done = (res.terminated | res.truncated).cpu()
+        returns += torch.where(live, res.reward.cpu().double(), 0.0)
+        out.length[live] += 1
+        first = live & (out.hit_step < 0) & (res.distance.cpu() < hit)
+        out.hit_step[first] = t + 1
+        ended = live & done
+        out.distance[ended] = res.distance.cpu()[ended]
+        out.success[ended] = core.success.cpu()[ended]
+        out.diverged[ended] = res.diverged.cpu()[ended]
+        live &= ~done
+        if not live.any():
+            break
+    return out
+
+
+def run_constant_gains(
+    config: SchedulerConfig,
+    targets: TargetSet,
+    starts: EpisodeStarts,
+    alphas: Sequence[float] | None = None,
+    *,
+    max_batch: int = 256,
+    device: str = "cpu",
+    progress: Any = None,
+    hit_distance: float | None = None,
+) -> EpisodeResult:
+    """Episodes from ``starts`` with constant gains, batched through :class:`SchedulerCore`.
+
+    ``alphas=None``: each episode keeps its drawn α0_ep (the default gains). Else every
+    episode runs once per value (α held for the whole episode, μ and σ at the law's
+    defaults): the results are ``[G, N]`` for ``G = len(alphas)`` (``[1, N]`` for None).
+    Rows (``G·N``) run in chunks of at most ``max_batch``; ``progress`` (e.g. a tqdm
+    bar) gets ``update(rows)`` after each chunk. The oracle baselines build on this.
+    """
+    n = len(starts)
+    g = 1 if alphas is None else len(alphas)
+    rows = starts.repeat(g)
+    alpha = (
+        None if alphas is None else torch.tensor(alphas, dtype=torch.float32).repeat_interleave(n)
+    )
+    cores: dict[int, SchedulerCore] = {}
+    parts = []
+    for lo in range(0, g * n, max_batch):
+        sl = slice(lo, min(lo + max_batch, g * n))
+        size = sl.stop - sl.start
+        core = cores.get(size) or cores.setdefault(
+            size, SchedulerCore(config, targets, size, device)
+        )
+        a = None if alpha is None else alpha[sl]
+        parts.append(run_episodes(core, rows.rows(sl), alpha=a, hit_distance=hit_distance))
+        if progress is not None:
+            progress.update(size)
+    return EpisodeResult(*(torch.cat(x).reshape(g, n) for x in zip(*parts, strict=True)))
 
 
 class SchedulerGainsEnv(CoreEnv):
@@ -500,7 +724,10 @@ class SchedulerGainsEnv(CoreEnv):
     differentiable synth to a target sound, minimising the multi-resolution spectral
     distance. Each env step runs ``inner_steps`` gradient steps; the agent sets the
     scheduler's gains between them — the role the AE controller's adaptive law plays
-    (in the manner of dynamic algorithm configuration benchmarks).
+    (in the manner of dynamic algorithm configuration benchmarks). Each episode starts
+    at its own learning rate α0_ep, drawn over two decades around the reference α0: the
+    agent must find the right scale from the feedback (the observation shows where α
+    is), which a constant schedule cannot (``scripts/scheduler_headroom.py``).
 
     ## Action Space
     ``Box(-1, 1, (4,), float32)``: multipliers on a log scale, applied each env step.
@@ -512,65 +739,109 @@ class SchedulerGainsEnv(CoreEnv):
     | 2     | dither     | ``σ ← clip(σ·4^a)`` within ``sigma_range``            |
     | 3     | local_test | > 0: probe ``n_probes`` perturbed copies this step    |
 
-    A local test runs in the last inner step: the probes perturb that step's θ, are
-    compared with its distance, and the best one, if better, is averaged (``law.rho``)
-    into the stepped θ — as in :class:`aegym.control.AEOptimizer`.
-
-    Actions outside [-1, 1] are clipped; NaN/inf or a wrong shape raise ``ValueError``.
+    ``[0, 0, 0, -1]`` holds the gains. A local test runs in the last inner step: the
+    probes perturb that step's θ, are compared with the distance at the same θ, and the
+    best one, if better, is averaged (``law.rho``) into the stepped θ — as in
+    :class:`aegym.control.AEOptimizer`. Actions outside [-1, 1] are clipped; NaN/inf or
+    a wrong shape raise ``ValueError``.
 
     ## Observation Space
-    ``Box(-50, 50, (14,), float32)``, the AE controller's feedback signals:
+    ``Box(-50, 50, (19,), float32)``: the AE controller's feedback signals, then
+    summaries of this env step's inner steps and of the render the reward reads:
 
-    | idx | name          | transform                                     |
-    |-----|---------------|-----------------------------------------------|
-    | 0   | loss_ema      | ``ln ℓ̄``                                       |
-    | 1   | delta_loss    | ``symlog(Δℓ/ℓ̄, 100)`` (relative, > 0 improving) |
-    | 2   | variance      | ``symlog(v/ℓ̄², 1e4)``                          |
-    | 3   | reward_ema    | ``r̄`` (the filters use r = -ℓ)                 |
-    | 4   | delta_reward  | ``symlog(Δr, 100)``                            |
-    | 5   | grad_norm     | ``symlog(‖g‖, 1e3)``                           |
-    | 6   | update_norm   | ``symlog(‖u‖, 1e3)``                           |
-    | 7   | alpha         | ``log2(α/α0)``                                 |
-    | 8   | momentum      | ``-log2(1-μ)``                                 |
-    | 9   | sigma         | ``log10(σ/σ0)``                                |
-    | 10  | plateau_count | ``count / p``                                  |
-    | 11  | success_rate  | local-test success rate (EMA)                  |
-    | 12  | progress      | ``step / episode_steps``                       |
-    | 13  | distance      | current spectral distance                      |
+    | idx | name            | transform                                         |
+    |-----|-----------------|---------------------------------------------------|
+    | 0   | loss_ema        | ``ln ℓ̄``                                           |
+    | 1   | delta_loss      | ``symlog(Δℓ/ℓ̄, 100)`` (relative, > 0 improving)     |
+    | 2   | variance        | ``symlog(v/ℓ̄², 1e4)``                              |
+    | 3   | reward_ema      | ``r̄`` (the filters use r = -ℓ)                     |
+    | 4   | delta_reward    | ``symlog(Δr, 100)``                                |
+    | 5   | grad_norm       | ``symlog(‖g‖, 1e3)`` of the last inner step        |
+    | 6   | update_norm     | ``symlog(‖u‖, 1e3)`` of the last inner step        |
+    | 7   | alpha           | ``log2(α/α0)`` (reference α0, not α0_ep)           |
+    | 8   | momentum        | ``-log2(1-μ)``                                     |
+    | 9   | sigma           | ``log10(σ/σ0)``                                    |
+    | 10  | plateau_count   | ``count / p``                                      |
+    | 11  | success_rate    | local-test success rate (EMA)                      |
+    | 12  | progress        | ``step / episode_steps``                           |
+    | 13  | distance        | current spectral distance                          |
+    | 14  | grad_norm_mean  | ``symlog(mean_k ‖g_k‖, 1e3)`` over this step's     |
+    |     |                 | inner steps                                        |
+    | 15  | update_norm_rms | ``symlog(sqrt(mean_k ‖u_k‖²), 1e3)``, likewise     |
+    | 16  | opt_health      | mean of this step's ``opt/*`` sub-scores (1 = best)|
+    | 17  | loudness        | RMS loudness of the render, dBFS / 60              |
+    | 18  | audio_score     | ``S = Σ c_i·s_i`` of the audio sub-scores (the     |
+    |     |                 | potential of the audio terms, in ``[0, w_aud]``)   |
 
     ``symlog(x, s) = sign(x)·ln(1 + |x|·s)``; :func:`decode_observation` inverts them.
+    Columns 14–18 read 0, 0, 1, the start's loudness and audio score after a reset.
 
     ## Rewards
-    The composite ``R = w_aud·R_aud + w_opt·R_opt + w_pol·R_pol − P`` on the state after
-    the inner steps: audio match, optimizer health (gradient norms under threshold,
-    coherent bounded updates, small updates over the last ``history`` inner steps),
-    knob-trajectory terms, loudness and slew penalties; ``divergence_penalty`` is
-    subtracted on divergence. ``info["reward_terms"]`` holds the composite's terms.
+    The composite ``R = w_aud·R_aud + w_opt·R_opt − P`` (:class:`aegym.reward.
+    CompositeReward`, improvement mode, terms :data:`SCHEDULER_TERMS`), aligned so that
+    reaching the target fast earns the most. Every term reads the transition of this env
+    step only (Markov), and what it reads is in the observation:
+
+    | term                | per step                                     | reads (obs)     |
+    |---------------------|----------------------------------------------|-----------------|
+    | ``aud/*``           | change of each audio sub-score, success = 1  | audio_score     |
+    | ``aud/success``     | ``success_bonus`` (10) on the success step   | distance        |
+    | ``opt/grad_norm``   | −shortfall of the gradient-norm score of     | grad_norm_mean, |
+    |                     | this step's ``inner_steps`` gradients        | opt_health      |
+    | ``opt/resonance``   | −shortfall of deep resonance of this step's  | opt_health      |
+    |                     | ``inner_steps`` updates                      |                 |
+    | ``opt/update_norm`` | −shortfall of the small-update score, same   | update_norm_rms |
+    | ``pen/loudness``    | −RMS loudness over the cap                   | loudness        |
+    | ``pen/divergence``  | −``w_pen_divergence`` (1) on divergence      | (termination)   |
+    | ``pen/time``        | −0.01                                        | —               |
+
+    No ``pol/*`` terms: the agent sets gains, not a knob trajectory; no ``pen/slew``:
+    each step renders a fresh note, so knob moves are not heard. The audio terms
+    telescope: every successful episode collects ``w_aud·(1 − S_0)`` from them, so
+    slowing down to hover near the target earns nothing, while the other terms cost at
+    most ``a = 0.08`` per step (``CompositeReward.max_step_cost()``); a successful
+    episode (return ≥ ``success_bonus − a·T``) always beats ``reward_threshold = 1``, a
+    failed one stays below it (its audio terms sum to less than ``w_aud = 1``). Per step
+    the reward lies in ``CompositeReward.bounds()`` (defaults: [-2.08, 10.99]).
+    ``info["reward_terms"]`` holds every term; they sum to the reward.
 
     ## Starting State
     A target from the target set (env RNG, or ``options={"target_index": i}``); free
-    knobs uniform in [0, 1]; ``α = α0``, ``μ = law.momentum0``, ``σ = law.sigma0``.
+    knobs uniform in [0, 1]; ``α = α0_ep = m·α0`` with ``m`` log-uniform in
+    ``alpha0_range`` (0.1–10 by default; ``info["alpha0_ep"]``), ``μ = law.momentum0``,
+    ``σ = law.sigma0``. Every draw comes from the env RNG (:func:`draw_reset`, shared
+    with the native vector env).
 
     ## Episode End
-    - Termination: distance < ``success_distance`` (``info["is_success"]``), or
-      divergence — a non-finite loss or one above ``divergence_factor·ℓ̄`` —
-      (``info["diverged"] = True``, with the penalty; never a NaN).
+    - Termination: distance < ``success_distance`` (``info["is_success"]``; the Easy
+      tier's calibrated value, ``aegym.envs.SUCCESS_DISTANCE["easy"]`` = 0.54, as the
+      free knobs are the easy preset), or divergence — a non-finite loss or one above
+      ``divergence_factor·ℓ̄`` in any inner step (``info["diverged"] = True``, with
+      ``pen/divergence``; never a NaN).
     - Truncation: after ``episode_steps`` env steps (20 by default, also the
       registered ``max_episode_steps``).
 
     ## Arguments
-    ``gymnasium.make("AEGym/SchedulerGains-v0", target=None, free_knobs="easy",
+    ``gymnasium.make("AEGym/SchedulerGains-v1", target=None, free_knobs="easy",
     inner_steps=5, episode_steps=20, duration_s=0.5, sample_rate=16000, alpha0=0.1,
-    success_distance=0.3, config=None, target_seed=0, render_mode=None, device="cpu")``
-    — ``target`` as in SoundMatch-v0; ``config`` a full :class:`SchedulerConfig`
+    alpha0_range=(0.1, 10.0), success_distance=0.54, reward_config=None, config=None,
+    target_seed=0, render_mode=None, device="cpu")`` — ``target`` as in
+    SoundMatch-v1; ``inner_steps >= 4`` (the opt/* terms' window); ``alpha0_range=(1,
+    1)`` starts every episode at α0; ``config`` a full :class:`SchedulerConfig`
     (overrides the other settings).
 
     ## Version History
-    - v0: initial release. Since the batched plant: local tests probe the θ of the last
-      inner step and compare with that θ's distance (before: the stepped θ against the
-      previous distance); dither and probe noise are counter-based streams of the
-      episode's noise seed (other draws than the former per-episode generators);
-      ``info["signals"]`` reports the gains in use.
+    - v1: per-episode starting learning rate (v0 always started at α0, where constant
+      multipliers from 1/32 to 2 all ended within 1.81–2.34 mean distance: little
+      headroom); aligned reward (improvement-mode audio terms, a success bonus, costs
+      otherwise — v0 paid positive terms every step, so finishing early lost return);
+      the divergence penalty is the ``pen/divergence`` term (v0 subtracted it outside
+      the terms, which did not sum to the reward); the opt/* terms read only this env
+      step's inner steps and the observation summarizes them (v0: an 8-inner-step
+      history and a knob trajectory over env steps, neither observed); no pol/* or
+      pen/slew terms; observation columns 14–18; success distance 0.54 (calibrated Easy
+      tier, v0: 0.3); ``info["alpha0_ep"]``.
+    - v0: initial release (``AEGym/SchedulerGains-v0``, removed).
     """
 
     draw_reset = staticmethod(draw_reset)
@@ -585,7 +856,9 @@ class SchedulerGainsEnv(CoreEnv):
         duration_s: float = 0.5,
         sample_rate: int = 16_000,
         alpha0: float = 0.1,
-        success_distance: float = 0.3,
+        alpha0_range: tuple[float, float] = (0.1, 10.0),
+        success_distance: float = SUCCESS_DISTANCE["easy"],
+        reward_config: RewardConfig | None = None,
         config: SchedulerConfig | None = None,
         target_seed: int = 0,
         render_mode: str | None = None,
@@ -600,7 +873,9 @@ class SchedulerGainsEnv(CoreEnv):
             inner_steps=inner_steps,
             episode_steps=episode_steps,
             alpha0=alpha0,
+            alpha0_range=tuple(alpha0_range),  # type: ignore[arg-type]
             success_distance=success_distance,
+            reward=reward_config or RewardConfig(),
         )
         cfg = self.config
         targets = resolve_targets(
@@ -617,8 +892,9 @@ class SchedulerGainsEnv(CoreEnv):
         g = core.gains
         return {
             "distance": float(core.distance[0]),
-            "is_success": bool(core.distance[0] < self.config.success_distance),
+            "is_success": bool(core.success[0]),
             "knobs": core.physical_knobs(0),
+            "alpha0_ep": float(core.alpha0_ep[0]),
             "gains": {
                 "alpha": float(g.alpha[0]),
                 "momentum": float(g.momentum[0]),
