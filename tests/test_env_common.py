@@ -20,8 +20,10 @@ from aegym.envs import ENV_SPECS, list_envs
 IDS = [s.id for s in ENV_SPECS]
 FAST = {
     "AEGym/SoundMatch-Easy-v1": {"duration_s": 0.25},
+    "AEGym/SoundMatch-Medium-v1": {"duration_s": 0.25},
+    "AEGym/SoundMatch-Full-v1": {"duration_s": 0.25},
     "AEGym/SoundMatchLive-v1": {},
-    "AEGym/SchedulerGains-v1": {"duration_s": 0.25, "inner_steps": 2},
+    "AEGym/SchedulerGains-v1": {"duration_s": 0.25, "inner_steps": 4},
 }
 
 
@@ -164,7 +166,8 @@ def test_stereo_wav_targets_at_other_rates(env_id, sample_rate, tmp_path):
     tone = 0.4 * np.sin(2 * np.pi * 330 * t) * np.exp(-3 * t)
     write_wav(tmp_path / "a.wav", np.stack([tone, 0.5 * tone]), sample_rate)
     write_wav(tmp_path / "b.wav", np.stack([0.5 * tone, tone]), sample_rate)
-    env = gym.make(env_id, target=str(tmp_path), **FAST[env_id])
+    kinds = {} if "SchedulerGains" in env_id else {"target_kinds": None}  # recordings
+    env = gym.make(env_id, target=str(tmp_path), **FAST[env_id], **kinds)
     obs, _info = env.reset(seed=0)
     obs, r, *_ = env.step(env.action_space.sample())
     assert np.isfinite(obs).all() and np.isfinite(r)

@@ -13,7 +13,7 @@ from aegym.targets import estimate_start_knobs
 FAST = {
     "AEGym/SoundMatch-Easy-v1": {"duration_s": 0.25},
     "AEGym/SoundMatchLive-v1": {},
-    "AEGym/SchedulerGains-v1": {"duration_s": 0.25, "inner_steps": 1},
+    "AEGym/SchedulerGains-v1": {"duration_s": 0.25, "inner_steps": 4},
 }
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -93,15 +93,15 @@ def test_sb3_adapter_infos_and_episode_statistics():
     )
     assert isinstance(venv, AEGymSB3VecEnv)
     obs = venv.reset()
-    assert obs.shape == (2, 47)
+    assert obs.shape == (2, 79)  # 4 knobs + 43 + 8 moves x 4 knobs
     for _ in range(3):
         venv.step_async(np.zeros((2, 4), np.float32))
         obs, _rew, done, infos = venv.step_wait()
     assert done.all()
     for info in infos:
         assert info["TimeLimit.truncated"] and info["episode"]["l"] == 3
-        assert info["terminal_observation"].shape == (47,)
-        assert set(info) >= {"distance", "is_success", "reward_terms"}
+        assert info["terminal_observation"].shape == (79,)
+        assert set(info) >= {"distance", "is_success", "reward_terms", "safety_violation"}
 
 
 def test_sb3_ppo_trains_on_the_native_env_and_ae_policy_reads_its_core():

@@ -45,7 +45,7 @@ FAST_ENV_KWARGS: dict[str, dict[str, Any]] = {
     "AEGym/SoundMatch-Medium-v1": {"duration_s": 0.25},
     "AEGym/SoundMatch-Full-v1": {"duration_s": 0.25},
     "AEGym/SoundMatchLive-v1": {"window_s": 0.25},
-    "AEGym/SchedulerGains-v1": {"duration_s": 0.25, "inner_steps": 1},
+    "AEGym/SchedulerGains-v1": {"duration_s": 0.25, "inner_steps": 4},
 }
 
 
