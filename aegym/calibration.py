@@ -33,6 +33,7 @@ from aegym.synth import SynthConfig, Voice
 
 __all__ = [
     "ACCEPTABLE_KNOB_ERROR",
+    "SUCCESS_DISTANCE",
     "Calibration",
     "calibrate_success_distance",
     "perturb_knobs",
@@ -63,6 +64,15 @@ ACCEPTABLE_KNOB_ERROR: Mapping[str, float] = MappingProxyType(
         "amp_release_s": 0.15,
         "gain_db": 1.0,  # dB, about the level JND
     }
+)
+
+
+#: Calibrated success distances of the registered tiers, by free-knob preset
+#: (``python scripts/calibrate_success.py``; tests/test_calibration.py recomputes them):
+#: the median distance of a render whose every free knob is off by its acceptable error,
+#: on the train set's in-domain targets (target sets v1).
+SUCCESS_DISTANCE: Mapping[str, float] = MappingProxyType(
+    {"easy": 0.54, "medium": 0.65, "all": 0.79, "live_easy": 0.56}
 )
 
 

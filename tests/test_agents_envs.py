@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from aegym.envs import SUCCESS_DISTANCE
 from aegym.envs.scheduler import SchedulerConfig
 from aegym.envs.sound_match import SoundMatchConfig
 from agents.common.envs import (
@@ -29,6 +30,8 @@ SM = "AEGym/SoundMatch-Easy-v1"
 def test_ids_and_families() -> None:
     assert set(ENV_IDS) == {
         "AEGym/SoundMatch-Easy-v1",
+        "AEGym/SoundMatch-Medium-v1",
+        "AEGym/SoundMatch-Full-v1",
         "AEGym/SoundMatchLive-v1",
         "AEGym/SchedulerGains-v1",
     }
@@ -80,12 +83,12 @@ def test_settings_are_read_from_the_created_envs_config(native: bool) -> None:
     venv.close()
     venv = make_vec_env(sg, 1, native=native, episode_steps=7, **kw[sg])
     assert isinstance(env_config(venv), SchedulerConfig)
-    assert success_distance(venv) == SchedulerConfig().success_distance
+    assert success_distance(venv) == SchedulerConfig().success_distance == SUCCESS_DISTANCE["easy"]
     assert episode_limit(sg, env_config(venv)) == 7
     venv.close()
-    # The live env has no threshold of its own: the knob envs' default.
+    # The live env's calibrated threshold (a window on target).
     env = make_env(live, **kw[live])
-    assert success_distance(env) == SoundMatchConfig().success_distance
+    assert success_distance(env) == SUCCESS_DISTANCE["live_easy"]
     assert episode_limit(live, env_config(env)) == gym.spec(live).max_episode_steps
     env.close()
 

@@ -11,7 +11,7 @@ from stable_baselines3.common.buffers import RolloutBuffer
 
 import aegym  # noqa: F401
 from agents.baselines import AEBaseline, StaticBaseline
-from agents.common.envs import FAST_ENV_KWARGS, make_vec_env
+from agents.common.envs import FAST_ENV_KWARGS, distance_obs_index, make_vec_env
 from agents.shaped_ppo import (
     POTENTIAL,
     RESIDUAL,
@@ -145,8 +145,8 @@ def test_potential_term_is_exactly_gamma_phi_next_minus_phi() -> None:
     phi_s, phi_n = np.array([-2.0, -1.0, -3.0]), np.array([-1.5, -0.5, -9.0])
     f = potential_shaping(phi_s, phi_n, np.array([False, False, True]), gamma=0.9)
     np.testing.assert_allclose(f, [0.9 * -1.5 + 2.0, 0.9 * -0.5 + 1.0, 3.0], rtol=1e-6)
-    obs = np.array([[0.1, 0.2, 4.0]])
-    np.testing.assert_array_equal(distance_potential(obs), [-4.0])
+    obs = np.array([[0.1, 4.0, 0.2]])
+    np.testing.assert_array_equal(distance_potential(obs, 1), [-4.0])
 
 
 def test_potential_channel_in_rollout() -> None:
@@ -160,7 +160,7 @@ def test_potential_channel_in_rollout() -> None:
     k = cfg.channels.index(POTENTIAL)
     assert buf.generator_ready  # train() flattened observations to [N*T, D]: undo it
     obs = buf.observations.reshape(2, 16, -1).swapaxes(0, 1)
-    phi = -0.5 * obs[..., -1]
+    phi = -0.5 * obs[..., distance_obs_index(venv)]  # the distance column, not the last
     term_r = buf.term_rewards
     for t in range(15):
         for i in range(2):

@@ -10,6 +10,7 @@ import tempfile
 from dataclasses import fields, replace
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
@@ -81,7 +82,8 @@ def test_smoke_train_every_algo_and_family(tmp_path: Path, env_id: str, algo: st
     config_cls = SchedulerConfig if env_id == SG else SoundMatchConfig
     assert set(cfg["env_config"]) == {f.name for f in fields(config_cls)}
     assert cfg["env_config"]["duration_s"] == FAST_ENV_KWARGS[env_id]["duration_s"]
-    assert cfg["env_config"]["success_distance"] == config_cls().success_distance
+    registered = gym.spec(env_id).kwargs.get("success_distance", config_cls().success_distance)
+    assert cfg["env_config"]["success_distance"] == registered
     assert set(cfg["hyperparameters"]) == set(allowed_hyperparams(algo))
     assert cfg["hyperparameters"]["gamma"] == get_settings(env_id, algo).kwargs["gamma"]
     header = (res.run_dir / "progress.csv").read_text().splitlines()[0].split(",")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from gymnasium.envs.registration import register, registry
+
+from aegym.calibration import SUCCESS_DISTANCE
 
 
 @dataclass(frozen=True)
@@ -29,13 +30,6 @@ class EnvSpec:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     reward_threshold: float | None = None
 
-
-#: Calibrated success distances (``python scripts/calibrate_success.py``; tested in
-#: tests/test_calibration.py): the median distance of a render whose every free knob is
-#: off by its acceptable error (:mod:`aegym.calibration`), on the train set.
-SUCCESS_DISTANCE: Mapping[str, float] = MappingProxyType(
-    {"easy": 0.54, "medium": 0.65, "all": 0.79, "live_easy": 0.56}
-)
 
 _SOUND_MATCH = "aegym.envs.sound_match:SoundMatchEnv"
 _SOUND_MATCH_VECTOR = "aegym.vector.env:sound_match_vector"

@@ -16,6 +16,7 @@ import torch
 
 from aegym._checks import check_int
 from aegym.analysis import ESTIMATED_KNOBS
+from aegym.envs._common import N_STATS, PROFILE_BANDS
 from aegym.features import FeatureConfig, FeatureEncoder, Features, spectral_distance
 from aegym.reward import TERM_NAMES, CompositeReward
 from aegym.synth import SynthConfig, Voice
@@ -119,6 +120,12 @@ class KnobCore:
                 f"{self.voice.config.n_samples}"
             )
         return self.encoder(audio)
+
+    @property
+    def distance_obs_index(self) -> int:
+        """Column of the observation that holds the distance: ``F + 42`` in the knob
+        envs' layout (SchedulerGains overrides it)."""
+        return self.n_free + 2 * PROFILE_BANDS + 2 * N_STATS
 
     @property
     def free_knobs(self) -> torch.Tensor:

@@ -452,6 +452,11 @@ class SchedulerCore(NoteCore):
         alpha, momentum, sigma = g.tolist()
         return law.signals_at(self.law, row)._replace(alpha=alpha, momentum=momentum, sigma=sigma)
 
+    @property
+    def distance_obs_index(self) -> int:
+        """Column of the observation that holds the distance."""
+        return SIGNAL_NAMES.index("distance")
+
     def observation(self) -> torch.Tensor:
         """Normalized feedback signals ``[B, 19]`` in the order of :data:`SIGNAL_NAMES`."""
         cfg = self.config

@@ -11,6 +11,7 @@ import torch
 from gymnasium import spaces
 
 from aegym._checks import check_int, check_positive
+from aegym.calibration import SUCCESS_DISTANCE
 from aegym.envs._base import CoreEnv
 from aegym.envs._common import (
     N_STATS,
@@ -51,7 +52,7 @@ SOUND_MATCH_TERMS: tuple[str, ...] = (
 
 
 #: Success distance of the Easy tier (see :mod:`aegym.calibration`): the default.
-DEFAULT_SUCCESS_DISTANCE = 0.3
+DEFAULT_SUCCESS_DISTANCE = SUCCESS_DISTANCE["easy"]
 
 
 def check_target_kinds(targets: TargetSet, kinds: tuple[str, ...], env: str) -> None:

@@ -53,7 +53,9 @@ class AEGymSB3VecEnv(VecEnv):
             if not all("target_index" in o for o in self._options):
                 raise ValueError("set_options: give 'target_index' for every sub-env or none")
             options["target_index"] = np.array([int(o["target_index"]) for o in self._options])
-        obs, _ = self.venv.reset(seed=seeds, options=options or None)
+        obs, info = self.venv.reset(seed=seeds, options=options or None)
+        # SB3's per-env reset infos (as DummyVecEnv keeps them): the start distance.
+        self.reset_infos = [{"distance": float(d)} for d in info["distance"]]
         self._reset_seeds()
         self._reset_options()
         self._ep_return[:] = 0.0

@@ -214,6 +214,25 @@ def env_config(env: gym.Env | VecEnv) -> Any:
     return config
 
 
+def env_core(env: gym.Env | VecEnv) -> Any:
+    """The batched core of a created aegym env (single, native vector or DummyVecEnv).
+
+    :raises TypeError: not an aegym env.
+    """
+    inner = env.unwrapped
+    if isinstance(inner, DummyVecEnv):
+        inner = inner.envs[0].unwrapped
+    core = getattr(inner, "core", None)
+    if core is None:
+        raise TypeError(f"{type(inner).__name__} is not an aegym env: it has no core")
+    return core
+
+
+def distance_obs_index(env: gym.Env | VecEnv) -> int:
+    """Column of ``env``'s observations that holds the spectral distance."""
+    return int(env_core(env).distance_obs_index)
+
+
 def success_distance(env: gym.Env | VecEnv) -> float:
     """Spectral distance below which an episode of ``env`` counts as a success (for
     SoundMatchLive-v1: a step on target): the env config's calibrated

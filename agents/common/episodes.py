@@ -18,7 +18,6 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
-from aegym.targets import TARGET_SETS
 from agents.common.envs import make_env, reset_episodes, success_distance
 from agents.common.type_aliases import PredictPolicy
 
@@ -105,10 +104,10 @@ def n_targets_in(env_id: str, target_set: str, env_kwargs: dict[str, Any]) -> in
     :param env_id: env id.
     :param target_set: set name or WAV path.
     :param env_kwargs: env keyword arguments.
+
+    The env is built to count: a tier reduces a named set to the target kinds it
+    accepts (SoundMatch-Easy-v1 keeps the in-domain targets of ``"test"``).
     """
-    if target_set in TARGET_SETS:
-        spec = TARGET_SETS[target_set]
-        return spec.n_in_domain + spec.n_out_of_domain
     env = make_env(env_id, **{**env_kwargs, "target": target_set})
     try:
         return len(env.unwrapped.core.targets)  # type: ignore[attr-defined]
@@ -183,7 +182,7 @@ def run_episodes(
         lengths = np.zeros(n, dtype=int)
         violations = np.zeros(n, dtype=int)
         first_hit = np.full(n, -1)
-        distances = [[float(d)] for d in np.asarray(obs)[:, -1]]
+        distances = [[float(venv.reset_infos[i]["distance"])] for i in range(n)]
         for i in range(n):
             if distances[i][0] < threshold:
                 first_hit[i] = 0

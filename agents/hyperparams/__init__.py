@@ -8,9 +8,10 @@ are generated from these values by ``python -m agents zoo-hyperparams`` (see
 Choices common to all: small MLPs (two layers of 64 units), CPU, no observation or
 reward normalization wrappers (aegym observations are already O(1) and clipped; the
 composite reward's terms are bounded). Discounts follow the horizons: γ = 0.95 for the
-50-step SoundMatch and 64-step live tracking episodes, γ = 0.9 for the 20-step
-SchedulerGains episodes. SchedulerGains steps are ~20x costlier (each runs inner
-gradient steps), so its rollouts are shorter.
+50-step SoundMatch-Easy and 64-step live tracking episodes, γ = 0.97 for the 100-step
+Medium and Full tiers, γ = 0.9 for the 20-step SchedulerGains episodes.
+SchedulerGains steps are ~20x costlier (each runs inner gradient steps), so its
+rollouts are shorter.
 
 ``ADAM_LR_MULTIPLIER`` was picked by :func:`agents.baselines.tune_adam_lr` — every
 multiplier in ``ADAM_LR_GRID`` ran the same 32 SchedulerGains episodes on *train*
@@ -128,6 +129,22 @@ HYPERPARAMS: MappingProxyType[str, MappingProxyType[str, AlgoSettings]] = Mappin
                 "shaped_ppo": AlgoSettings(8, _ppo(64, 128, 0.95), _SHAPING_KNOB),
                 "a2c": AlgoSettings(8, _a2c(8, 0.95)),
                 "sac": AlgoSettings(4, _sac(0.95, 1000, 1)),
+            }
+        ),
+        "AEGym/SoundMatch-Medium-v1": MappingProxyType(
+            {
+                "ppo": AlgoSettings(8, _ppo(100, 160, 0.97)),
+                "shaped_ppo": AlgoSettings(8, _ppo(100, 160, 0.97), _SHAPING_KNOB),
+                "a2c": AlgoSettings(8, _a2c(8, 0.97)),
+                "sac": AlgoSettings(4, _sac(0.97, 1000, 1)),
+            }
+        ),
+        "AEGym/SoundMatch-Full-v1": MappingProxyType(
+            {
+                "ppo": AlgoSettings(8, _ppo(100, 160, 0.97)),
+                "shaped_ppo": AlgoSettings(8, _ppo(100, 160, 0.97), _SHAPING_KNOB),
+                "a2c": AlgoSettings(8, _a2c(8, 0.97)),
+                "sac": AlgoSettings(4, _sac(0.97, 1000, 1)),
             }
         ),
         "AEGym/SoundMatchLive-v1": MappingProxyType(

@@ -18,6 +18,7 @@ from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
+from agents.common.envs import distance_obs_index
 from agents.common.type_aliases import PredictPolicy
 from agents.shaped_ppo.buffer import ShapedRolloutBuffer
 from agents.shaped_ppo.config import ShapingConfig
@@ -51,7 +52,8 @@ class ShapedPPO(PPO):
         plant). Not saved with the model; re-attach with :meth:`set_reference` after
         ``load`` when ``kl_coef > 0``.
     :param potential_fn: ``Φ`` without the coefficient: observations ``[N, D]`` ->
-        ``[N]`` (default :func:`distance_potential`, ``−distance``).
+        ``[N]``; None: :func:`distance_potential` (``−distance``) at the env's distance
+        column (:func:`agents.common.envs.distance_obs_index`).
     :param kwargs: keyword arguments of ``PPO``.
     """
 
@@ -67,7 +69,7 @@ class ShapedPPO(PPO):
         env: Any,
         shaping: ShapingConfig | Mapping[str, Any] | None = None,
         reference: ReferencePolicy | None = None,
-        potential_fn: Callable[[np.ndarray], np.ndarray] = distance_potential,
+        potential_fn: Callable[[np.ndarray], np.ndarray] | None = None,
         _init_setup_model: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -75,14 +77,21 @@ class ShapedPPO(PPO):
             shaping = ShapingConfig(**shaping)
         self.shaping = shaping or ShapingConfig()
         self.reference = reference
-        self.potential_fn = potential_fn
         self.term_rms: RunningMeanStd | None = None
         super().__init__(policy, env, _init_setup_model=False, **kwargs)
+        self.potential_fn = potential_fn
         if _init_setup_model:
             self._setup_model()
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "reference"]
+
+    def _potential(self, env: VecEnv, obs: np.ndarray) -> np.ndarray:
+        """``Φ(obs)`` without the coefficient: ``potential_fn``, else ``−distance`` read
+        at ``env``'s distance column."""
+        if self.potential_fn is not None:
+            return self.potential_fn(obs)
+        return distance_potential(obs, distance_obs_index(env))
 
     def set_reference(self, reference: ReferencePolicy | None) -> None:
         """Attach (or detach) the KL reference policy.
@@ -167,8 +176,8 @@ class ShapedPPO(PPO):
                 next_obs, terminated = true_next_observations(new_obs, dones, infos)  # type: ignore[arg-type]
                 c = cfg.potential_coef
                 shaping_reward = potential_shaping(
-                    c * self.potential_fn(self._last_obs),  # type: ignore[arg-type]
-                    c * self.potential_fn(next_obs),
+                    c * self._potential(env, self._last_obs),  # type: ignore[arg-type]
+                    c * self._potential(env, next_obs),
                     terminated,
                     self.gamma,
                 )

@@ -14,12 +14,13 @@ import torch as th
 from agents.shaped_ppo.config import POTENTIAL, ShapingConfig
 
 
-def distance_potential(obs: np.ndarray) -> np.ndarray:
-    """``−distance``: the last entry of every aegym observation. ``[..., D] -> [...]``.
+def distance_potential(obs: np.ndarray, index: int) -> np.ndarray:
+    """``−distance``: entry ``index`` of every observation. ``[..., D] -> [...]``.
 
     :param obs: observations, last axis the features.
+    :param index: the distance's column (``agents.common.envs.distance_obs_index``).
     """
-    return -np.asarray(obs, dtype=np.float32)[..., -1]
+    return -np.asarray(obs, dtype=np.float32)[..., index]
 
 
 def gae(
