@@ -7,6 +7,7 @@ import torch
 
 import aegym  # noqa: F401
 from aegym.audio_io import load_audio, write_wav
+from aegym.envs import SUCCESS_DISTANCE
 from aegym.envs.live import LIVE_TERMS, LiveConfig
 from aegym.reward import RewardConfig
 from aegym.targets import TargetSet, load_wav_targets, make_target_set
@@ -56,7 +57,7 @@ def test_default_set_is_in_domain_and_other_kinds_need_target_kinds_none():
     env = gym.make(LIVE)
     assert all(t.kind == "in_domain" for t in env.unwrapped.targets)
     assert env.unwrapped.config.target_kinds == ("in_domain",)
-    assert gym.spec(LIVE).kwargs["success_distance"] == 0.54
+    assert gym.spec(LIVE).kwargs["success_distance"] == SUCCESS_DISTANCE["live_easy"]
     with pytest.raises(ValueError, match="target_kinds=None"):
         gym.make(LIVE, target=mixed_set())
     full = gym.make(LIVE, target=mixed_set(), target_kinds=None).unwrapped.targets

@@ -203,7 +203,7 @@ def test_finishing_on_success_earns_more_than_hovering():
     env = make(alpha0_range=(1.0, 1.0))
     threshold = env.spec.reward_threshold
     fast, fast_ok = episode_return(env, 0)
-    hover, hover_ok = episode_return(env, 0, hover_at=3.0)
+    hover, hover_ok = episode_return(env, 0, hover_at=5.0)  # slows before it gets there
     assert fast_ok and not hover_ok
     assert fast > hover
     assert fast >= threshold > hover

@@ -11,6 +11,8 @@ from aegym.vector import AEGymSB3VecEnv, AEGymVectorEnv, make_sb3_vec_env
 
 CASES = {
     "AEGym/SoundMatch-Easy-v1": {"duration_s": 0.25, "max_episode_steps": 4},
+    "AEGym/SoundMatch-Medium-v1": {"duration_s": 0.25, "max_episode_steps": 4},
+    "AEGym/SoundMatch-Full-v1": {"duration_s": 0.25, "max_episode_steps": 4, "target": "test"},
     "AEGym/SoundMatchLive-v1": {"max_episode_steps": 4},
     "AEGym/SchedulerGains-v1": {"duration_s": 0.25, "inner_steps": 4, "episode_steps": 3},
 }

@@ -74,7 +74,8 @@ class SoundMatchConfig:
     :param sample_rate: audio rate in Hz.
     :param duration_s: length of the rendered note and of every target.
     :param free_knobs: names of the knobs the agent moves (the rest are fixed: to the
-        target's true values for in-domain targets, else to an analysis of the target).
+        target's true values for in-domain targets, else to an estimate from an analysis
+        of the target: pitch, attack, level; else to defaults).
     :param max_move: largest change of a normalized knob in one step (action ±1).
     :param success_distance: episodes terminate when the spectral distance falls below;
         each tier's value is calibrated (:mod:`aegym.calibration`).
@@ -319,11 +320,13 @@ class SoundMatchEnv(CoreEnv):
 
     The audio terms telescope: every successful episode collects ``w_aud·(1 − S_0)``
     from them, so hovering near the target earns nothing; the other terms cost at most
-    ``a = 0.11`` per step. A policy that succeeds within ``T* = success_bonus /
-    (a − 0.01) ≈ 100`` steps (``env.unwrapped.core.reward_fn.aligned_steps()``) earns
+    ``a = 0.10`` per step. A policy that succeeds within ``T* = success_bonus /
+    (a − 0.01) ≈ 111`` steps (``env.unwrapped.core.reward_fn.aligned_steps()``) earns
     more than any that does not succeed in the same horizon, and faster is better.
     Per step the reward lies in ``CompositeReward.bounds()`` (defaults:
-    [-1.11, 10.99]). ``info["reward_terms"]`` holds every term; they sum to the reward.
+    [-1.10, 10.99]); a successful episode returns more than ``reward_threshold = 1``
+    (at least ``10 − 0.1·T``), a failed one less (at most ``w_aud·(1 − S_0) − 0.01·T``).
+    ``info["reward_terms"]`` holds every term; they sum to the reward.
 
     ## Starting State
     A target is drawn from the target set with the env's RNG (or chosen with
@@ -355,7 +358,8 @@ class SoundMatchEnv(CoreEnv):
     ## Info
     ``distance``, ``is_success``, ``safety_violation`` (a loudness penalty above
     ``violation_tolerance``), ``reward_terms`` (dict), ``knobs`` (physical units),
-    ``target_index``, ``target_name``, ``target_analysis`` (targets without true knobs).
+    ``target_index``, ``target_name``, and ``target_analysis`` (dict: pitch, level,
+    attack) for targets without true knobs.
 
     ## Version History
     - v1: tiers as ids (Easy, Medium on in-domain targets only; Full with every kind);
@@ -416,14 +420,19 @@ class SoundMatchEnv(CoreEnv):
     def _info(self) -> dict[str, Any]:
         core = self.core
         idx = int(core.target_idx[0])
-        return {
+        info = {
             "distance": float(core.distance[0]),
             "is_success": bool(core.distance[0] < self.config.success_distance),
             "knobs": core.physical_knobs(0),
             "target_index": idx,
             "target_name": core.targets[idx].name,
-            "target_analysis": core.target_analysis(idx),
         }
+        # Only for targets without true knobs (a key present in some sub-envs and not
+        # others batches cleanly in Gymnasium's vector infos; None beside dicts does not).
+        analysis = core.target_analysis(idx)
+        if analysis is not None:
+            info["target_analysis"] = analysis
+        return info
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
