@@ -1,12 +1,15 @@
 """aegym: Gymnasium environments for synthesizer control.
 
-``import aegym`` registers ``AEGym/SoundMatch-Easy-v1``, ``AEGym/SoundMatchLive-v1`` and
-``AEGym/SchedulerGains-v1`` (each with a native vector entry point); create them with
+``import aegym`` registers ``AEGym/SoundMatch-Easy-v1``, ``-Medium-v1``, ``-Full-v1``,
+``AEGym/SoundMatchLive-v1`` and ``AEGym/SchedulerGains-v1`` (each with a native vector
+entry point; ``aegym list`` prints them); create them with
 ``gymnasium.make`` / ``gymnasium.make_vec``. The building blocks are importable too:
 
 * :mod:`aegym.synth` — the differentiable synth (``Voice``, ``SynthConfig``, ``Patch``)
 * :mod:`aegym.features`, :mod:`aegym.losses` — feature encoder and spectral distance
-* :mod:`aegym.reward` — the composite reward ``R``
+* :mod:`aegym.reward` — the composite reward ``R`` (aligned: improvement, bonus, costs)
+* :mod:`aegym.calibration` — success thresholds from an acceptable knob error
+* :mod:`aegym.analysis` — pitch, level and attack of a recording (starting knobs)
 * :mod:`aegym.control` — the AE controller: config, batched law and plant, ``AEOptimizer``
 * :mod:`aegym.fit` — ``fit_patch``, sound matching with the AE optimizer
 * :mod:`aegym.targets`, :mod:`aegym.audio_io` — target sets and WAV I/O

@@ -39,7 +39,7 @@ class BenchArgs:
     baselines: list[str] = field(default_factory=lambda: ["ae", "static", "random"])
     """baselines to compare with ("adam" is added on SchedulerGains)"""
     n_targets: int = 24
-    """test targets, spread evenly over the 88 of the test set (64 in-domain, 24 not)"""
+    """test targets, spread evenly over the env's part of the test set (Easy: 64 in-domain)"""
     seeds: list[int] = field(default_factory=lambda: [0, 1])
     """evaluation seeds (each target once per seed)"""
     env_kwargs: dict[str, Any] = field(default_factory=dict)

@@ -197,6 +197,7 @@ _COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("success rate ↑", "success", "mean"),
     ("steps to threshold ↓", "steps_to_threshold", "mean"),
     ("safety violations ↓", "violations", "mean"),
+    ("final knob error ↓", "knob_error", "mean"),
 )
 
 

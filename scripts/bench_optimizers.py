@@ -29,12 +29,11 @@ from collections.abc import Callable
 import torch
 from tqdm import tqdm
 
+from aegym.calibration import SUCCESS_DISTANCE
 from aegym.controller import AEConfig, fit_patch
 from aegym.envs._common import resolve_free_knobs
 from aegym.synth import KnobSpace, SynthConfig, Voice
 from aegym.targets import Target, make_target_set
-
-SUCCESS_DISTANCE = 0.3
 
 FROZEN = dict(
     up=1.0,
@@ -75,6 +74,7 @@ def run_method(
     voice: Voice,
     free: tuple[str, ...],
     steps: int,
+    success_distance: float,
     progress: Callable[[], None] | None = None,
 ) -> list[dict]:
     space = voice.knob_space
@@ -88,13 +88,13 @@ def run_method(
         )
         wall = time.perf_counter() - start
         losses = res.item_losses[:, 0]
-        below = torch.nonzero(losses < SUCCESS_DISTANCE).flatten()
+        below = torch.nonzero(losses < success_distance).flatten()
         row = {
             "target": t.name,
             "kind": t.kind,
             "initial": float(res.initial_loss[0]),
             "distance": float(res.best_loss[0]),
-            "success": bool(res.best_loss[0] < SUCCESS_DISTANCE),
+            "success": bool(res.best_loss[0] < success_distance),
             "steps_to_threshold": int(below[0]) + 1 if below.numel() else None,
             "divergences": sum(1 for s in res.log if s.diverged),
             "wall_s": wall,
@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     free = resolve_free_knobs(args.free_knobs, KnobSpace())
+    # The calibrated threshold of the preset's tier (custom knob lists: the Full tier's).
+    success_distance = SUCCESS_DISTANCE.get(args.free_knobs, SUCCESS_DISTANCE["all"])
     voice = Voice(SynthConfig(duration_s=args.duration_s))
     test = list(make_target_set("test", duration_s=args.duration_s))[: args.limit]
     train_set = make_target_set("train", duration_s=args.duration_s)
@@ -161,13 +163,17 @@ def main(argv: list[str] | None = None) -> None:
     for fam in families:
         scores = {}
         for lr in args.lrs:
-            rows = run_method(family_config[fam], lr, tune, voice, free, args.steps, bar.update)
+            rows = run_method(
+                family_config[fam], lr, tune, voice, free, args.steps, success_distance, bar.update
+            )
             scores[lr] = statistics.median(r["distance"] for r in rows)
         best = min(scores, key=scores.get)
         tuned[fam] = {"lr": best, "train_median_distance": scores}
     results = {}
     for name, (fam, cfg) in METHODS.items():
-        rows = run_method(cfg, tuned[fam]["lr"], test, voice, free, args.steps, bar.update)
+        rows = run_method(
+            cfg, tuned[fam]["lr"], test, voice, free, args.steps, success_distance, bar.update
+        )
         results[name] = {
             "lr": tuned[fam]["lr"],
             "all": summarize(rows),
@@ -180,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         "steps": args.steps,
         "duration_s": args.duration_s,
         "free_knobs": list(free),
-        "success_distance": SUCCESS_DISTANCE,
+        "success_distance": success_distance,
         "tuning": tuned,
         "n_test": len(test),
         "torch_threads": torch.get_num_threads(),

@@ -215,3 +215,30 @@ def test_solving_fast_earns_more_than_hovering_near_the_target(horizon):
     threshold = gym.spec("AEGym/SoundMatch-Easy-v1").reward_threshold
     assert (g_direct > threshold).all() and (g_park < threshold).all()
     assert (results["idle"][0] < threshold).all()
+
+
+def test_knob_error_is_reported_where_the_truth_is_known(tmp_path):
+    env = make(target="test")
+    _, info = env.reset(seed=0, options={"target_index": 3})
+    core = env.unwrapped.core
+    truth = core.targets[3].unit_knobs[core.free_idx]
+    expected = float((core.free_knobs[0] - truth).abs().mean())
+    assert info["knob_error"] == pytest.approx(expected, abs=1e-6)
+    _, _, _, _, info = env.step(np.ones(4, np.float32))
+    expected = float((core.free_knobs[0] - truth).abs().mean())
+    assert info["knob_error"] == pytest.approx(expected, abs=1e-6)
+    full = gym.make("AEGym/SoundMatch-Full-v1", free_knobs="easy", duration_s=0.25, target="test")
+    _, info = full.reset(seed=0, options={"target_index": len(full.unwrapped.targets) - 1})
+    assert "knob_error" not in info  # an out-of-domain sound: no true knobs
+    venv = gym.make_vec(
+        "AEGym/SoundMatch-Full-v1",
+        num_envs=2,
+        vectorization_mode="vector_entry_point",
+        free_knobs="easy",
+        duration_s=0.25,
+        target="test",
+    )
+    last = len(venv.unwrapped.core.targets) - 1
+    _, vinfo = venv.reset(seed=0, options={"target_index": [3, last]})
+    assert vinfo["_knob_error"].tolist() == [True, False]
+    assert np.isfinite(vinfo["knob_error"]).all()

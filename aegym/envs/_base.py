@@ -63,6 +63,7 @@ class CoreEnv(gym.Env):
         self._needs_reset = False
         info = self._info()
         info.update(diverged=False, safety_violation=False, reward_terms={})
+        self._add_knob_error(info)
         return obs[0].cpu().numpy(), info
 
     @fixed_threads
@@ -76,6 +77,7 @@ class CoreEnv(gym.Env):
         info = self._info()
         info["diverged"] = bool(res.diverged[0])
         info["safety_violation"] = bool(res.violation[0])
+        self._add_knob_error(info)
         info["reward_terms"] = {k: float(v[0]) for k, v in res.reward_terms.items()}
         return (
             res.obs[0].cpu().numpy(),
@@ -84,6 +86,13 @@ class CoreEnv(gym.Env):
             bool(res.truncated[0]),
             info,
         )
+
+    def _add_knob_error(self, info: dict[str, Any]) -> None:
+        """``info["knob_error"]``: mean absolute free-knob error against the truth,
+        only where the target's knobs are known."""
+        err = float(self.core.knob_error()[0])
+        if np.isfinite(err):
+            info["knob_error"] = err
 
     def current_audio(self) -> np.ndarray:
         """What the agent's synth plays now, float32 ``[T]``."""

@@ -10,6 +10,7 @@ and adds only its own dynamics.
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import torch
@@ -151,6 +152,16 @@ class KnobCore:
         (differentiable; the state is not changed). Family-specific."""
         raise NotImplementedError
 
+    def true_free_knobs(self) -> torch.Tensor:
+        """``[B, F]``: each episode's true free knobs now, NaN rows where the target's
+        knobs are unknown. Family-specific."""
+        return torch.full_like(self.free_knobs, math.nan)
+
+    def knob_error(self) -> torch.Tensor:
+        """``[B]``: mean absolute error of the free knobs against the truth (normalized
+        units), NaN where the truth is unknown (recordings, out-of-domain sounds)."""
+        return (self.free_knobs - self.true_free_knobs()).abs().mean(-1)
+
     def loss_and_grad(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Distance at the current knobs and its gradient w.r.t. the free knobs,
         ``([B], [B, F])``; the plant is differentiable, the state is not changed."""
@@ -183,7 +194,15 @@ class NoteCore(KnobCore):
         self._pending_base = set(pending)
         self.target_features = self.encode_targets()
         self.target_idx = torch.zeros(self.batch, dtype=torch.long, device=self.device)
+        #: ``[len(targets)]``: whose true knobs are known (in-domain targets).
+        self.has_true_knobs = torch.tensor(
+            [t.unit_knobs is not None for t in targets], dtype=torch.bool, device=self.device
+        )
         self.audio = torch.zeros(self.batch, self.voice.config.n_samples, device=self.device)
+
+    def true_free_knobs(self) -> torch.Tensor:
+        truth = self.target_base[self.target_idx][:, self.free_idx]
+        return torch.where(self.has_true_knobs[self.target_idx][:, None], truth, math.nan)
 
     def target_feats(self, rows: torch.Tensor | None = None) -> Features:
         """Target features of episodes ``rows`` (all when None)."""

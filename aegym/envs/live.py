@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -255,6 +256,11 @@ class LiveCore(KnobCore):
         """Target knobs now ``[B, K]``: a linear glide between the two current waypoints
         (a stream's fixed knobs, constant)."""
         return self._glide(0)
+
+    def true_free_knobs(self) -> torch.Tensor:
+        """The glide's free knobs now, NaN rows for streamed recordings."""
+        truth = self.target_knobs()[:, self.free_idx]
+        return torch.where(self.streaming[:, None], math.nan, truth)
 
     def next_target_knobs(self) -> torch.Tensor:
         """The target knobs the next step will hear ``[B, K]`` (what an oracle tracks)."""

@@ -45,7 +45,8 @@ class AEGymVectorEnv(VectorEnv):
     :param env_kwargs: the single env's arguments (``target``, ``free_knobs``, ``device``…).
 
     Infos are batched dicts of arrays: ``distance``, ``is_success``, ``diverged``,
-    ``safety_violation``, ``reward_terms`` (dict of ``[N]``), each with its ``_key`` mask.
+    ``safety_violation``, ``knob_error`` (where the truth is known), ``reward_terms``
+    (dict of ``[N]``), each with its ``_key`` mask.
     """
 
     metadata: ClassVar[dict[str, Any]] = {
@@ -152,6 +153,10 @@ class AEGymVectorEnv(VectorEnv):
         if self.success_distance is not None:
             info["is_success"] = dist < self.success_distance
             info["_is_success"] = mask.copy()
+        err = core.knob_error().detach().cpu().numpy()
+        if np.isfinite(err).any():  # only where the truth is known, as in the single env
+            info["knob_error"] = np.nan_to_num(err, nan=0.0)
+            info["_knob_error"] = mask & np.isfinite(err)
         if res is not None:
             terms = {k: v.cpu().numpy() for k, v in res.reward_terms.items()}
             terms.update({f"_{k}": mask.copy() for k in res.reward_terms})

@@ -88,6 +88,8 @@ class AEGymSB3VecEnv(VecEnv):
             }
             if "is_success" in final:
                 d["is_success"] = bool(final["is_success"][i])
+            if "knob_error" in final and final["_knob_error"][i]:
+                d["knob_error"] = float(final["knob_error"][i])
             if done[i]:
                 d["terminal_observation"] = info["final_obs"][i]
                 d["TimeLimit.truncated"] = bool(trunc[i] and not term[i])

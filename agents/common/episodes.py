@@ -28,6 +28,7 @@ METRICS: tuple[str, ...] = (
     "success",
     "steps_to_threshold",
     "violations",
+    "knob_error",
 )
 
 Agent = PredictPolicy
@@ -62,6 +63,8 @@ class EpisodeRecord:
     :param distances: distance at reset and after every step.
     :param run: which training run of the agent played it (0 unless an agent pools
         several runs of one algorithm).
+    :param knob_error: mean absolute free-knob error against the truth at the end
+        (``info["knob_error"]``, normalized units); NaN where the truth is unknown.
     """
 
     target_index: int
@@ -74,6 +77,7 @@ class EpisodeRecord:
     violations: int
     distances: list[float]
     run: int = 0
+    knob_error: float = math.nan
 
     def metric(self, name: str) -> float:
         """Value of one of :data:`METRICS`.
@@ -86,6 +90,7 @@ class EpisodeRecord:
             "success": float(self.success),
             "steps_to_threshold": float(self.steps_to_threshold),
             "violations": float(self.violations),
+            "knob_error": self.knob_error,
         }[name]
 
 
@@ -187,6 +192,7 @@ def run_episodes(
             if distances[i][0] < threshold:
                 first_hit[i] = 0
         finals: dict[int, tuple[float, bool]] = {}
+        knob_errors = np.full(n, math.nan)
         while alive.any():
             actions, _ = agent.predict(obs, episode_start=starts, deterministic=deterministic)
             obs, rewards, dones, infos = venv.step(actions)
@@ -203,6 +209,7 @@ def run_episodes(
                 if dones[i]:
                     alive[i] = False
                     finals[i] = (d, bool(info.get("is_success", d < threshold)))
+                    knob_errors[i] = float(info.get("knob_error", math.nan))
         cap = limit if limit is not None else int(lengths.max())
         for i, spec in enumerate(batch):
             d, ok = finals[i]
@@ -217,6 +224,7 @@ def run_episodes(
                     int(first_hit[i]) if first_hit[i] >= 0 else cap,
                     int(violations[i]),
                     distances[i],
+                    knob_error=float(knob_errors[i]),
                 )
             )
     return records
