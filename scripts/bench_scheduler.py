@@ -38,26 +38,37 @@ ENV_ID = "AEGym/SchedulerGains-v1"
 RENDER = "bench::render"
 
 
+class _Timed:
+    """``fn`` timed into ``clock`` and named for the profiler; other attributes are the
+    wrapped object's (the reward's coefficients stay readable)."""
+
+    def __init__(self, fn: Callable[..., Any], clock: RenderClock) -> None:
+        self._fn, self._clock = fn, clock
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        with record_function(RENDER):
+            out = self._fn(*args, **kwargs)
+        self._clock.seconds += time.perf_counter() - start
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fn, name)
+
+
 class RenderClock:
     """Wraps the core's render, backward and reward calls: names them for the profiler
     and adds up their wall time."""
 
     def __init__(self, core: Any) -> None:
         self.seconds = 0.0
-        core._loss = self.wrap(core._loss)
+        core.render_distance = self.wrap(core.render_distance)
         core.reward_fn = self.wrap(core.reward_fn)
         self._grad = torch.autograd.grad
         torch.autograd.grad = self.wrap(self._grad)
 
     def wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            with record_function(RENDER):
-                out = fn(*args, **kwargs)
-            self.seconds += time.perf_counter() - start
-            return out
-
-        return timed
+        return _Timed(fn, self)
 
     def close(self) -> None:
         torch.autograd.grad = self._grad
@@ -83,15 +94,18 @@ def count_aten(events: Any) -> tuple[int, int]:
 
 def stub_render(core: Any) -> None:
     """Replace the core's render by ``1 + ‖θ − 0.3‖²`` (cached audio and features)."""
-    n = core.batch
     with torch.no_grad():
-        _, aux = core._loss(core.knobs[:, core.free_idx], torch.arange(n))
+        _, audio, feats = core.render_distance(core.free_knobs)
 
-    def loss(free: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, Any]:
+    def render_distance(free: torch.Tensor, rows: torch.Tensor | None = None):
         value = 1.0 + (free - 0.3).pow(2).sum(-1)
-        return value, aux if free.shape[0] == n else None
+        n = free.shape[0]
+        if n == audio.shape[0]:
+            return value, audio, feats
+        idx = torch.arange(n) % audio.shape[0]
+        return value, audio[idx], feats.index(idx)
 
-    core._loss = loss
+    core.render_distance = render_distance
 
 
 def timed_steps(envs: Any, clock: RenderClock, actions: Any, steps: int, repeats: int):
