@@ -4,9 +4,9 @@
 env, evaluates it with the AE baseline and the other baselines on a subset of the test
 targets (the same episodes for every agent), prints the results table and writes the
 report (``report.html`` with the table, plots and audio). Sized for a 2-core CPU: the
-defaults (shaped PPO, 30k steps, 24 test targets × 2 seeds) took 6 min 23 s on one
-(training 343 s at ~90 steps/s — the KL reference costs an AE gradient per step —,
-evaluation and report ~35 s); every size is an argument.
+defaults (shaped PPO, 30k steps on SoundMatch-Easy-v1, 24 in-domain test targets × 2
+seeds) took 7 min 10 s on one (training 388 s at ~78 steps/s — the KL reference costs an
+AE gradient per step —, evaluation and report ~35 s); every size is an argument.
 """
 
 from __future__ import annotations
