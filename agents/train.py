@@ -59,7 +59,7 @@ from tqdm.auto import tqdm
 
 import aegym
 from aegym.audio_io import atomic_write_bytes
-from agents.baselines import AEBaseline
+from agents.baselines import BaselinePolicy, make_baseline
 from agents.common.callbacks import EnvSignalsCallback, TqdmCallback
 from agents.common.cli import parse_args
 from agents.common.envs import (
@@ -83,7 +83,7 @@ from agents.common.runs import (
     run_algo,
 )
 from agents.hyperparams import TRAIN_ENV_KWARGS, AlgoSettings, get_settings
-from agents.shaped_ppo import ShapedPPO, ShapingConfig
+from agents.shaped_ppo import KL_REFERENCES, ShapedPPO, ShapingConfig
 
 #: Temp files of :func:`atomic_write_bytes` (``.{name}.{random}.tmp``).
 _TEMP_GLOB = ".*.tmp"
@@ -622,14 +622,49 @@ def _make_logger(run_dir: Path, num_timesteps: int) -> Logger:
     )
 
 
-def _reference(algo: str, settings: AlgoSettings, venv: VecEnv) -> AEBaseline | None:
-    if algo == "shaped_ppo" and settings.shaping is not None and settings.shaping.kl_coef > 0:
-        return AEBaseline(venv)
+class ReferenceUnavailableError(ValueError):
+    """The named KL reference does not exist for the env."""
+
+
+def make_reference(name: str, venv: VecEnv, env_id: str | None = None) -> BaselinePolicy | None:
+    """The KL reference of shaped PPO by name (``ShapingConfig.kl_reference``).
+
+    :param name: ``"ae"`` or ``"adam"`` (a baseline of
+        :func:`agents.baselines.make_baseline`, built on the training env) or ``"none"``.
+    :param venv: the training env.
+    :param env_id: the env's id (for the error message).
+    :raises ValueError: unknown name.
+    :raises ReferenceUnavailableError: no such baseline for the env.
+    """
+    if name not in KL_REFERENCES:
+        raise ValueError(f"kl_reference must be one of {list(KL_REFERENCES)}, got {name!r}")
+    if name == "none":
+        return None
+    try:
+        return make_baseline(name, venv)
+    except ValueError as err:
+        env = env_id or type(venv.unwrapped).__name__
+        raise ReferenceUnavailableError(
+            f"kl_reference {name!r} is not available for {env}: {_one_line(err)}"
+        ) from err
+
+
+def _reference(
+    algo: str, settings: AlgoSettings, venv: VecEnv, env_id: str | None = None
+) -> BaselinePolicy | None:
+    shaping = settings.shaping
+    if algo == "shaped_ppo" and shaping is not None and shaping.kl_active:
+        return make_reference(shaping.kl_reference, venv, env_id)
     return None
 
 
 def build_model(
-    algo: str, venv: VecEnv, settings: AlgoSettings, seed: int, device: str = "cpu"
+    algo: str,
+    venv: VecEnv,
+    settings: AlgoSettings,
+    seed: int,
+    device: str = "cpu",
+    env_id: str | None = None,
 ) -> BaseAlgorithm:
     """A fresh SB3 model with the run's settings.
 
@@ -638,12 +673,14 @@ def build_model(
     :param settings: resolved settings.
     :param seed: run seed.
     :param device: torch device.
+    :param env_id: the env's id (names it in errors).
+    :raises ValueError: e.g. a ``kl_reference`` the env has no baseline for.
     """
     cls = algo_class(algo)
     kwargs = copy.deepcopy(settings.kwargs)
     if algo == "shaped_ppo":
         kwargs["shaping"] = settings.shaping
-        kwargs["reference"] = _reference(algo, settings, venv)
+        kwargs["reference"] = _reference(algo, settings, venv, env_id)
     return cls("MlpPolicy", venv, seed=seed, device=device, verbose=0, **kwargs)
 
 
@@ -677,7 +714,9 @@ def _make_train_env(args: TrainArgs, n_envs: int, env_kwargs: dict[str, Any]) ->
 
 def _build_checked(args: TrainArgs, venv: VecEnv, settings: AlgoSettings) -> BaseAlgorithm:
     try:
-        return build_model(args.algo, venv, settings, args.seed)
+        return build_model(args.algo, venv, settings, args.seed, env_id=args.env_id)
+    except ReferenceUnavailableError:
+        raise  # its own message, not "hyperparams rejected"
     except (TypeError, ValueError, AssertionError) as err:
         raise ValueError(
             f"hyperparams {args.hyperparams!r} rejected by {algo_class(args.algo).__name__}: "
@@ -701,7 +740,7 @@ def _load_checkpoint(
             raise FileNotFoundError(f"replay buffer of the checkpoint not found: {str(rp)!r}")
         model.load_replay_buffer(rp)
     if isinstance(model, ShapedPPO):
-        model.set_reference(_reference(args.algo, settings, venv))
+        model.set_reference(_reference(args.algo, settings, venv, args.env_id))
     return model
 
 

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import importlib
+
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
 from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.utils import obs_as_tensor
+from stable_baselines3.common.vec_env import DummyVecEnv
 
 import aegym  # noqa: F401
-from agents.baselines import AEBaseline, StaticBaseline
-from agents.common.envs import FAST_ENV_KWARGS, distance_obs_index, make_vec_env
+from aegym.envs.sound_match import SOUND_MATCH_TERMS
+from agents.baselines import AdamBaseline, AEBaseline, StaticBaseline
+from agents.common.envs import (
+    FAST_ENV_KWARGS,
+    distance_obs_index,
+    env_core,
+    make_env,
+    make_vec_env,
+)
+from agents.hyperparams import AlgoSettings
 from agents.shaped_ppo import (
+    AEGYM_TERMS,
     POTENTIAL,
     RESIDUAL,
     MultiHeadActorCriticPolicy,
@@ -30,6 +44,8 @@ from agents.shaped_ppo import (
     true_next_observations,
 )
 
+# the module, not agents.train (the package re-exports the function of that name)
+train_mod = importlib.import_module("agents.train")
 SM = "AEGym/SoundMatch-Easy-v1"
 SMALL = {"n_steps": 16, "batch_size": 16, "n_epochs": 2, "policy_kwargs": {"net_arch": [16]}}
 
@@ -157,7 +173,7 @@ def test_potential_channel_in_rollout() -> None:
     model = ShapedPPO("MlpPolicy", venv, shaping=cfg, seed=0, device="cpu", gamma=0.9, **SMALL)
     model.learn(32)
     buf = model.rollout_buffer
-    k = cfg.channels.index(POTENTIAL)
+    k = model.shaping.channels.index(POTENTIAL)
     assert buf.generator_ready  # train() flattened observations to [N*T, D]: undo it
     obs = buf.observations.reshape(2, 16, -1).swapaxes(0, 1)
     phi = -0.5 * obs[..., distance_obs_index(venv)]  # the distance column, not the last
@@ -263,7 +279,8 @@ def test_save_load_keeps_heads_and_normalizer(tmp_path) -> None:
     model.learn(32)
     model.save(tmp_path / "m.zip")
     loaded = ShapedPPO.load(tmp_path / "m.zip", env=venv, device="cpu")
-    assert loaded.policy.n_value_heads == len(ShapingConfig().channels)
+    assert loaded.shaping == model.shaping
+    assert loaded.policy.n_value_heads == len(model.shaping.channels)
     np.testing.assert_array_equal(loaded.term_rms.var, model.term_rms.var)
     obs = venv.reset()
     np.testing.assert_array_equal(
@@ -279,3 +296,120 @@ def test_config_validation() -> None:
         ShapingConfig(term_names=("other",))
     with pytest.raises(ValueError, match="kl_ref_std"):
         ShapingConfig(kl_ref_std=0.0)
+
+
+def _short_episode_venv(n: int = 2, limit: int = 5) -> DummyVecEnv:
+    """SoundMatch-Easy cut to ``limit``-step episodes by a TimeLimit: they truncate."""
+    venv = DummyVecEnv(
+        [
+            lambda: gym.wrappers.TimeLimit(
+                make_env(SM, target="train", **FAST_ENV_KWARGS[SM]), limit
+            )
+            for _ in range(n)
+        ]
+    )
+    venv.seed(0)
+    return venv
+
+
+def _collect(model: ShapedPPO) -> ShapedRolloutBuffer:
+    """One rollout, not flattened by train()."""
+    _, callback = model._setup_learn(model.n_steps * model.n_envs, callback=None)
+    assert model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
+    return model.rollout_buffer
+
+
+def test_dead_channel_contributes_nothing_despite_timeout_bootstrap() -> None:
+    """A channel the env never pays gets γ·V_k(s_T) added at every truncation; it must
+    still count as dead, so its value head's noise never reaches the policy."""
+    absent = next(t for t in AEGYM_TERMS if t not in SOUND_MATCH_TERMS)
+    cfg = ShapingConfig(term_names=(*SOUND_MATCH_TERMS, absent), normalize_terms=False)
+    venv = _short_episode_venv()
+    model = ShapedPPO("MlpPolicy", venv, shaping=cfg, seed=0, device="cpu", **SMALL)
+    buf = _collect(model)
+    k = model.shaping.channels.index(absent)
+    truncated = buf.episode_starts[1:].any()
+    assert truncated  # 16 steps of 5-step episodes
+    assert np.abs(buf.term_rewards[..., k]).max() > 0  # the bootstrap is there ...
+    combined = buf.advantages.copy()
+    buf.term_advantages[..., k] = 1e3  # ... yet whatever A_k is, A is unchanged
+    model._combine_advantages(buf)
+    np.testing.assert_array_equal(buf.advantages, combined)
+    assert not buf.channel_paid[k]
+    venv.close()
+
+
+def test_unnormalized_unit_weights_give_ppo_advantage_on_total_reward() -> None:
+    """``normalize_terms=False`` with weights 1 is return-preserving: the combined
+    advantage is GAE on the total reward (timeout bootstrap included) with V = Σ_k V_k."""
+    cfg = ShapingConfig(term_names=("aud/mel", "pen/time"), normalize_terms=False)
+    venv = _short_episode_venv()
+    model = ShapedPPO("MlpPolicy", venv, shaping=cfg, seed=1, device="cpu", **SMALL)
+    buf = _collect(model)
+    assert buf.channel_paid.all()  # every channel paid: none is masked
+    with th.no_grad():
+        last = model.policy.predict_values(obs_as_tensor(model._last_obs, "cpu")).sum(-1)
+    total_adv, _ = gae(
+        buf.rewards,
+        buf.values,
+        buf.episode_starts,
+        last.numpy(),
+        np.asarray(model._last_episode_starts),
+        model.gamma,
+        model.gae_lambda,
+    )
+    np.testing.assert_allclose(buf.advantages, total_adv, rtol=1e-5, atol=1e-5)
+    venv.close()
+
+
+def test_term_names_default_to_the_env_terms() -> None:
+    venv = _venv()
+    model = ShapedPPO("MlpPolicy", venv, seed=0, device="cpu", **SMALL)
+    assert model.shaping.term_names == tuple(env_core(venv).reward_fn.terms)
+    assert model.shaping.term_names == SOUND_MATCH_TERMS
+    assert model.policy.n_value_heads == len(SOUND_MATCH_TERMS) + 1
+    explicit = ShapedPPO(
+        "MlpPolicy", venv, shaping={"term_names": ["aud/mel"]}, seed=0, device="cpu", **SMALL
+    )
+    assert explicit.shaping.channels == ("aud/mel", RESIDUAL)
+    with pytest.raises(ValueError, match="resolved from the env"):
+        ShapingConfig().channels  # noqa: B018
+    assert ShapingConfig.off().channels == ("total",)
+    venv.close()
+
+
+def test_kl_reference_by_name(monkeypatch) -> None:
+    with pytest.raises(ValueError, match="kl_reference must be one of"):
+        ShapingConfig(kl_reference="sac")
+    assert not ShapingConfig(kl_coef=0.1, kl_reference="none").kl_active
+    venv = _venv()
+    settings = AlgoSettings(2, dict(SMALL), ShapingConfig(kl_coef=0.1, kl_reference="ae"))
+    model = train_mod.build_model("shaped_ppo", venv, settings, seed=0)
+    assert isinstance(model.reference, AEBaseline)
+    off = AlgoSettings(2, dict(SMALL), ShapingConfig(kl_coef=0.1, kl_reference="none"))
+    model = train_mod.build_model("shaped_ppo", venv, off, seed=0)
+    assert model.reference is None
+    model.learn(16)  # kl_coef > 0 but no reference: the KL is off, not an error
+
+    def no_baseline(name, env, *a, **k):
+        raise ValueError(f"no {name} here")
+
+    monkeypatch.setattr(train_mod, "make_baseline", no_baseline)
+    adam = AlgoSettings(2, dict(SMALL), ShapingConfig(kl_coef=0.1, kl_reference="adam"))
+    with pytest.raises(
+        train_mod.ReferenceUnavailableError, match=f"'adam' is not available for {SM}"
+    ):
+        train_mod.build_model("shaped_ppo", venv, adam, seed=0, env_id=SM)
+    venv.close()
+
+
+def test_kl_reference_adam_on_scheduler_gains() -> None:
+    sg = "AEGym/SchedulerGains-v1"
+    args = train_mod.TrainArgs(env_id=sg, algo="shaped_ppo", shaping={"kl_reference": "adam"})
+    settings = train_mod.resolve_settings(args)
+    assert settings.shaping.kl_reference == "adam" and settings.shaping.kl_active
+    venv = make_vec_env(sg, 1, seed=0, native=False, target="train", **FAST_ENV_KWARGS[sg])
+    assert isinstance(train_mod.make_reference("adam", venv, sg), AdamBaseline)
+    assert isinstance(train_mod.make_reference("ae", venv, sg), AEBaseline)
+    assert train_mod.make_reference("none", venv, sg) is None
+    venv.close()

@@ -18,13 +18,12 @@ from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
-from agents.common.envs import distance_obs_index
+from agents.common.envs import distance_obs_index, env_core
 from agents.common.type_aliases import PredictPolicy
 from agents.shaped_ppo.buffer import ShapedRolloutBuffer
 from agents.shaped_ppo.config import ShapingConfig
 from agents.shaped_ppo.policy import MultiHeadActorCriticPolicy
 from agents.shaped_ppo.shaping import (
-    active_channels,
     distance_potential,
     normalization_scales,
     potential_shaping,
@@ -47,6 +46,9 @@ class ShapedPPO(PPO):
     :param env: the training VecEnv (or env / id).
     :param shaping: the switches (a :class:`ShapingConfig` or a dict of its fields);
         None: the defaults (per-term advantages with running normalization only).
+        ``term_names=None`` becomes the env's own reward terms here (its core's
+        ``reward_fn.terms``; none for a non-aegym env): ``self.shaping`` holds the
+        resolved config.
     :param reference: the reference policy of the KL penalty (e.g.
         ``agents.AEBaseline(venv)`` built on the *training* env: it reads the env's
         plant). Not saved with the model; re-attach with :meth:`set_reference` after
@@ -100,7 +102,20 @@ class ShapedPPO(PPO):
         """
         self.reference = reference
 
+    def _resolve_terms(self) -> None:
+        """``term_names=None`` -> the training env's reward terms."""
+        if self.shaping.term_names is not None or not self.shaping.per_term:
+            return
+        if self.env is None:
+            raise ValueError("ShapedPPO with term_names=None needs an env to read its terms")
+        try:
+            terms = tuple(env_core(self.env).reward_fn.terms)
+        except (TypeError, AttributeError):
+            terms = ()  # not an aegym env: no reward_terms, the residual is the reward
+        self.shaping = self.shaping.resolve(terms)
+
     def _setup_model(self) -> None:
+        self._resolve_terms()
         channels = self.shaping.channels
         self.policy_kwargs = {**self.policy_kwargs, "n_value_heads": len(channels)}
         self.rollout_buffer_class = ShapedRolloutBuffer
@@ -125,7 +140,7 @@ class ShapedPPO(PPO):
         assert self._last_obs is not None, "No previous observation was provided"
         assert isinstance(rollout_buffer, ShapedRolloutBuffer)
         cfg = self.shaping
-        if cfg.kl_coef > 0 and self.reference is None:
+        if cfg.kl_active and self.reference is None:
             raise ValueError(
                 "ShapedPPO has kl_coef > 0 but no reference policy; pass reference= or "
                 "call set_reference(AEBaseline(env)) (references are not saved with models)"
@@ -142,7 +157,7 @@ class ShapedPPO(PPO):
             if self.use_sde and self.sde_sample_freq > 0 and n_steps % self.sde_sample_freq == 0:
                 self.policy.reset_noise(env.num_envs)
             ref_action = None
-            if cfg.kl_coef > 0:
+            if cfg.kl_active:
                 assert self.reference is not None
                 ref_action, _ = self.reference.predict(
                     self._last_obs,  # type: ignore[arg-type]
@@ -182,6 +197,7 @@ class ShapedPPO(PPO):
                     self.gamma,
                 )
             term_rewards = reward_channels(rewards, infos, cfg, shaping_reward)
+            paid_rewards = term_rewards.copy()  # what the env paid, before the bootstrap
             rewards = np.asarray(rewards, dtype=np.float32)
             if shaping_reward is not None:
                 rewards = rewards + shaping_reward
@@ -211,7 +227,7 @@ class ShapedPPO(PPO):
                 values.sum(-1),
                 log_probs,
             )
-            rollout_buffer.add_channels(term_rewards, values, ref_action)
+            rollout_buffer.add_channels(term_rewards, values, ref_action, paid_rewards)
             self._last_obs = new_obs  # type: ignore[assignment]
             self._last_episode_starts = dones
 
@@ -236,7 +252,9 @@ class ShapedPPO(PPO):
             assert self.term_rms is not None
             self.term_rms.update(flat)
             scales = normalization_scales(self.term_rms.var, cfg.norm_floor)
-        active = active_channels(buffer.term_rewards)
+        # From the env's rewards, not term_rewards: those hold the timeout bootstrap
+        # γ·V_k(s_T), which would mark never-paid channels active (value-head noise).
+        active = buffer.channel_paid
         buffer.combine(cfg.weights, scales, active)
         for name, s, a in zip(cfg.channels, scales, active, strict=True):
             self.logger.record_mean(f"shaping/scale/{name}", float(s))
@@ -296,7 +314,7 @@ class ShapedPPO(PPO):
                     entropy_loss = -th.mean(entropy)
                 entropy_losses.append(entropy_loss.item())
                 loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
-                if cfg.kl_coef > 0:
+                if cfg.kl_active:
                     kl = reference_kl(
                         dist.distribution.mean,  # type: ignore[attr-defined]
                         self.policy.log_std,

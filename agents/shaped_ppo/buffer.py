@@ -11,7 +11,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 
-from agents.shaped_ppo.shaping import combine_advantages, gae
+from agents.shaped_ppo.shaping import active_channels, combine_advantages, gae
 
 
 class ShapedRolloutSamples(NamedTuple):
@@ -28,7 +28,9 @@ class ShapedRolloutSamples(NamedTuple):
 
 class ShapedRolloutBuffer(RolloutBuffer):
     """A ``RolloutBuffer`` that also keeps per-channel rewards, values, advantages and
-    returns (``[T, N, K]``) and the reference policy's actions (``[T, N, A]``).
+    returns (``[T, N, K]``), the reference policy's actions (``[T, N, A]``) and which
+    channels the env paid anything on (``channel_paid``, ``[K]``, from the rewards before
+    the timeout bootstrap).
 
     ``rewards``/``values``/``advantages``/``returns`` keep SB3's meaning for the totals
     (sums over channels) until :meth:`combine` sets the policy's advantages.
@@ -48,6 +50,7 @@ class ShapedRolloutBuffer(RolloutBuffer):
     term_advantages: np.ndarray
     term_returns: np.ndarray
     ref_actions: np.ndarray
+    channel_paid: np.ndarray
 
     def __init__(
         self,
@@ -72,17 +75,26 @@ class ShapedRolloutBuffer(RolloutBuffer):
         self.term_advantages = np.zeros(shape, dtype=np.float32)
         self.term_returns = np.zeros(shape, dtype=np.float32)
         self.ref_actions = np.zeros((self.buffer_size, self.n_envs, self.action_dim), np.float32)
+        self.channel_paid = np.zeros(self.n_channels, dtype=bool)
         super().reset()
 
     def add_channels(
-        self, term_rewards: np.ndarray, term_values: th.Tensor, ref_action: np.ndarray | None
+        self,
+        term_rewards: np.ndarray,
+        term_values: th.Tensor,
+        ref_action: np.ndarray | None,
+        paid_rewards: np.ndarray | None = None,
     ) -> None:
         """Per-channel data of the step just added with :meth:`add` (call right after).
 
         :param term_rewards: ``[N, K]`` channel rewards (with truncation bootstrap).
         :param term_values: ``[N, K]`` value heads at the visited states.
         :param ref_action: ``[N, A]`` reference actions, or None.
+        :param paid_rewards: ``[N, K]`` the env's channel rewards *before* the bootstrap
+            (they decide ``channel_paid``); None: ``term_rewards``.
         """
+        paid = term_rewards if paid_rewards is None else paid_rewards
+        self.channel_paid |= active_channels(np.asarray(paid).reshape(self.n_envs, -1))
         pos = self.pos - 1
         self.term_rewards[pos] = term_rewards
         self.term_values[pos] = term_values.clone().cpu().numpy().reshape(self.n_envs, -1)

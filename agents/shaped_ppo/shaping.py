@@ -1,6 +1,11 @@
 """The pure functions of shaped PPO: reward channels, per-channel GAE, potential-based
 shaping, per-channel normalization and dead-channel masking, the combined advantage and
 the KL to the reference. Arrays in, arrays out; nothing here holds state.
+
+Normalization (:func:`normalization_scales`) changes the objective: dividing ``A_k`` by
+its running scale ``s_k`` reweights the terms, so the policy no longer maximizes the env's
+return. Scales of ones (``normalize_terms=False``) with unit weights keep it: the
+combined advantage is then GAE on the total reward.
 """
 
 from __future__ import annotations
@@ -174,14 +179,24 @@ def normalization_scales(variance: np.ndarray, floor: float) -> np.ndarray:
     return np.maximum(np.sqrt(variance), floor).astype(np.float32)
 
 
-def active_channels(term_rewards: np.ndarray) -> np.ndarray:
+#: Largest ``|r_k|`` of a channel that counts as paying nothing: float32 rounding of the
+#: residual ``reward − Σ terms`` (~1e-8 on a bounded O(1) reward) is not a reward.
+DEAD_ATOL = 1e-5
+
+
+def active_channels(term_rewards: np.ndarray, atol: float = DEAD_ATOL) -> np.ndarray:
     """Channels that paid anything over the rollout, ``[..., K] -> [K]`` bool (a channel
-    that paid exactly 0 everywhere would contribute only value-head noise).
+    that paid nothing would contribute only value-head noise).
+
+    Pass the *env's* channel rewards, before the timeout bootstrap ``γ·V_k(s_T)`` is
+    added at truncations: with it, a channel the env never pays looks active and its
+    value head's noise enters the policy's advantage.
 
     :param term_rewards: per-channel rewards, channels last.
+    :param atol: ``|r_k| <= atol`` everywhere counts as paying nothing.
     """
     k = term_rewards.shape[-1]
-    return np.abs(term_rewards).reshape(-1, k).max(0) > 0
+    return np.abs(term_rewards).reshape(-1, k).max(0) > atol
 
 
 def combine_advantages(
