@@ -262,3 +262,23 @@ def test_hop_is_rounded_to_control_blocks_and_reported():
     assert env.unwrapped.core.hop == cfg.hop_samples
     assert gym.make(LIVE, hop_s=0.128).unwrapped.config.hop_samples == 2048
     assert gym.make(LIVE, hop_s=0.001).unwrapped.config.hop_samples == 128
+
+
+@pytest.mark.parametrize("target_kinds", [("in_domain",), None])
+def test_distance_at_predicts_the_distance_the_step_reports(tmp_path, target_kinds):
+    """The gradient policies descend ``distance_at``: at the knobs after a move it must be
+    the distance the step then reports (the next target window, not the current one)."""
+    kw = {"target": wav_and_patches(tone_wav(tmp_path / "t.wav"))} if target_kinds is None else {}
+    env = gym.make(LIVE, target_kinds=target_kinds, segment_steps=4, **kw)
+    core = env.unwrapped.core
+    rng = np.random.default_rng(0)
+    for seed, idx in ((0, 0), (1, 3 if target_kinds is None else 1)):
+        env.reset(seed=seed, options={"target_index": idx})
+        for _ in range(6):
+            action = rng.uniform(-1, 1, 4).astype(np.float32)
+            free = (core.free_knobs + torch.from_numpy(action) * core.config.max_move).clamp(0, 1)
+            predicted = float(core.distance_at(free)[0])
+            _, _, _, trunc, info = env.step(action)
+            assert predicted == pytest.approx(info["distance"], rel=1e-4, abs=1e-5)
+            if trunc:
+                break

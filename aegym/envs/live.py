@@ -371,13 +371,33 @@ class LiveCore(KnobCore):
         )
         return obs, (cur, tgt)
 
+    @torch.no_grad()
+    def next_target_window(self) -> torch.Tensor:
+        """``[B, window]``: the target window the next step will hear (the current one
+        shifted by a hop, then the target's next hop; the state is not changed)."""
+        audio = None
+        if bool(self.has_knobs.any()):
+            audio, _ = self.voice.render(self.next_target_knobs(), self.hop, self.target_state)
+        if bool(self.streaming.any()):
+            streamed = self._streamed_hop()
+            audio = (
+                streamed if audio is None else torch.where(self.streaming[:, None], streamed, audio)
+            )
+        assert audio is not None
+        return torch.cat([self.target_buf[:, self.hop :], audio], -1)
+
     def distance_at(self, free: torch.Tensor) -> torch.Tensor:
-        """Distance of the window the agent would hear next with free knobs ``free`` to
-        the current target window (differentiable; the state is not changed)."""
-        new, _ = self.voice.render(self.with_free(free), self.hop, self.agent_state)
+        """Distance of the window the agent would hear next with free knobs ``free``
+        (the other knobs at the next step's target knobs) to the target window the next
+        step will hear (:meth:`next_target_window`): with ``free`` = the knobs after a
+        move, this is the distance :meth:`step` then reports (differentiable; the state
+        is not changed)."""
+        knobs = self.next_target_knobs().index_copy(1, self.free_idx, free)
+        new, _ = self.voice.render(knobs, self.hop, self.agent_state)
         window = torch.cat([self.agent_buf[:, self.hop :], new], -1)
-        assert self.target_features is not None
-        return spectral_distance(self.encoder(window), self.target_features)
+        with torch.no_grad():
+            target = self.encoder(self.next_target_window())
+        return spectral_distance(self.encoder(window), target)
 
     @torch.no_grad()
     def step(self, action: torch.Tensor) -> CoreStep:
