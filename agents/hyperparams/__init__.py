@@ -174,6 +174,7 @@ ADAM_LR_GRID: tuple[float, ...] = (0.03125, 0.0625, 0.125, 0.25, 0.5, 1.0, 2.0)
 #: The tuned one (see the module docstring).
 ADAM_LR_MULTIPLIER = 0.125
 #: Mean final train distance per multiplier from the tuning run (32 episodes each).
+#: (SchedulerGains; the knob envs' Adam is ADAM_KNOB_LR below.)
 ADAM_TUNING_RESULT: dict[float, float] = {
     0.03125: 2.766,
     0.0625: 2.565,
@@ -183,6 +184,15 @@ ADAM_TUNING_RESULT: dict[float, float] = {
     1.0: 2.800,
     2.0: 2.893,
 }
+
+#: Candidate constant step sizes (normalized knob units) of the knob envs' Adam
+#: baseline (:class:`agents.baselines.AdamKnobBaseline`).
+ADAM_KNOB_LR_GRID: tuple[float, ...] = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+#: The tuned one (see ADAM_KNOB_TUNING_RESULT).
+ADAM_KNOB_LR = 0.05
+#: Mean final distance per step size from ``python -m agents tune-adam --env-id
+#: AEGym/SoundMatch-Easy-v1`` (train targets, default env settings; filled in below).
+ADAM_KNOB_TUNING_RESULT: dict[float, float] = {}
 
 
 def get_settings(env_id: str, algo: str) -> AlgoSettings:
