@@ -345,3 +345,13 @@ def test_evaluate_reports_privileged_and_budget(tmp_path) -> None:
     assert rows["random_search"]["budget"]["spent"]["renders"] > 0
     table = format_table(result)
     assert "| privileged | budget |" in table and "8 renders/step" in table
+
+
+def test_tune_adam_knob_lr_on_train_targets() -> None:
+    from agents.baselines import tune_adam_knob_lr
+
+    res = tune_adam_knob_lr((0.05, 0.2), SM, n_targets=1, seeds=(0,), **FAST_ENV_KWARGS[SM])
+    assert set(res.mean_final_distance) == {0.05, 0.2} and res.n_episodes == 1
+    assert res.best == min(res.mean_final_distance, key=res.mean_final_distance.get)
+    with pytest.raises(ValueError, match="use tune_adam_lr"):
+        tune_adam_knob_lr((0.1,), SG, n_targets=1)
