@@ -11,30 +11,108 @@ alike.
   (:class:`aegym.envs.policies.AEGradientPolicy`).
 * :class:`RandomBaseline` — uniform random actions.
 * :class:`StaticBaseline` — the zero action: knobs never move / gains stay constant.
-* :class:`AdamBaseline` — SchedulerGains only: plain Adam at a constant, tuned learning
+* :class:`AdamBaseline` — SchedulerGains: plain Adam at a constant, tuned learning
   rate (see :func:`tune_adam_lr`).
+
+The ladder of privileged baselines ("Baselines at equal budget"): each says what it may
+see beyond the observation (:attr:`BaselinePolicy.privileged`) and what it spends beyond
+the env step itself (:attr:`BaselinePolicy.budget`, counted in ``renders`` /
+``gradient_evals`` / ``hindsight_episodes``):
+
+* :class:`OracleBaseline` (``"oracle"``, knob envs, ``("true_knobs",)``) — straight to
+  the true free knobs at full speed; on SoundMatchLive it tracks the knobs the next step
+  hears (``core.next_target_knobs()``). Raises where a target has no true knobs.
+* :class:`SchedulerOracleBaseline` (``"oracle"``, SchedulerGains, ``("hindsight",)``) —
+  the best of a grid of realizable constant-lr schedules, picked by replaying the
+  episode (same start, same noise) in hindsight.
+* :class:`AdamKnobBaseline` (``"adam"``, knob envs, ``("gradients",)``) — plain Adam
+  on the plant at a constant tuned lr (:func:`tune_adam_knob_lr`), as knob moves.
+* :class:`RandomSearchBaseline` (``"random_search"``, ``("renders",)``) and
+  :class:`CMAESBaseline` (``"cmaes"``, ``("renders",)``, needs ``cma``) — black-box
+  optimizers spending a fixed number of extra renders per env step; the knobs move
+  toward the best point / the search distribution's mean.
+* :class:`NearestBaseline` (``"nearest"``, ``("renders",)``) — retrieval: the best of
+  a seeded bank of random patches, rendered once at the episode's first step, then hold.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
+from aegym.control import plant
+from aegym.control.config import AEConfig
+from aegym.envs import scheduler as sched
 from aegym.envs.policies import AEGradientPolicy, AELawPolicy
 from aegym.envs.scheduler import SIGNAL_NAMES, SchedulerConfig, SchedulerCore
-from agents.common.envs import make_vec_env
+from agents.common.envs import env_family, make_vec_env
 from agents.common.episodes import EpisodeSpec, run_episodes, select_targets
-from agents.hyperparams import ADAM_LR_GRID, ADAM_LR_MULTIPLIER, AE_ALPHA0, TRAIN_ENV_KWARGS
+from agents.hyperparams import (
+    ADAM_KNOB_LR,
+    ADAM_KNOB_LR_GRID,
+    ADAM_LR_GRID,
+    ADAM_LR_MULTIPLIER,
+    AE_ALPHA0,
+    TRAIN_ENV_KWARGS,
+)
 
 #: Names accepted by :func:`make_baseline`.
-BASELINE_NAMES: tuple[str, ...] = ("ae", "random", "static", "adam")
+BASELINE_NAMES: tuple[str, ...] = (
+    "ae",
+    "random",
+    "static",
+    "adam",
+    "oracle",
+    "random_search",
+    "cmaes",
+    "nearest",
+)
+
+#: Env families (:data:`agents.common.envs.ENV_FAMILIES`) each baseline exists for.
+BASELINE_FAMILIES: dict[str, tuple[str, ...]] = {
+    "ae": ("knob", "scheduler"),
+    "random": ("knob", "scheduler"),
+    "static": ("knob", "scheduler"),
+    "adam": ("knob", "scheduler"),
+    "oracle": ("knob", "scheduler"),
+    "random_search": ("knob",),
+    "cmaes": ("knob",),
+    "nearest": ("knob",),
+}
+
+#: Budget keys of :attr:`BaselinePolicy.budget` and their short units (table text).
+_BUDGET_UNITS: tuple[tuple[str, str], ...] = (
+    ("renders_per_step", "renders/step"),
+    ("renders_at_start", "renders at start"),
+    ("gradients_per_step", "gradient/step"),
+    ("hindsight_episodes", "hindsight episodes/episode"),
+)
+
+
+def check_baseline(name: str, env_id: str) -> None:
+    """Raise unless baseline ``name`` exists for ``env_id`` (name and family checked).
+
+    :raises ValueError: unknown baseline, or one not defined for the env's family.
+    """
+    if name not in BASELINE_NAMES:
+        raise ValueError(f"unknown baseline {name!r}; allowed: {', '.join(BASELINE_NAMES)}")
+    family = env_family(env_id)
+    if family not in BASELINE_FAMILIES[name]:
+        allowed = [n for n in BASELINE_NAMES if family in BASELINE_FAMILIES[n]]
+        raise ValueError(
+            f"the {name!r} baseline only exists for knob envs (SoundMatch*, SoundMatchLive); "
+            f"allowed on {env_id}: {', '.join(allowed)}"
+        )
+
 
 #: Index of ``log2(α/α0)`` in a SchedulerGains observation.
 _ALPHA_OBS = SIGNAL_NAMES.index("alpha")
@@ -48,10 +126,40 @@ class BaselinePolicy:
     """
 
     name = "baseline"
+    #: What the baseline sees beyond the observation: ``"true_knobs"`` (the target's
+    #: knobs), ``"gradients"`` (of the distance w.r.t. the free knobs), ``"renders"``
+    #: (extra renders of candidate knobs against the target), ``"hindsight"`` (replays
+    #: of the episode); ``()``: the observation only.
+    privileged: tuple[str, ...] = ()
+    #: Extra cost per episode row beyond the env step itself (keys of
+    #: :data:`_BUDGET_UNITS`; absent = 0). Spent amounts are counted in ``renders``,
+    #: ``gradient_evals`` and ``hindsight_episodes`` (summed over rows and steps).
+    budget: Mapping[str, int] = MappingProxyType({})
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Box) -> None:
         self.observation_space = observation_space
         self.action_space = action_space
+        self.renders = 0
+        self.gradient_evals = 0
+        self.hindsight_episodes = 0
+
+    def budget_text(self) -> str:
+        """The budget in words for tables ("8 renders/step"; "—" when nothing extra)."""
+        parts = [f"{self.budget[k]} {u}" for k, u in _BUDGET_UNITS if self.budget.get(k)]
+        return ", ".join(parts) or "—"
+
+    def cost_summary(self) -> dict[str, Any]:
+        """JSON-ready: privileged access, the declared budget and what was spent."""
+        return {
+            "privileged": list(self.privileged),
+            "budget": dict(self.budget),
+            "budget_text": self.budget_text(),
+            "spent": {
+                "renders": self.renders,
+                "gradient_evals": self.gradient_evals,
+                "hindsight_episodes": self.hindsight_episodes,
+            },
+        }
 
     def _is_batched(self, obs: np.ndarray) -> bool:
         return obs.ndim == len(self.observation_space.shape) + 1
@@ -232,6 +340,9 @@ class AEBaseline(BaselinePolicy):
         )
         self.law: AELawPolicy | None = None
         self.gradient: list[AEGradientPolicy] = []
+        if not self.is_scheduler:
+            self.privileged = ("gradients",)
+            self.budget = {"gradients_per_step": 1}
         self.reset()
 
     def reset(self) -> None:
@@ -256,36 +367,512 @@ class AEBaseline(BaselinePolicy):
             pol(obs[rows], episode_start[rows])
             for pol, rows in zip(self.gradient, self.binding.rows, strict=True)
         ]
+        self.gradient_evals += n_rows
         return np.concatenate(parts, 0)
 
 
+def _env_label(env: gym.Env | VecEnv, core: Any) -> str:
+    """The env's id where it can be read (single env, DummyVecEnv), else the core's type."""
+    for e in (env, *getattr(env, "envs", ())[:1]):
+        spec = getattr(e, "spec", None)
+        if getattr(spec, "id", None):
+            return str(spec.id)
+    return f"the env of {type(core).__name__}"
+
+
+def _max_move(core: Any) -> float:
+    return float(core.config.max_move)
+
+
+def _toward(core: Any, goal: torch.Tensor) -> np.ndarray:
+    """Action moving the free knobs toward ``goal [B, F]`` at full speed (then holding)."""
+    act = ((goal.to(core.free_knobs) - core.free_knobs) / _max_move(core)).clamp(-1.0, 1.0)
+    return act.detach().cpu().numpy().astype(np.float32)
+
+
+#: Most candidate renders in one batched call (memory: audio and features of each).
+_RENDER_CHUNK = 1024
+
+
+@torch.no_grad()
+def candidate_distances(core: Any, cand: torch.Tensor) -> torch.Tensor:
+    """Distances ``[B, K]`` of candidate free knobs ``cand [B, K, F]`` of every episode
+    (privileged renders; the core's state is unchanged). Note cores (SoundMatch) render
+    all ``B·K`` in batched calls (``render_distance`` with repeated rows); others
+    (SoundMatchLive) call ``distance_at`` once per candidate column."""
+    b, k, f = cand.shape
+    cand = cand.to(core.free_knobs)
+    if hasattr(core, "render_distance"):
+        flat = cand.reshape(b * k, f)
+        rows = torch.arange(b, device=flat.device).repeat_interleave(k)
+        parts = [
+            core.render_distance(flat[lo : lo + _RENDER_CHUNK], rows[lo : lo + _RENDER_CHUNK])[0]
+            for lo in range(0, b * k, _RENDER_CHUNK)
+        ]
+        out = torch.cat(parts).reshape(b, k)
+    else:
+        out = torch.stack([core.distance_at(cand[:, j]) for j in range(k)], 1)
+    return torch.where(out.isfinite(), out, torch.inf).cpu()
+
+
+class CoreBaseline(BaselinePolicy):
+    """A baseline that reads the env's cores (single env, DummyVecEnv or native VecEnv):
+    :meth:`_act_core` acts for one core's rows; per-core state is keyed by core index."""
+
+    def __init__(self, env: gym.Env | VecEnv) -> None:
+        binding = _bind(env)
+        super().__init__(binding.observation_space, binding.action_space)
+        self.binding = binding
+        self.env_label = _env_label(env, binding.cores[0])
+
+    def _act(self, obs: np.ndarray, episode_start: np.ndarray) -> np.ndarray:
+        n_rows = sum(r.stop - r.start for r in self.binding.rows)
+        if obs.shape[0] != n_rows:
+            raise ValueError(
+                f"{type(self).__name__} acts on the {n_rows} episode(s) of its env, got a "
+                f"batch of {obs.shape[0]} observations"
+            )
+        pairs = zip(self.binding.cores, self.binding.rows, strict=True)
+        parts = [
+            self._act_core(i, core, torch.from_numpy(episode_start[rows].copy()))
+            for i, (core, rows) in enumerate(pairs)
+        ]
+        return np.concatenate(parts, 0)
+
+    def _act_core(self, i: int, core: Any, start: torch.Tensor) -> np.ndarray:
+        """Actions ``[B_i, ...]`` for core ``i`` (``start [B_i]``: rows just reset)."""
+        raise NotImplementedError
+
+
+class OracleBaseline(CoreBaseline):
+    """Knob envs: straight to the true free knobs at full speed, then hold.
+
+    ``action = clip((truth − now) / max_move, −1, 1)`` with ``truth`` the target's free
+    knobs (``core.true_free_knobs()``); on SoundMatchLive the knobs the *next* step will
+    hear (``core.next_target_knobs()``), so it tracks the glide. Only defined where every
+    target has true knobs (in-domain targets): else :class:`ValueError` at construction.
+    """
+
+    name = "oracle"
+    privileged = ("true_knobs",)
+
+    def __init__(self, env: gym.Env | VecEnv) -> None:
+        super().__init__(env)
+        for core in self.binding.cores:
+            known = getattr(core, "has_true_knobs", getattr(core, "has_knobs", None))
+            if known is None:
+                raise TypeError(f"the oracle needs a knob env, got {type(core).__name__}")
+            missing = [t.name for t, k in zip(core.targets, known.tolist(), strict=True) if not k]
+            if missing:
+                raise ValueError(
+                    f"the 'oracle' baseline needs true knobs, but {len(missing)} of the "
+                    f"{len(core.targets)} targets of {self.env_label} have none (recordings, "
+                    f"out-of-domain sounds), e.g. {missing[0]!r}; use in-domain targets "
+                    "(AEGym/SoundMatch-Easy-v1/-Medium-v1, or target_kinds=['in_domain'])"
+                )
+
+    def _act_core(self, i: int, core: Any, start: torch.Tensor) -> np.ndarray:
+        if hasattr(core, "next_target_knobs"):
+            truth = core.next_target_knobs()[:, core.free_idx]
+            truth = torch.where(core.streaming[:, None], torch.nan, truth)
+        else:
+            truth = core.true_free_knobs()
+        if bool(truth.isnan().any()):
+            raise ValueError(f"the oracle met an episode without true knobs in {self.env_label}")
+        return _toward(core, truth)
+
+
+class AdamKnobBaseline(CoreBaseline):
+    """Knob envs: plain Adam on the differentiable plant, as knob moves.
+
+    The AE plant step (:func:`aegym.control.plant.step`, Adam with β1 = ``momentum``,
+    β2 and ε of :class:`~aegym.control.config.AEConfig`) with the gains frozen: constant
+    ``lr`` (normalized knob units), no dither, no local tests — i.e.
+    :class:`aegym.envs.policies.AEGradientPolicy` without the AE law. Action
+    ``clip(Δθ / max_move)``. One gradient per step and episode; ``lr`` is tuned on the
+    train set (:func:`tune_adam_knob_lr`, :data:`agents.hyperparams.ADAM_KNOB_LR`).
+
+    :param lr: constant step size (None: the tuned one).
+    :param momentum: Adam's β1.
+    """
+
+    name = "adam"
+    privileged = ("gradients",)
+    budget: Mapping[str, int] = MappingProxyType({"gradients_per_step": 1})
+
+    def __init__(
+        self, env: gym.Env | VecEnv, lr: float | None = None, momentum: float = 0.9
+    ) -> None:
+        super().__init__(env)
+        lr = ADAM_KNOB_LR if lr is None else lr
+        if not lr > 0 or not math.isfinite(lr):
+            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+        self.lr, self.momentum = float(lr), float(momentum)
+        self.plant_config = AEConfig(update_rule="adam")
+        self.reset()
+
+    def reset(self) -> None:
+        self.plants = [plant.init_plant(c.batch, c.n_free) for c in self.binding.cores]
+
+    def _act_core(self, i: int, core: Any, start: torch.Tensor) -> np.ndarray:
+        state = plant.reset_plant(self.plants[i], start)
+        dist, grad = core.loss_and_grad()
+        dist, grad = dist.detach().cpu(), grad.detach().cpu().float()
+        self.gradient_evals += core.batch
+        b = core.batch
+        moved = plant.step(
+            state,
+            core.free_knobs.detach().cpu(),
+            grad,
+            torch.full((b,), self.lr),
+            torch.full((b,), self.momentum),
+            torch.zeros(b),
+            self.plant_config,
+            mask=dist.isfinite() & grad.isfinite().all(-1),
+        )
+        self.plants[i] = moved.state
+        act = (moved.move / _max_move(core)).clamp(-1.0, 1.0)
+        return act.numpy().astype(np.float32)
+
+
+class RandomSearchBaseline(CoreBaseline):
+    """Knob envs: random local search with ``n_candidates`` extra renders per step.
+
+    Each step proposes ``K`` points ``clip(best + r·N(0, I))`` around the best point so
+    far, renders them against the target (privileged renders,
+    :func:`candidate_distances`), keeps the best, and moves the knobs toward the best
+    at full speed. The radius ``r`` (start ``radius``) grows ×1.5 on an improvement and
+    shrinks ×0.8 otherwise, within [0.01, 0.5]. The best starts at the episode's start
+    knobs with the env's distance (no render). On SoundMatchLive, whose target moves,
+    the best is re-anchored every step at the current knobs and distance.
+
+    :param n_candidates: renders per env step and episode (K).
+    :param radius: initial proposal radius (normalized knob units).
+    :param seed: seed of the proposals.
+    """
+
+    name = "random_search"
+    privileged = ("renders",)
+
+    def __init__(
+        self, env: gym.Env | VecEnv, n_candidates: int = 8, radius: float = 0.25, seed: int = 0
+    ) -> None:
+        super().__init__(env)
+        if isinstance(n_candidates, bool) or not isinstance(n_candidates, int) or n_candidates < 1:
+            raise ValueError(f"n_candidates must be an int >= 1, got {n_candidates!r}")
+        self.k, self.radius0, self.seed = n_candidates, float(radius), seed
+        self.budget = {"renders_per_step": n_candidates}
+        self.reset()
+
+    def reset(self) -> None:
+        self.gen = torch.Generator().manual_seed(self.seed)
+        self.state: dict[int, dict[str, torch.Tensor]] = {}
+
+    def _act_core(self, i: int, core: Any, start: torch.Tensor) -> np.ndarray:
+        now = core.free_knobs.detach().cpu()
+        dist = core.distance.detach().cpu().clone()
+        st = self.state.get(i)
+        if st is None:
+            st = self.state[i] = {"best": now, "best_d": dist, "r": torch.zeros_like(dist)}
+            start = torch.ones_like(start)
+        # A moving target (SoundMatchLive) makes old distances stale: re-anchor each step.
+        anchor = start if hasattr(core, "render_distance") else torch.ones_like(start)
+        st["best"] = torch.where(anchor[:, None], now, st["best"])
+        st["best_d"] = torch.where(anchor, dist, st["best_d"])
+        st["r"] = torch.where(start, self.radius0, st["r"])
+        b, f = now.shape
+        noise = torch.randn(b, self.k, f, generator=self.gen)
+        cand = (st["best"][:, None] + st["r"][:, None, None] * noise).clamp(0.0, 1.0)
+        d = candidate_distances(core, cand)
+        self.renders += b * self.k
+        d_min, j = d.min(1)
+        better = d_min < st["best_d"]
+        st["best"] = torch.where(better[:, None], cand[torch.arange(b), j], st["best"])
+        st["best_d"] = torch.where(better, d_min, st["best_d"])
+        st["r"] = torch.where(better, st["r"] * 1.5, st["r"] * 0.8).clamp(0.01, 0.5)
+        return _toward(core, st["best"])
+
+
+def _import_cma() -> Any:
+    try:
+        import cma
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "the 'cmaes' baseline needs the cma package: pip install -e \".[baselines]\""
+        ) from err
+    return cma
+
+
+class CMAESBaseline(CoreBaseline):
+    """Knob envs: CMA-ES (the ``cma`` package), one generation per env step.
+
+    Per episode, ``cma.CMAEvolutionStrategy(start knobs, sigma0, popsize=K, bounds
+    [0, 1])``; each env step ``ask``s K points, renders them against the target
+    (privileged renders, :func:`candidate_distances`), ``tell``s the distances, and moves
+    the knobs toward the distribution's mean at full speed. The strategy's seed is
+    ``seed + 1000·row + episode count of that row`` (reproducible).
+
+    :param popsize: renders per env step and episode (K).
+    :param sigma0: initial step size (normalized knob units).
+    :param seed: base seed.
+    """
+
+    name = "cmaes"
+    privileged = ("renders",)
+
+    def __init__(
+        self, env: gym.Env | VecEnv, popsize: int = 8, sigma0: float = 0.25, seed: int = 0
+    ) -> None:
+        self.cma = _import_cma()
+        super().__init__(env)
+        if isinstance(popsize, bool) or not isinstance(popsize, int) or popsize < 2:
+            raise ValueError(f"popsize must be an int >= 2, got {popsize!r}")
+        self.k, self.sigma0, self.seed = popsize, float(sigma0), seed
+        self.budget = {"renders_per_step": popsize}
+        self.reset()
+
+    def reset(self) -> None:
+        self.es: dict[tuple[int, int], Any] = {}
+        self.episodes: dict[tuple[int, int], int] = {}
+
+    def _new_es(self, key: tuple[int, int], x0: np.ndarray) -> Any:
+        n = self.episodes.get(key, 0)
+        self.episodes[key] = n + 1
+        row = sum(r.stop - r.start for r in self.binding.rows[: key[0]]) + key[1]
+        opts = {
+            "popsize": self.k,
+            "bounds": [0.0, 1.0],
+            "seed": self.seed + 1000 * row + n + 1,
+            "verbose": -9,
+        }
+        return self.cma.CMAEvolutionStrategy(np.clip(x0, 1e-6, 1 - 1e-6), self.sigma0, opts)
+
+    def _act_core(self, i: int, core: Any, start: torch.Tensor) -> np.ndarray:
+        now = core.free_knobs.detach().cpu().double().numpy()
+        b = now.shape[0]
+        for r in range(b):
+            if bool(start[r]) or (i, r) not in self.es:
+                self.es[(i, r)] = self._new_es((i, r), now[r])
+        asked = [[np.asarray(x) for x in self.es[(i, r)].ask()] for r in range(b)]
+        cand = torch.tensor(np.clip(np.array(asked), 0.0, 1.0), dtype=torch.float32)
+        d = candidate_distances(core, cand).double().clamp_max(1e30).numpy()
+        self.renders += b * self.k
+        mean = np.empty_like(now)
+        for r in range(b):
+            es = self.es[(i, r)]
+            es.tell(asked[r], d[r].tolist())
+            mean[r] = np.clip(es.mean, 0.0, 1.0)
+        return _toward(core, torch.from_numpy(mean).float())
+
+
+class NearestBaseline(CoreBaseline):
+    """Knob envs: retrieval from a bank of ``bank_size`` random patches.
+
+    The bank is ``K`` free-knob points drawn uniformly once (seeded). At an episode's
+    first step it is rendered against the episode's target with the episode's fixed
+    knobs (``K`` privileged renders, :func:`candidate_distances`: the multi-resolution
+    spectral distance in feature space); the knobs then go to the closest entry as fast
+    as ``max_move`` allows and hold there.
+
+    :param bank_size: bank entries K (renders at each episode's first step).
+    :param seed: seed of the bank.
+    """
+
+    name = "nearest"
+    privileged = ("renders",)
+
+    def __init__(self, env: gym.Env | VecEnv, bank_size: int = 512, seed: int = 0) -> None:
+        super().__init__(env)
+        if isinstance(bank_size, bool) or not isinstance(bank_size, int) or bank_size < 1:
+            raise ValueError(f"bank_size must be an int >= 1, got {bank_size!r}")
+        self.k = bank_size
+        self.budget = {"renders_at_start": bank_size}
+        gen = torch.Generator().manual_seed(seed)
+        self.bank = torch.rand(bank_size, self.binding.cores[0].n_free, generator=gen)
+        self.reset()
+
+    def reset(self) -> None:
+        self.goal: dict[int, torch.Tensor] = {}
+
+    def _act_core(self, i: int, core: Any, start: torch.Tensor) -> np.ndarray:
+        if i not in self.goal:
+            start = torch.ones_like(start)
+            self.goal[i] = core.free_knobs.detach().cpu().clone()
+        rows = start.nonzero().flatten()
+        if rows.numel():
+            cand = self.bank.expand(core.batch, -1, -1)
+            if hasattr(core, "render_distance"):
+                d = torch.full((core.batch, self.k), torch.inf)
+                sub = _RowView(core, rows)
+                d[rows] = candidate_distances(sub, cand[rows])
+            else:
+                d = candidate_distances(core, cand)
+            self.renders += int(rows.numel()) * self.k
+            best = self.bank[d.argmin(1)]
+            self.goal[i] = torch.where(start[:, None], best, self.goal[i])
+        return _toward(core, self.goal[i])
+
+
+class _RowView:
+    """``render_distance`` and ``free_knobs`` of a subset of a note core's rows."""
+
+    def __init__(self, core: Any, rows: torch.Tensor) -> None:
+        self.core, self.rows = core, rows.to(core.free_knobs.device)
+        self.free_knobs = core.free_knobs[self.rows]
+
+    def render_distance(self, free: torch.Tensor, rows: torch.Tensor) -> Any:
+        return self.core.render_distance(free, self.rows[rows])
+
+
+class SchedulerOracleBaseline(CoreBaseline):
+    """SchedulerGains: the best constant-lr schedule of a grid, picked in hindsight.
+
+    At each episode's first step the episode is replayed (privileged: same target,
+    start knobs, noise seed and α0_ep, read from the core) once per grid entry ``k`` in
+    ``exponents`` on a private batched :class:`~aegym.envs.scheduler.SchedulerCore`
+    (:func:`aegym.envs.scheduler.run_episodes`, the engine of ``run_constant_gains``).
+    Grid entry ``k`` is the schedule the env's actions can realize: ``a0 = sign(k)``
+    for the first ``|k|`` steps (α reaches ``2^k·α0_ep``, clipped to ``alpha_range``),
+    then 0 (hold); μ and σ stay at the law's defaults (``a1 = a2 = 0``) and no local
+    tests run (``a3 = −1``). The entry with the lowest final distance wins (ties: the
+    earlier entry; ``exponents`` starts with 0, the default constant gains), and the
+    policy plays it in the env — the episode reproduces the replay (counter-based noise),
+    so its final distance is the grid's minimum, never above the default constant gains
+    (up to float differences of batched renders). Constant schedules are not used
+    directly: α can only change by ×2 per env step.
+
+    :param exponents: the grid of ``log2(α/α0_ep)`` targets.
+    :param max_batch: most replay rows per batched core.
+    """
+
+    name = "oracle"
+    privileged = ("hindsight",)
+
+    def __init__(
+        self,
+        env: gym.Env | VecEnv,
+        exponents: Sequence[int] = (0, -1, 1, -2, 2, -3, 3),
+        max_batch: int = 128,
+    ) -> None:
+        super().__init__(env)
+        self.exponents = tuple(int(k) for k in exponents)
+        if not self.exponents:
+            raise ValueError("exponents must not be empty")
+        self.max_batch = max_batch
+        self.budget = {"hindsight_episodes": len(self.exponents)}
+        self._sims: dict[int, SchedulerCore] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        self.choice: dict[int, torch.Tensor] = {}
+        self.t: dict[int, torch.Tensor] = {}
+
+    def _sim(self, core: SchedulerCore, size: int) -> SchedulerCore:
+        if size not in self._sims:
+            self._sims[size] = SchedulerCore(core.config, core.targets, size, str(core.device))
+        return self._sims[size]
+
+    def hindsight(self, core: SchedulerCore, rows: torch.Tensor) -> torch.Tensor:
+        """Final distances ``[G, R]`` of every grid schedule for episodes ``rows``,
+        replayed from the core's state right after their reset."""
+        starts = sched.EpisodeStarts(
+            core.target_idx[rows].cpu(),
+            core.free_knobs[rows].detach().cpu(),
+            core.noise_key[rows].cpu(),
+            core.alpha0_ep[rows].cpu(),
+        )
+        g, r = len(self.exponents), int(rows.numel())
+        all_rows = starts.repeat(g)
+        ks = torch.tensor(self.exponents).repeat_interleave(r)
+        out = []
+        for lo in range(0, g * r, self.max_batch):
+            sl = slice(lo, min(lo + self.max_batch, g * r))
+            k = ks[sl]
+            clock = [0]
+
+            def policy(obs: torch.Tensor, k: torch.Tensor = k, clock: list = clock) -> torch.Tensor:
+                act = _ramp_action(k, torch.full_like(k, clock[0]))
+                clock[0] += 1
+                return act
+
+            sim = self._sim(core, sl.stop - sl.start)
+            out.append(sched.run_episodes(sim, all_rows.rows(sl), policy=policy).distance)
+        self.hindsight_episodes += g * r
+        return torch.cat(out).reshape(g, r)
+
+    def _act_core(self, i: int, core: Any, start: torch.Tensor) -> np.ndarray:
+        if i not in self.choice:
+            self.choice[i] = torch.zeros(core.batch, dtype=torch.long)
+            self.t[i] = torch.zeros(core.batch, dtype=torch.long)
+        rows = start.nonzero().flatten()
+        if rows.numel():
+            dist = self.hindsight(core, rows)
+            best = torch.tensor(self.exponents)[dist.argmin(0)]
+            self.choice[i][rows] = best
+            self.t[i][rows] = 0
+        act = _ramp_action(self.choice[i], self.t[i])
+        self.t[i] = self.t[i] + 1
+        return act.numpy().astype(np.float32)
+
+
+def _ramp_action(k: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """SchedulerGains actions ``[B, 4]``: α ×2^sign(k) while ``t < |k|``, then hold;
+    μ, σ held; no local test."""
+    act = torch.zeros(k.shape[0], 4)
+    act[:, 0] = torch.where(t < k.abs(), torch.sign(k).float(), 0.0)
+    act[:, 3] = -1.0
+    return act
+
+
+def _is_scheduler_env(env: gym.Env | VecEnv) -> bool:
+    return env.action_space.shape == (4,) and env.observation_space.shape == (len(SIGNAL_NAMES),)
+
+
 def make_baseline(
-    name: str, env: gym.Env | VecEnv, seed: int = 0, lr_multiplier: float | None = None
+    name: str,
+    env: gym.Env | VecEnv,
+    seed: int = 0,
+    lr_multiplier: float | None = None,
+    **kwargs: Any,
 ) -> BaselinePolicy:
     """A baseline by name for ``env``.
 
     :param name: one of :data:`BASELINE_NAMES`.
     :param env: the env (single or vector) the baseline will act in.
-    :param seed: seed of random baselines and the AE dither.
-    :param lr_multiplier: AdamBaseline's constant learning rate in units of α0
-        (None: the tuned default).
-    :raises ValueError: unknown name, or ``"adam"`` on a knob env.
+    :param seed: seed of random baselines, the AE dither, the searches and the bank.
+    :param lr_multiplier: SchedulerGains AdamBaseline's constant learning rate in units
+        of α0 (None: the tuned default).
+    :param kwargs: extra settings of the baseline's class (``lr`` of the knob Adam,
+        ``n_candidates``, ``popsize``, ``bank_size``, ``exponents``, ...).
+    :raises ValueError: unknown name, or a baseline the env's family lacks.
+    :raises ImportError: ``"cmaes"`` without the ``cma`` package.
     """
     obs_space, act_space = env.observation_space, env.action_space
+    if name not in BASELINE_NAMES:
+        raise ValueError(f"unknown baseline {name!r}; allowed: {', '.join(BASELINE_NAMES)}")
+    scheduler = _is_scheduler_env(env)
+    if scheduler and "scheduler" not in BASELINE_FAMILIES[name]:
+        raise ValueError(
+            f"the {name!r} baseline moves knobs and only exists for knob envs "
+            "(SoundMatch*, SoundMatchLive), not AEGym/SchedulerGains-v1"
+        )
     if name == "ae":
-        return AEBaseline(env, seed=seed)
+        return AEBaseline(env, seed=seed, **kwargs)
     if name == "random":
         return RandomBaseline(obs_space, act_space, seed=seed)  # type: ignore[arg-type]
     if name == "static":
         return StaticBaseline(obs_space, act_space)  # type: ignore[arg-type]
     if name == "adam":
-        if act_space.shape != (4,) or obs_space.shape != (len(SIGNAL_NAMES),):
-            raise ValueError(
-                "the 'adam' baseline sets optimizer gains and only exists for "
-                "AEGym/SchedulerGains-v1"
-            )
-        return AdamBaseline(obs_space, act_space, lr_multiplier)  # type: ignore[arg-type]
-    raise ValueError(f"unknown baseline {name!r}; allowed: {', '.join(BASELINE_NAMES)}")
+        if scheduler:
+            return AdamBaseline(obs_space, act_space, lr_multiplier)  # type: ignore[arg-type]
+        return AdamKnobBaseline(env, **kwargs)
+    if name == "oracle":
+        return SchedulerOracleBaseline(env, **kwargs) if scheduler else OracleBaseline(env)
+    if name == "random_search":
+        return RandomSearchBaseline(env, seed=seed, **kwargs)
+    if name == "cmaes":
+        return CMAESBaseline(env, seed=seed, **kwargs)
+    return NearestBaseline(env, seed=seed, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -339,3 +926,63 @@ def tune_adam_lr(
         venv.close()
     best = min(sorted(results), key=lambda c: results[c])
     return AdamTuning(best, results, len(specs))
+
+
+@dataclass(frozen=True)
+class KnobAdamTuning:
+    """Outcome of :func:`tune_adam_knob_lr`.
+
+    :param best: the step size with the lowest mean final distance.
+    :param mean_final_distance: step size -> mean final distance over the episodes.
+    :param success_rate: step size -> fraction of successful episodes.
+    :param n_episodes: episodes per step size.
+    """
+
+    best: float
+    mean_final_distance: dict[float, float]
+    success_rate: dict[float, float]
+    n_episodes: int
+
+
+def tune_adam_knob_lr(
+    lrs: Sequence[float] = ADAM_KNOB_LR_GRID,
+    env_id: str = "AEGym/SoundMatch-Easy-v1",
+    n_targets: int = 16,
+    seeds: Sequence[int] = (0,),
+    native: bool = True,
+    **env_kwargs: Any,
+) -> KnobAdamTuning:
+    """Pick :class:`AdamKnobBaseline`'s constant step size on a knob env's *train* set.
+
+    Every step size plays the same episodes (``n_targets`` train targets spread evenly,
+    each with every seed); the lowest mean final distance wins (ties: the smaller step).
+    The test set is never touched.
+
+    :param lrs: candidate step sizes (normalized knob units).
+    :param env_id: a knob env id.
+    :param n_targets: train targets per candidate.
+    :param seeds: episode seeds.
+    :param native: use the native batched vector env when available.
+    :param env_kwargs: env keyword arguments (``target`` is forced to "train").
+    """
+    check_baseline("adam", env_id)
+    if env_family(env_id) != "knob":
+        raise ValueError(f"tune_adam_knob_lr tunes knob envs; for {env_id} use tune_adam_lr")
+    env_kwargs = {**env_kwargs, **TRAIN_ENV_KWARGS}
+    specs = [
+        EpisodeSpec(t, s)
+        for t in select_targets(env_id, "train", n_targets, env_kwargs)
+        for s in seeds
+    ]
+    dist: dict[float, float] = {}
+    succ: dict[float, float] = {}
+    venv = make_vec_env(env_id, len(specs), seed=0, native=native, **env_kwargs)
+    try:
+        for lr in lrs:
+            episodes = run_episodes(venv, AdamKnobBaseline(venv, lr=lr), specs)
+            dist[float(lr)] = float(np.mean([e.final_distance for e in episodes]))
+            succ[float(lr)] = float(np.mean([e.success for e in episodes]))
+    finally:
+        venv.close()
+    best = min(sorted(dist), key=lambda c: dist[c])
+    return KnobAdamTuning(best, dist, succ, len(specs))

@@ -59,13 +59,12 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
 import aegym
-from agents.baselines import BASELINE_NAMES, make_baseline
+from agents.baselines import BASELINE_NAMES, check_baseline, make_baseline
 from agents.common.cli import parse_args
 from agents.common.envs import (
     check_env_id,
     check_env_kwargs,
     env_config,
-    env_family,
     episode_limit,
     make_vec_env,
     success_distance,
@@ -102,7 +101,8 @@ class EvalArgs:
     env_id: str | None = None
     """environment id (None: the RUN_DIR's, else AEGym/SoundMatch-Easy-v1)"""
     agents: list[str] = field(default_factory=lambda: ["ae", "static", "random"])
-    """agents: baseline names (ae, random, static, adam), run folders and/or model .zip
+    """agents: baseline names (ae, random, static, adam, oracle, random_search, cmaes,
+    nearest), run folders and/or model .zip
     paths ("algo:path" checks the file holds that algorithm); runs joined by commas
     ("runs/a,runs/b") are pooled as training seeds of one agent; with RUN_DIR, the
     run's agent plays first"""
@@ -146,6 +146,8 @@ class AgentResult:
     :param run_dir: training run folder of a model, if known (the first run's, when
         several runs are pooled).
     :param n_runs: training runs pooled into this agent (1 for baselines).
+    :param cost: baselines only: privileged access, declared budget and what was spent
+        (:meth:`agents.baselines.BaselinePolicy.cost_summary`); None for models.
     """
 
     label: str
@@ -156,6 +158,7 @@ class AgentResult:
     wall_s: float
     run_dir: str | None = None
     n_runs: int = 1
+    cost: dict[str, Any] | None = None
 
 
 @dataclass
@@ -214,6 +217,8 @@ class EvalResult:
                     "run_dir": a.run_dir,
                     "wall_s": a.wall_s,
                     "n_runs": a.n_runs,
+                    "privileged": None if a.cost is None else a.cost["privileged"],
+                    "budget": None if a.cost is None else a.cost,
                     "metrics": {k: asdict(v) for k, v in a.metrics.items()},
                     "episodes": [asdict(e) for e in a.episodes],
                 }
@@ -367,11 +372,7 @@ def validate_args(args: EvalArgs) -> None:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     for spec in args.agents:
         if spec in BASELINE_NAMES:
-            if spec == "adam" and env_family(env_id) != "scheduler":
-                raise ValueError(
-                    "the 'adam' baseline only exists for AEGym/SchedulerGains-v1; allowed "
-                    f"on {env_id}: ae, random, static"
-                )
+            check_baseline(spec, env_id)
             continue
         for part in split_agent_spec(spec):
             inspect_agent(part)
@@ -510,6 +511,7 @@ def evaluate(args: EvalArgs, write: bool = True) -> EvalResult:
                 played = run_episodes(venv, player, specs, args.deterministic, limit, threshold)
                 records += [replace(r, run=k) for r in played]
             metrics = summarize_metrics(records)
+            cost = agent.cost_summary() if hasattr(agent, "cost_summary") else None
             results.append(
                 AgentResult(
                     label,
@@ -520,6 +522,7 @@ def evaluate(args: EvalArgs, write: bool = True) -> EvalResult:
                     time.perf_counter() - t_agent,
                     run_dir,
                     n_runs,
+                    cost,
                 )
             )
             loaded[label] = (spec, agent, run_dir)

@@ -206,17 +206,29 @@ def format_table(result: Any) -> str:
 
     Means and IQMs carry bootstrap CIs clustered by target (and training run); success
     rates are in percent with exact Clopper–Pearson intervals (``0 % [0, 7.4]`` for
-    0/48). A "training seeds" column appears when an agent pools several runs.
+    0/48). A "training seeds" column appears when an agent pools several runs;
+    "privileged" and "budget" columns when baselines are in the table (what each sees
+    beyond the observation and its extra renders/gradients; "—" for trained models).
 
     :param result: an :class:`agents.evaluate.EvalResult`.
     """
     pooled = any(getattr(a, "n_runs", 1) > 1 for a in result.agents)
-    head = ["agent", *(["training seeds"] if pooled else []), *(c[0] for c in _COLUMNS)]
+    costs = any(getattr(a, "cost", None) is not None for a in result.agents)
+    head = [
+        "agent",
+        *(["training seeds"] if pooled else []),
+        *(["privileged", "budget"] if costs else []),
+        *(c[0] for c in _COLUMNS),
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for a in result.agents:
         cells = [a.label]
         if pooled:
             cells.append(str(a.n_runs) if a.algo != "baseline" else "—")
+        if costs:
+            cost = getattr(a, "cost", None)
+            cells.append((", ".join(cost["privileged"]) or "none") if cost else "—")
+            cells.append(cost["budget_text"] if cost else "—")
         for _, m, stat in _COLUMNS:
             s = a.metrics[m]
             if m == "success":

@@ -2,7 +2,10 @@
 
 Runs :func:`agents.baselines.tune_adam_lr` on SchedulerGains' *train* targets and
 prints the mean final distance per multiplier and the winner (copy it into
-``agents/hyperparams.py``: ``ADAM_LR_MULTIPLIER`` and ``ADAM_TUNING_RESULT``).
+``agents/hyperparams/__init__.py``: ``ADAM_LR_MULTIPLIER`` and ``ADAM_TUNING_RESULT``).
+With a knob env (``--env-id AEGym/SoundMatch-Easy-v1``) it runs
+:func:`agents.baselines.tune_adam_knob_lr` over ``--lrs`` instead (``ADAM_KNOB_LR``,
+``ADAM_KNOB_TUNING_RESULT``).
 """
 
 from __future__ import annotations
@@ -14,17 +17,22 @@ from typing import Any
 
 import torch
 
-from agents.baselines import tune_adam_lr
+from agents.baselines import tune_adam_knob_lr, tune_adam_lr
 from agents.common.cli import parse_args
-from agents.hyperparams import ADAM_LR_GRID
+from agents.common.envs import env_family
+from agents.hyperparams import ADAM_KNOB_LR_GRID, ADAM_LR_GRID
 
 
 @dataclass
 class TuneArgs:
-    """Pick AdamBaseline's constant learning rate on SchedulerGains' train targets."""
+    """Pick the Adam baseline's constant learning rate on an env's train targets."""
 
+    env_id: str = "AEGym/SchedulerGains-v1"
+    """env to tune on: SchedulerGains (multipliers of α0) or a knob env (--lrs)"""
     multipliers: list[float] = field(default_factory=lambda: list(ADAM_LR_GRID))
-    """candidate learning rates in units of α0"""
+    """SchedulerGains: candidate learning rates in units of α0"""
+    lrs: list[float] = field(default_factory=lambda: list(ADAM_KNOB_LR_GRID))
+    """knob envs: candidate step sizes in normalized knob units"""
     n_targets: int = 16
     """train targets, spread evenly over the set"""
     seeds: list[int] = field(default_factory=lambda: [0, 1])
@@ -48,6 +56,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(args.torch_threads)
     t0 = time.perf_counter()
+    if env_family(args.env_id) == "knob":
+        if any(not lr > 0 for lr in args.lrs):
+            print(f"error: lrs must be > 0, got {args.lrs}")
+            return 2
+        knob = tune_adam_knob_lr(
+            args.lrs, args.env_id, args.n_targets, args.seeds, args.native_vec, **args.env_kwargs
+        )
+        out = {
+            "env_id": args.env_id,
+            "best": knob.best,
+            "mean_final_distance": knob.mean_final_distance,
+            "success_rate": knob.success_rate,
+            "n_episodes": knob.n_episodes,
+            "wall_s": round(time.perf_counter() - t0, 1),
+        }
+        print(json.dumps(out, indent=2))
+        return 0
     res = tune_adam_lr(
         args.multipliers, args.n_targets, args.seeds, args.native_vec, **args.env_kwargs
     )

@@ -12,6 +12,7 @@ from aegym.envs.policies import AEGradientPolicy
 from aegym.envs.scheduler import SIGNAL_NAMES, ae_law_action
 from agents.baselines import (
     AdamBaseline,
+    AdamKnobBaseline,
     AEBaseline,
     RandomBaseline,
     StaticBaseline,
@@ -145,10 +146,212 @@ def test_make_baseline_errors() -> None:
     env = gym.make(SM, **_kw(SM))
     with pytest.raises(ValueError, match=r"unknown baseline 'nope'.*ae, random, static, adam"):
         make_baseline("nope", env)
-    with pytest.raises(ValueError, match="only exists for AEGym/SchedulerGains-v1"):
-        make_baseline("adam", env)
+    assert isinstance(make_baseline("adam", env), AdamKnobBaseline)
     with pytest.raises(ValueError, match="lr_multiplier must be"):
         AdamBaseline(env.observation_space, env.action_space, lr_multiplier=0.0)
     with pytest.raises(TypeError, match="aegym env"):
         AEBaseline(gym.make("CartPole-v1"))
     assert isinstance(make_baseline("static", env), StaticBaseline)
+
+
+# --- the baseline ladder (oracle, adam, random_search, cmaes, nearest) ---------------
+
+LADDER_TARGETS = (0, 5, 10, 15)
+
+
+def _final_distances(venv, agent, steps: int) -> np.ndarray:
+    """Play the LADDER_TARGETS episodes (seed 0) for ``steps`` steps; distance at each
+    episode's end (first done) or after the last step."""
+    from agents.common.envs import reset_episodes
+    from agents.common.episodes import episode_seed
+
+    obs = reset_episodes(venv, [episode_seed(0, t) for t in LADDER_TARGETS], list(LADDER_TARGETS))
+    if hasattr(agent, "reset"):
+        agent.reset()
+    starts = np.ones(venv.num_envs, dtype=bool)
+    final = np.full(venv.num_envs, np.nan)
+    for _ in range(steps):
+        action, _ = agent.predict(obs, episode_start=starts)
+        obs, _, dones, infos = venv.step(action)
+        for i, info in enumerate(infos):
+            if np.isnan(final[i]) and dones[i]:
+                final[i] = info["distance"]
+        starts = np.asarray(dones, dtype=bool)
+    for i, info in enumerate(infos):
+        if np.isnan(final[i]):
+            final[i] = info["distance"]
+    return final
+
+
+@pytest.fixture(scope="module")
+def ladder_venv():
+    venv = make_vec_env(SM, len(LADDER_TARGETS), seed=0, native=True, **_kw(SM))
+    yield venv
+    venv.close()
+
+
+def test_oracle_succeeds_on_every_in_domain_target(ladder_venv) -> None:
+    from agents.common.episodes import EpisodeSpec, run_episodes
+
+    agent = make_baseline("oracle", ladder_venv)
+    episodes = run_episodes(ladder_venv, agent, [EpisodeSpec(t, 0) for t in LADDER_TARGETS])
+    assert all(e.success for e in episodes)
+    # Full speed: no knob is more than 1 away, so 1/max_move steps suffice.
+    assert max(e.length for e in episodes) <= 10
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("adam", {}),
+        ("random_search", {}),
+        ("cmaes", {"popsize": 6}),
+        ("nearest", {"bank_size": 64}),
+    ],
+)
+def test_ladder_beats_random(ladder_venv, name: str, kwargs: dict) -> None:
+    if name == "cmaes":
+        pytest.importorskip("cma")
+    steps = 10
+    rnd = _final_distances(ladder_venv, make_baseline("random", ladder_venv, seed=0), steps)
+    agent = make_baseline(name, ladder_venv, seed=0, **kwargs)
+    got = _final_distances(ladder_venv, agent, steps)
+    assert got.mean() < rnd.mean(), (name, got, rnd)
+
+
+def test_oracle_refuses_targets_without_true_knobs(tmp_path) -> None:
+    from aegym.audio_io import write_wav
+
+    path = tmp_path / "tone.wav"
+    t = np.arange(4000) / 16000
+    write_wav(path, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000)
+    env = gym.make("AEGym/SoundMatch-Full-v1", duration_s=0.25, target=str(path))
+    with pytest.raises(ValueError, match=r"'oracle' baseline needs true knobs.*SoundMatch-Full-v1"):
+        make_baseline("oracle", env)
+    env.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "key", "per_step"),
+    [
+        ("random_search", {"n_candidates": 3}, "renders", 3),
+        ("cmaes", {"popsize": 4}, "renders", 4),
+        ("adam", {}, "gradient_evals", 1),
+        ("ae", {}, "gradient_evals", 1),
+    ],
+)
+def test_budget_is_counted(name: str, kwargs: dict, key: str, per_step: int) -> None:
+    if name == "cmaes":
+        pytest.importorskip("cma")
+    env = gym.make(SM, **_kw(SM))
+    agent = make_baseline(name, env, **kwargs)
+    budget_key = "renders_per_step" if key == "renders" else "gradients_per_step"
+    assert agent.budget[budget_key] == per_step
+    obs, _ = env.reset(seed=1, options={"target_index": 3})
+    steps = 0
+    for _ in range(4):
+        action, _ = agent.predict(obs, episode_start=np.array([steps == 0]))
+        obs, _, term, trunc, _ = env.step(action)
+        steps += 1
+        if term or trunc:
+            break
+    assert getattr(agent, key) == per_step * steps
+    assert agent.cost_summary()["spent"][key] == per_step * steps
+    env.close()
+
+
+def test_nearest_renders_its_bank_once_per_episode() -> None:
+    env = gym.make(SM, **_kw(SM))
+    agent = make_baseline("nearest", env, bank_size=16)
+    assert agent.budget == {"renders_at_start": 16}
+    obs, _ = env.reset(seed=1, options={"target_index": 3})
+    for k in range(3):
+        action, _ = agent.predict(obs, episode_start=np.array([k == 0]))
+        obs, *_ = env.step(action)
+    assert agent.renders == 16
+
+
+def test_privileged_flags() -> None:
+    env = gym.make(SM, **_kw(SM))
+    expected = {
+        "oracle": ("true_knobs",),
+        "adam": ("gradients",),
+        "ae": ("gradients",),
+        "random_search": ("renders",),
+        "nearest": ("renders",),
+        "random": (),
+        "static": (),
+    }
+    for name, flags in expected.items():
+        assert make_baseline(name, env).privileged == flags, name
+    sg = gym.make(SG, **_kw(SG))
+    assert make_baseline("oracle", sg).privileged == ("hindsight",)
+    assert make_baseline("adam", sg).privileged == ()
+    assert make_baseline("ae", sg).privileged == ()
+    with pytest.raises(ValueError, match="'nearest' baseline moves knobs"):
+        make_baseline("nearest", sg)
+
+
+def test_cmaes_without_cma_names_the_extra(monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cma", None)
+    env = gym.make(SM, **_kw(SM))
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[baselines\]"'):
+        make_baseline("cmaes", env)
+
+
+def test_scheduler_oracle_not_worse_than_default_gains() -> None:
+    from agents.common.episodes import EpisodeSpec, run_episodes
+
+    venv = make_vec_env(SG, 2, seed=0, native=True, **_kw(SG), episode_steps=6)
+    specs = [EpisodeSpec(3, 0), EpisodeSpec(11, 0)]
+    static = run_episodes(venv, make_baseline("static", venv), specs)
+    oracle = make_baseline("oracle", venv, exponents=(0, -2, 2))
+    best = run_episodes(venv, oracle, specs)
+    for s, o in zip(static, best, strict=True):
+        assert o.final_distance <= s.final_distance + 1e-3
+    assert oracle.hindsight_episodes >= 3 * len(specs)
+    venv.close()
+
+
+def test_live_oracle_tracks_the_glide() -> None:
+    env = gym.make(LIVE, **_kw(LIVE))
+    agent = make_baseline("oracle", env)
+    obs, _ = env.reset(seed=2)
+    for k in range(14):
+        action, _ = agent.predict(obs, episode_start=np.array([k == 0]))
+        obs, _, _, _, info = env.step(action)
+    assert info["knob_error"] < 1e-3
+    env.close()
+
+
+def test_evaluate_reports_privileged_and_budget(tmp_path) -> None:
+    from agents.evaluate import EvalArgs, evaluate
+    from agents.report import format_table
+
+    args = EvalArgs(
+        env_id=SM,
+        agents=["oracle", "random_search", "random"],
+        n_targets=2,
+        seeds=[0],
+        env_kwargs=FAST_ENV_KWARGS[SM],
+        output_dir=str(tmp_path),
+    )
+    result = evaluate(args, write=False)
+    rows = {a["label"]: a for a in result.to_dict()["agents"]}
+    assert rows["oracle"]["privileged"] == ["true_knobs"]
+    assert rows["random_search"]["budget"]["budget"] == {"renders_per_step": 8}
+    assert rows["random_search"]["budget"]["spent"]["renders"] > 0
+    table = format_table(result)
+    assert "| privileged | budget |" in table and "8 renders/step" in table
+
+
+def test_tune_adam_knob_lr_on_train_targets() -> None:
+    from agents.baselines import tune_adam_knob_lr
+
+    res = tune_adam_knob_lr((0.05, 0.2), SM, n_targets=1, seeds=(0,), **FAST_ENV_KWARGS[SM])
+    assert set(res.mean_final_distance) == {0.05, 0.2} and res.n_episodes == 1
+    assert res.best == min(res.mean_final_distance, key=res.mean_final_distance.get)
+    with pytest.raises(ValueError, match="use tune_adam_lr"):
+        tune_adam_knob_lr((0.1,), SG, n_targets=1)

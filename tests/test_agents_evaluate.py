@@ -211,7 +211,11 @@ def test_read_progress_joins_resumed_logs(tmp_path: Path) -> None:
         ({"env_id": "Nope-v0"}, ValueError, r"unknown env id 'Nope-v0'; allowed:"),
         ({"agents": ["foo"]}, FileNotFoundError, r"agent 'foo' is neither a baseline \(ae, random"),
         ({"agents": ["/no/model.zip"]}, FileNotFoundError, r"'/no/model.zip' is neither"),
-        ({"agents": ["adam"]}, ValueError, r"'adam' baseline only exists for AEGym/SchedulerGains"),
+        (
+            {"env_id": "AEGym/SchedulerGains-v1", "agents": ["nearest"]},
+            ValueError,
+            r"'nearest' baseline only exists for knob envs",
+        ),
         ({"agents": []}, ValueError, r"at least one agent"),
         ({"seeds": []}, ValueError, r"at least one seed"),
         ({"n_targets": 0}, ValueError, r"n_targets must be a positive integer, got 0"),

@@ -174,6 +174,7 @@ ADAM_LR_GRID: tuple[float, ...] = (0.03125, 0.0625, 0.125, 0.25, 0.5, 1.0, 2.0)
 #: The tuned one (see the module docstring).
 ADAM_LR_MULTIPLIER = 0.125
 #: Mean final train distance per multiplier from the tuning run (32 episodes each).
+#: (SchedulerGains; the knob envs' Adam is ADAM_KNOB_LR below.)
 ADAM_TUNING_RESULT: dict[float, float] = {
     0.03125: 2.766,
     0.0625: 2.565,
@@ -182,6 +183,27 @@ ADAM_TUNING_RESULT: dict[float, float] = {
     0.5: 2.626,
     1.0: 2.800,
     2.0: 2.893,
+}
+
+#: Candidate constant step sizes (normalized knob units) of the knob envs' Adam
+#: baseline (:class:`agents.baselines.AdamKnobBaseline`).
+ADAM_KNOB_LR_GRID: tuple[float, ...] = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+#: The tuned one: the best of the grid by mean final distance on SoundMatch-Easy-v1's
+#: *train* set (12 targets spread evenly × seed 0, default settings: 0.5 s notes, 50
+#: steps; 90 s) — :func:`agents.baselines.tune_adam_knob_lr`, rerun with ``python -m
+#: agents tune-adam --env-id AEGym/SoundMatch-Easy-v1 --n-targets 12 --seeds 0``. It sits
+#: at the grid's top: above ``max_move`` (0.1) Adam's first steps (≈ lr per knob)
+#: saturate the move, so larger rates act alike (sign-like full-speed steps that shrink
+#: only as the moments do). The curve is noisy (12 episodes): 0.05 is second.
+ADAM_KNOB_LR = 0.2
+#: Mean final train distance (success rate) per step size from that run.
+ADAM_KNOB_TUNING_RESULT: dict[float, tuple[float, float]] = {
+    0.005: (2.094, 0.167),
+    0.01: (1.444, 0.417),
+    0.02: (0.976, 0.5),
+    0.05: (0.635, 0.667),
+    0.1: (0.911, 0.583),
+    0.2: (0.554, 0.833),
 }
 
 
