@@ -66,6 +66,21 @@ def check_max_move(value: Any) -> float:
     return check_range("max_move", value, *MAX_MOVE_RANGE)
 
 
+def resolve_target_kinds(value: Any) -> tuple[str, ...] | None:
+    """``target_kinds`` validated: None (every kind) or a non-empty tuple of
+    :data:`aegym.targets.TARGET_KINDS`."""
+    from aegym.targets import TARGET_KINDS
+
+    if value is None:
+        return None
+    kinds = tuple(value) if isinstance(value, (list, tuple)) else None
+    if not kinds or any(k not in TARGET_KINDS for k in kinds):
+        raise ValueError(
+            f"target_kinds must be None or a non-empty list of {list(TARGET_KINDS)}, got {value!r}"
+        )
+    return kinds
+
+
 def resolve_free_knobs(free_knobs: str | Sequence[str], space: KnobSpace) -> tuple[str, ...]:
     """Turn a preset name or a list of knob names into a validated tuple of names."""
     if not isinstance(free_knobs, (str, Sequence)):

@@ -21,6 +21,7 @@ from aegym.envs._common import (
     fixed_threads,
     limit_threads_in_worker,
     resolve_free_knobs,
+    resolve_target_kinds,
     spectrogram_image,
     target_index_option,
 )
@@ -40,7 +41,7 @@ from aegym.reward import (
     RewardConfig,
 )
 from aegym.synth import KnobSpace, SynthConfig, VoiceState
-from aegym.targets import TARGET_KINDS, Target, TargetSet, resolve_targets
+from aegym.targets import Target, TargetSet, resolve_targets
 
 #: Reward terms of the live env. Moves are heard at once, so the slew penalty counts;
 #: there is no gradient (no opt/grad_norm) and no clock (the horizon is fixed, so a
@@ -118,14 +119,7 @@ class LiveConfig:
         check_int("history", self.history, 4)
         check_positive("success_distance", self.success_distance)
         check_positive("sound_s", self.sound_s)
-        if self.target_kinds is not None:
-            kinds = tuple(self.target_kinds)
-            if not kinds or any(k not in TARGET_KINDS for k in kinds):
-                raise ValueError(
-                    f"target_kinds must be None or a non-empty list of {list(TARGET_KINDS)}, "
-                    f"got {self.target_kinds!r}"
-                )
-            object.__setattr__(self, "target_kinds", kinds)
+        object.__setattr__(self, "target_kinds", resolve_target_kinds(self.target_kinds))
         self._check_reward()
 
     def _check_reward(self) -> None:

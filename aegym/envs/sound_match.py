@@ -22,6 +22,7 @@ from aegym.envs._common import (
     fixed_threads,
     limit_threads_in_worker,
     resolve_free_knobs,
+    resolve_target_kinds,
     spectral_profile,
     spectrogram_image,
     target_index_option,
@@ -36,7 +37,7 @@ from aegym.reward import (
     RewardOutput,
 )
 from aegym.synth import KnobSpace
-from aegym.targets import TARGET_KINDS, TargetSet, resolve_targets
+from aegym.targets import TargetSet, resolve_targets
 
 #: Reward terms of the SoundMatch envs. Knob moves are not heard (each step renders a
 #: fresh note), so there is no slew penalty; there is no gradient, so no opt/grad_norm.
@@ -107,14 +108,7 @@ class SoundMatchConfig:
         check_int("history", self.history, 4)
         if self.start not in ("random", "default"):
             raise ValueError(f"start must be 'random' or 'default', got {self.start!r}")
-        if self.target_kinds is not None:
-            kinds = tuple(self.target_kinds)
-            if not kinds or any(k not in TARGET_KINDS for k in kinds):
-                raise ValueError(
-                    f"target_kinds must be None or a non-empty list of {list(TARGET_KINDS)}, "
-                    f"got {self.target_kinds!r}"
-                )
-            object.__setattr__(self, "target_kinds", kinds)
+        object.__setattr__(self, "target_kinds", resolve_target_kinds(self.target_kinds))
         if not isinstance(self.reward, RewardConfig):
             raise TypeError(f"reward must be a RewardConfig, got {type(self.reward).__name__}")
         if self.reward.audio_mode != "improvement":

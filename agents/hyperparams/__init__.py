@@ -121,40 +121,26 @@ _SHAPING_SCHED = ShapingConfig(
     term_weights=SHAPING_WEIGHTS, potential_coef=1.0, kl_coef=0.05, kl_ref_std=0.3
 )
 
+
+def _knob_settings(n_steps: int, batch_size: int, gamma: float) -> MappingProxyType:
+    """Every algorithm's settings on a knob env: PPO/shaped PPO rollouts of ``n_steps``
+    per env, A2C 8-step rollouts, SAC after 1000 steps, one discount ``gamma``."""
+    return MappingProxyType(
+        {
+            "ppo": AlgoSettings(8, _ppo(n_steps, batch_size, gamma)),
+            "shaped_ppo": AlgoSettings(8, _ppo(n_steps, batch_size, gamma), _SHAPING_KNOB),
+            "a2c": AlgoSettings(8, _a2c(8, gamma)),
+            "sac": AlgoSettings(4, _sac(gamma, 1000, 1)),
+        }
+    )
+
+
 HYPERPARAMS: MappingProxyType[str, MappingProxyType[str, AlgoSettings]] = MappingProxyType(
     {
-        "AEGym/SoundMatch-Easy-v1": MappingProxyType(
-            {
-                "ppo": AlgoSettings(8, _ppo(64, 128, 0.95)),
-                "shaped_ppo": AlgoSettings(8, _ppo(64, 128, 0.95), _SHAPING_KNOB),
-                "a2c": AlgoSettings(8, _a2c(8, 0.95)),
-                "sac": AlgoSettings(4, _sac(0.95, 1000, 1)),
-            }
-        ),
-        "AEGym/SoundMatch-Medium-v1": MappingProxyType(
-            {
-                "ppo": AlgoSettings(8, _ppo(100, 160, 0.97)),
-                "shaped_ppo": AlgoSettings(8, _ppo(100, 160, 0.97), _SHAPING_KNOB),
-                "a2c": AlgoSettings(8, _a2c(8, 0.97)),
-                "sac": AlgoSettings(4, _sac(0.97, 1000, 1)),
-            }
-        ),
-        "AEGym/SoundMatch-Full-v1": MappingProxyType(
-            {
-                "ppo": AlgoSettings(8, _ppo(100, 160, 0.97)),
-                "shaped_ppo": AlgoSettings(8, _ppo(100, 160, 0.97), _SHAPING_KNOB),
-                "a2c": AlgoSettings(8, _a2c(8, 0.97)),
-                "sac": AlgoSettings(4, _sac(0.97, 1000, 1)),
-            }
-        ),
-        "AEGym/SoundMatchLive-v1": MappingProxyType(
-            {
-                "ppo": AlgoSettings(8, _ppo(64, 128, 0.95)),
-                "shaped_ppo": AlgoSettings(8, _ppo(64, 128, 0.95), _SHAPING_KNOB),
-                "a2c": AlgoSettings(8, _a2c(8, 0.95)),
-                "sac": AlgoSettings(4, _sac(0.95, 1000, 1)),
-            }
-        ),
+        "AEGym/SoundMatch-Easy-v1": _knob_settings(64, 128, 0.95),
+        "AEGym/SoundMatch-Medium-v1": _knob_settings(100, 160, 0.97),
+        "AEGym/SoundMatch-Full-v1": _knob_settings(100, 160, 0.97),
+        "AEGym/SoundMatchLive-v1": _knob_settings(64, 128, 0.95),
         "AEGym/SchedulerGains-v1": MappingProxyType(
             {
                 "ppo": AlgoSettings(8, _ppo(20, 80, 0.9)),
