@@ -342,9 +342,14 @@ def test_evaluate_reports_privileged_and_budget(tmp_path) -> None:
     rows = {a["label"]: a for a in result.to_dict()["agents"]}
     assert rows["oracle"]["privileged"] == ["true_knobs"]
     assert rows["random_search"]["budget"]["budget"] == {"renders_per_step": 8}
-    assert rows["random_search"]["budget"]["spent"]["renders"] > 0
+    search = next(a for a in result.agents if a.label == "random_search")
+    lengths = sum(e.length for e in search.episodes)
+    assert rows["random_search"]["budget"]["spent"]["renders"] == 8 * lengths
+    per = rows["random_search"]["budget"]["spent_per_episode"]["renders"]
+    assert per == pytest.approx(8 * lengths / 2)
     table = format_table(result)
     assert "| privileged | budget |" in table and "8 renders/step" in table
+    assert f"spent {per:.0f} renders/episode" in table or f"spent {per:.1f} renders" in table
 
 
 def test_tune_adam_knob_lr_on_train_targets() -> None:
