@@ -89,6 +89,9 @@ BASELINE_FAMILIES: dict[str, tuple[str, ...]] = {
     "nearest": ("knob",),
 }
 
+#: What a baseline spends beyond the env step (counters of :class:`BaselinePolicy`).
+SPEND_KINDS: tuple[str, ...] = ("renders", "gradient_evals", "hindsight_episodes")
+
 #: Budget keys of :attr:`BaselinePolicy.budget` and their short units (table text).
 _BUDGET_UNITS: tuple[tuple[str, str], ...] = (
     ("renders_per_step", "renders/step"),
@@ -133,7 +136,9 @@ class BaselinePolicy:
     privileged: tuple[str, ...] = ()
     #: Extra cost per episode row beyond the env step itself (keys of
     #: :data:`_BUDGET_UNITS`; absent = 0). Spent amounts are counted in ``renders``,
-    #: ``gradient_evals`` and ``hindsight_episodes`` (summed over rows and steps).
+    #: ``gradient_evals`` and ``hindsight_episodes`` (summed over rows and steps) and,
+    #: per batch row, in :meth:`spent_per_row` (what :func:`run_episodes` reads when an
+    #: episode ends, so that auto-reset and padded rows are not charged to it).
     budget: Mapping[str, int] = MappingProxyType({})
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Box) -> None:
@@ -142,6 +147,38 @@ class BaselinePolicy:
         self.renders = 0
         self.gradient_evals = 0
         self.hindsight_episodes = 0
+        self._row_spent: dict[str, np.ndarray] = {}
+
+    def _spend(self, kind: str, rows: slice | np.ndarray | torch.Tensor, amount: int) -> None:
+        """Charge ``amount`` of ``kind`` (a key of :data:`SPEND_KINDS`) to each batch row
+        in ``rows`` (global row indices or a slice of them) and to the total."""
+        if isinstance(rows, torch.Tensor):
+            rows = rows.cpu().numpy()
+        idx = np.arange(rows.start, rows.stop) if isinstance(rows, slice) else np.asarray(rows)
+        idx = idx.astype(np.int64).ravel()
+        if idx.size == 0:
+            return
+        arr = self._row_spent.get(kind, np.zeros(0, dtype=np.int64))
+        if arr.size <= idx.max():
+            arr = np.concatenate([arr, np.zeros(int(idx.max()) + 1 - arr.size, dtype=np.int64)])
+        np.add.at(arr, idx, int(amount))
+        self._row_spent[kind] = arr
+        setattr(self, kind, getattr(self, kind) + int(amount) * int(idx.size))
+
+    def spent_per_row(self, n_rows: int) -> dict[str, np.ndarray]:
+        """Cumulative spend per batch row since construction, ``kind -> [n_rows]`` ints
+        (every kind of :data:`SPEND_KINDS`; a copy). The spend of one episode is the
+        difference between two reads: at its reset and right after its last step.
+
+        :param n_rows: rows of the batch (the VecEnv's ``num_envs``).
+        """
+        out = {}
+        for kind in SPEND_KINDS:
+            arr = np.zeros(n_rows, dtype=np.int64)
+            have = self._row_spent.get(kind, arr)[:n_rows]
+            arr[: have.size] = have
+            out[kind] = arr
+        return out
 
     def budget_text(self) -> str:
         """The budget in words for tables ("8 renders/step"; "—" when nothing extra)."""
@@ -367,7 +404,7 @@ class AEBaseline(BaselinePolicy):
             pol(obs[rows], episode_start[rows])
             for pol, rows in zip(self.gradient, self.binding.rows, strict=True)
         ]
-        self.gradient_evals += n_rows
+        self._spend("gradient_evals", slice(0, n_rows), 1)
         return np.concatenate(parts, 0)
 
 
@@ -442,6 +479,13 @@ class CoreBaseline(BaselinePolicy):
     def _act_core(self, i: int, core: Any, start: torch.Tensor) -> np.ndarray:
         """Actions ``[B_i, ...]`` for core ``i`` (``start [B_i]``: rows just reset)."""
         raise NotImplementedError
+
+    def _rows(self, i: int, local: torch.Tensor | None = None) -> np.ndarray:
+        """Batch rows (global indices) of core ``i``'s rows ``local`` (None: all)."""
+        sl = self.binding.rows[i]
+        if local is None:
+            return np.arange(sl.start, sl.stop)
+        return sl.start + local.cpu().numpy().astype(np.int64)
 
 
 class OracleBaseline(CoreBaseline):
@@ -518,7 +562,7 @@ class AdamKnobBaseline(CoreBaseline):
         state = plant.reset_plant(self.plants[i], start)
         dist, grad = core.loss_and_grad()
         dist, grad = dist.detach().cpu(), grad.detach().cpu().float()
-        self.gradient_evals += core.batch
+        self._spend("gradient_evals", self._rows(i), 1)
         b = core.batch
         moved = plant.step(
             state,
@@ -584,7 +628,7 @@ class RandomSearchBaseline(CoreBaseline):
         noise = torch.randn(b, self.k, f, generator=self.gen)
         cand = (st["best"][:, None] + st["r"][:, None, None] * noise).clamp(0.0, 1.0)
         d = candidate_distances(core, cand)
-        self.renders += b * self.k
+        self._spend("renders", self._rows(i), self.k)
         d_min, j = d.min(1)
         better = d_min < st["best_d"]
         st["best"] = torch.where(better[:, None], cand[torch.arange(b), j], st["best"])
@@ -656,7 +700,7 @@ class CMAESBaseline(CoreBaseline):
         asked = [[np.asarray(x) for x in self.es[(i, r)].ask()] for r in range(b)]
         cand = torch.tensor(np.clip(np.array(asked), 0.0, 1.0), dtype=torch.float32)
         d = candidate_distances(core, cand).double().clamp_max(1e30).numpy()
-        self.renders += b * self.k
+        self._spend("renders", self._rows(i), self.k)
         mean = np.empty_like(now)
         for r in range(b):
             es = self.es[(i, r)]
@@ -707,7 +751,7 @@ class NearestBaseline(CoreBaseline):
                 d[rows] = candidate_distances(sub, cand[rows])
             else:
                 d = candidate_distances(core, cand)
-            self.renders += int(rows.numel()) * self.k
+            self._spend("renders", self._rows(i, rows), self.k)
             best = self.bank[d.argmin(1)]
             self.goal[i] = torch.where(start[:, None], best, self.goal[i])
         return _toward(core, self.goal[i])
@@ -797,7 +841,6 @@ class SchedulerOracleBaseline(CoreBaseline):
 
             sim = self._sim(core, sl.stop - sl.start)
             out.append(sched.run_episodes(sim, all_rows.rows(sl), policy=policy).distance)
-        self.hindsight_episodes += g * r
         return torch.cat(out).reshape(g, r)
 
     def _act_core(self, i: int, core: Any, start: torch.Tensor) -> np.ndarray:
@@ -807,6 +850,7 @@ class SchedulerOracleBaseline(CoreBaseline):
         rows = start.nonzero().flatten()
         if rows.numel():
             dist = self.hindsight(core, rows)
+            self._spend("hindsight_episodes", self._rows(i, rows), len(self.exponents))
             best = torch.tensor(self.exponents)[dist.argmin(0)]
             self.choice[i][rows] = best
             self.t[i][rows] = 0

@@ -32,6 +32,28 @@ Clopper–Pearson interval. The metrics:
   float rounding at a limit is no violation), plus divergences (``info["diverged"]``,
   SchedulerGains).
 
+Normalized score (rliable style): where the ``oracle`` baseline plays (named in
+``--agents``, or added by ``--normalize``), every episode of every agent gets
+``normalized_score = (d_static − d) / (d_static − d_oracle)`` on final distance, with
+``d_static`` the episode's start distance (``distances[0]``: the static baseline never
+moves, and every agent starts the same episode at the same place) and ``d_oracle`` the
+oracle's final distance on the same (target, seed) episode: 0 = no better than doing
+nothing, 1 = as good as the oracle. Episodes whose oracle gain ``d_static − d_oracle``
+is below :data:`MIN_ORACLE_GAIN` (the start is already as close as the oracle gets)
+have no scale and are dropped from the score (NaN in the record, ``null`` in
+``results.json``, counted in ``normalization["dropped"]``). The table gets a
+"normalized score IQM ↑" column (IQM with the target-clustered bootstrap CI). Only on
+the SoundMatch note envs (Easy/Medium/Full): on SoundMatchLive the target moves and on
+SchedulerGains the optimizer runs, so the start distance is not what static ends at;
+where the oracle cannot run (targets without true knobs) ``--normalize`` skips the score
+and says why in ``normalization["skipped"]`` — no column then.
+
+Spend: baselines count what they spend beyond the env step (renders, gradient
+evaluations, hindsight replays) per episode (:attr:`EpisodeRecord.spend`; the auto-reset
+episodes of rows that finished early and padded rows are not counted). ``results.json``
+gives, per baseline, ``budget["spent"]`` (total over the recorded episodes) and
+``budget["spent_per_episode"]`` (mean); the table's budget column shows the mean.
+
 Every pair of agents is also compared on the same episodes (:func:`compare`): the
 mean paired difference of final distance and of return with a target-clustered CI, the
 probability of improvement P(A better than B) with its CI, and a verdict — "A better"
@@ -48,6 +70,7 @@ renders of target vs result and one self-contained ``report.html``.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -87,11 +110,30 @@ from agents.common.runs import (
     run_dir_of,
     run_model_path,
 )
-from agents.common.statistics import Comparison, MetricSummary, compare, success_summary, summarize
+from agents.common.statistics import (
+    Comparison,
+    MetricSummary,
+    compare,
+    normalized_score,
+    success_summary,
+    summarize,
+)
 from agents.report import format_comparisons, format_table, write_report
 
 #: Env evaluated on when neither ``env_id`` nor a run folder says.
 DEFAULT_ENV_ID = "AEGym/SoundMatch-Easy-v1"
+
+#: Episodes whose oracle gain (start distance − oracle's final distance) is below this
+#: have no scale: they are dropped from the normalized score.
+MIN_ORACLE_GAIN = 1e-6
+
+#: Envs whose static baseline ends at the start distance (knobs never move, fixed
+#: target): the ones the normalized score is defined on.
+NORMALIZABLE_ENV_IDS: tuple[str, ...] = (
+    "AEGym/SoundMatch-Easy-v1",
+    "AEGym/SoundMatch-Medium-v1",
+    "AEGym/SoundMatch-Full-v1",
+)
 
 
 @dataclass
@@ -128,6 +170,9 @@ class EvalArgs:
     """act with the mean action of trained models"""
     torch_threads: int = 1
     """torch intra-op threads"""
+    normalize: bool = False
+    """also play the oracle baseline (if not in agents) so every episode gets a
+    normalized score (SoundMatch note envs with true knobs only; skipped otherwise)"""
     run_dir: str | None = field(default=None, metadata={"positional": True})
     """a training run folder to evaluate: its env id, env kwargs and model are read from
     it (explicit --env-id/--env-kwargs override them)"""
@@ -180,6 +225,9 @@ class EvalResult:
     :param wall_s: total seconds.
     :param comparisons: every pair of agents compared on the same episodes:
         ``{"a", "b", "final_distance": Comparison, "return": Comparison}``.
+    :param normalization: how the normalized score was made (``{"reference": "oracle",
+        "min_oracle_gain", "scored", "dropped"}``), or ``{"skipped": reason}``; empty
+        when it was not asked for (no oracle, no ``--normalize``).
     """
 
     env_id: str
@@ -195,6 +243,7 @@ class EvalResult:
     showcase: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     wall_s: float = 0.0
     comparisons: list[dict[str, Any]] = field(default_factory=list)
+    normalization: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``results.json``)."""
@@ -220,7 +269,7 @@ class EvalResult:
                     "privileged": None if a.cost is None else a.cost["privileged"],
                     "budget": None if a.cost is None else a.cost,
                     "metrics": {k: asdict(v) for k, v in a.metrics.items()},
-                    "episodes": [asdict(e) for e in a.episodes],
+                    "episodes": [_episode_dict(e) for e in a.episodes],
                 }
                 for a in self.agents
             ],
@@ -228,8 +277,16 @@ class EvalResult:
                 {k: asdict(v) if isinstance(v, Comparison) else v for k, v in c.items()}
                 for c in self.comparisons
             ],
+            "normalization": self.normalization,
             "showcase": self.showcase,
         }
+
+
+def _episode_dict(record: EpisodeRecord) -> dict[str, Any]:
+    out = asdict(record)
+    if math.isnan(record.normalized_score):
+        out["normalized_score"] = None  # no oracle for this episode, or dropped
+    return out
 
 
 def _not_found(spec: str) -> FileNotFoundError:
@@ -446,6 +503,61 @@ def compare_agents(agents: list[AgentResult]) -> list[dict[str, Any]]:
     return out
 
 
+def add_normalized_scores(agents: list[AgentResult], oracle: AgentResult) -> dict[str, Any]:
+    """Set ``normalized_score`` on every episode of ``agents`` against ``oracle`` on the
+    same (target, seed) episode, and add its summary (``metrics["normalized_score"]``).
+
+    ``d_static`` is the episode's start distance (``distances[0]``); episodes whose
+    oracle gain ``d_static − d_oracle`` is below :data:`MIN_ORACLE_GAIN` are dropped
+    (NaN). Agents whose every episode is dropped get no summary.
+
+    :param agents: the evaluated agents (``oracle`` among them or not).
+    :param oracle: the oracle's result.
+    :return: what was done (``results.json``'s ``normalization``).
+    """
+    d_oracle = {(r.target_index, r.seed): r.final_distance for r in oracle.episodes}
+    gains = [r.distances[0] - r.final_distance for r in oracle.episodes]
+    dropped = sum(not g >= MIN_ORACLE_GAIN for g in gains)
+    for a in agents:
+        if not a.episodes:
+            continue
+        start = [r.distances[0] for r in a.episodes]
+        ref = [d_oracle.get((r.target_index, r.seed), math.nan) for r in a.episodes]
+        scores = normalized_score([r.final_distance for r in a.episodes], start, ref)
+        for r, s0, o, score in zip(a.episodes, start, ref, scores, strict=True):
+            r.normalized_score = float(score) if s0 - o >= MIN_ORACLE_GAIN else math.nan
+        values = [r.normalized_score for r in a.episodes]
+        if any(math.isfinite(v) for v in values):
+            a.metrics["normalized_score"] = summarize(
+                values, [r.target_index for r in a.episodes], [r.run for r in a.episodes]
+            )
+    return {
+        "reference": oracle.label,
+        "static": "start distance (distances[0])",
+        "min_oracle_gain": MIN_ORACLE_GAIN,
+        "scored": len(gains) - dropped,
+        "dropped": dropped,
+    }
+
+
+def spend_per_episode(cost: dict[str, Any], records: list[EpisodeRecord]) -> dict[str, Any]:
+    """``cost`` with ``spent`` replaced by the total over the recorded episodes and
+    ``spent_per_episode`` (mean) added (:attr:`EpisodeRecord.spend`).
+
+    :param cost: a baseline's :meth:`~agents.baselines.BaselinePolicy.cost_summary`.
+    :param records: its recorded episodes.
+    """
+    kinds = list(cost.get("spent", {})) or sorted({k for r in records for k in r.spend})
+    total = {k: int(sum(r.spend.get(k, 0) for r in records)) for k in kinds}
+    n = len(records)
+    return {
+        **cost,
+        "spent": total,
+        "spent_per_episode": {k: (v / n if n else math.nan) for k, v in total.items()},
+        "n_episodes": n,
+    }
+
+
 def _unique(label: str, taken: set[str]) -> str:
     out, k = label, 2
     while out in taken:
@@ -479,11 +591,28 @@ def evaluate(args: EvalArgs, write: bool = True) -> EvalResult:
     results: list[AgentResult] = []
     taken: set[str] = set()
     loaded: dict[str, tuple[str, Agent, str | None]] = {}
+    normalization: dict[str, Any] = {}
+    playing = list(args.agents)
+    auto_oracle = args.normalize and "oracle" not in playing
+    if (args.normalize or "oracle" in playing) and env_id not in NORMALIZABLE_ENV_IDS:
+        normalization = {
+            "skipped": f"the normalized score needs an env whose static baseline ends at "
+            f"the start distance ({', '.join(NORMALIZABLE_ENV_IDS)}), not {env_id}"
+        }
+        auto_oracle = False
+    if auto_oracle:
+        playing.append("oracle")
     try:
-        for spec in args.agents:
+        for spec in playing:
             t_agent = time.perf_counter()
             if spec in BASELINE_NAMES:
-                agent: Agent = make_baseline(spec, venv, seed=0)
+                try:
+                    agent: Agent = make_baseline(spec, venv, seed=0)
+                except ValueError as err:
+                    if not (auto_oracle and spec == "oracle"):
+                        raise
+                    normalization = {"skipped": f"the oracle cannot run: {err}"}
+                    continue
                 algo, source, run_dir = "baseline", spec, None
                 label = _unique(spec, taken)
             else:
@@ -512,6 +641,8 @@ def evaluate(args: EvalArgs, write: bool = True) -> EvalResult:
                 records += [replace(r, run=k) for r in played]
             metrics = summarize_metrics(records)
             cost = agent.cost_summary() if hasattr(agent, "cost_summary") else None
+            if cost is not None:
+                cost = spend_per_episode(cost, records)
             results.append(
                 AgentResult(
                     label,
@@ -529,6 +660,9 @@ def evaluate(args: EvalArgs, write: bool = True) -> EvalResult:
         names = [_target_name(venv, i) for i in indices]
     finally:
         venv.close()
+    oracle = next((a for a in results if a.source == "oracle"), None)
+    if oracle is not None and not normalization:
+        normalization = add_normalized_scores(results, oracle)
     result = EvalResult(
         env_id,
         args.target_set,
@@ -541,6 +675,7 @@ def evaluate(args: EvalArgs, write: bool = True) -> EvalResult:
         threshold,
         config_to_dict(config),
         comparisons=compare_agents(results),
+        normalization=normalization,
     )
     if write:
         showcase = specs[: args.n_showcase]

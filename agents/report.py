@@ -200,6 +200,39 @@ _COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("final knob error ↓", "knob_error", "mean"),
 )
 
+#: Column added after "final distance IQM ↓" when the oracle gave a normalized score.
+_NORMALIZED_COLUMN: tuple[str, str, str] = ("normalized score IQM ↑", "normalized_score", "iqm")
+
+#: Spend kinds of a baseline and their short units (budget column).
+_SPEND_UNITS: tuple[tuple[str, str], ...] = (
+    ("renders", "renders"),
+    ("gradient_evals", "gradients"),
+    ("hindsight_episodes", "hindsight episodes"),
+)
+
+
+def _columns(result: Any) -> list[tuple[str, str, str]]:
+    cols = list(_COLUMNS)
+    if any("normalized_score" in a.metrics for a in result.agents):
+        at = [c[0] for c in cols].index("final distance IQM ↓") + 1
+        cols.insert(at, _NORMALIZED_COLUMN)
+    return cols
+
+
+def _budget_cell(cost: Mapping[str, Any]) -> str:
+    """Declared budget and, where something was spent, the mean spend per episode
+    ("8 renders/step; spent 40 renders/episode")."""
+    text = str(cost["budget_text"])
+    per = cost.get("spent_per_episode") or {}
+    spent = [f"{_amount(per[k])} {u}/episode" for k, u in _SPEND_UNITS if per.get(k)]
+    if spent:
+        text = f"{text}; spent {', '.join(spent)}" if text != "—" else f"spent {', '.join(spent)}"
+    return text
+
+
+def _amount(v: float) -> str:
+    return f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}"
+
 
 def format_table(result: Any) -> str:
     """Markdown table: one row per agent, ``value [95 % CI]`` per metric.
@@ -208,17 +241,21 @@ def format_table(result: Any) -> str:
     rates are in percent with exact Clopper–Pearson intervals (``0 % [0, 7.4]`` for
     0/48). A "training seeds" column appears when an agent pools several runs;
     "privileged" and "budget" columns when baselines are in the table (what each sees
-    beyond the observation and its extra renders/gradients; "—" for trained models).
+    beyond the observation, its declared extra renders/gradients and what it spent per
+    recorded episode on average; "—" for trained models). A "normalized score IQM ↑"
+    column appears when the oracle played (:func:`agents.evaluate.add_normalized_scores`;
+    "—" for an agent without a score).
 
     :param result: an :class:`agents.evaluate.EvalResult`.
     """
     pooled = any(getattr(a, "n_runs", 1) > 1 for a in result.agents)
     costs = any(getattr(a, "cost", None) is not None for a in result.agents)
+    columns = _columns(result)
     head = [
         "agent",
         *(["training seeds"] if pooled else []),
         *(["privileged", "budget"] if costs else []),
-        *(c[0] for c in _COLUMNS),
+        *(c[0] for c in columns),
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for a in result.agents:
@@ -228,10 +265,12 @@ def format_table(result: Any) -> str:
         if costs:
             cost = getattr(a, "cost", None)
             cells.append((", ".join(cost["privileged"]) or "none") if cost else "—")
-            cells.append(cost["budget_text"] if cost else "—")
-        for _, m, stat in _COLUMNS:
-            s = a.metrics[m]
-            if m == "success":
+            cells.append(_budget_cell(cost) if cost else "—")
+        for _, m, stat in columns:
+            s = a.metrics.get(m)
+            if s is None:
+                cells.append("—")
+            elif m == "success":
                 cells.append(
                     "—"
                     if math.isnan(s.mean)

@@ -342,9 +342,14 @@ def test_evaluate_reports_privileged_and_budget(tmp_path) -> None:
     rows = {a["label"]: a for a in result.to_dict()["agents"]}
     assert rows["oracle"]["privileged"] == ["true_knobs"]
     assert rows["random_search"]["budget"]["budget"] == {"renders_per_step": 8}
-    assert rows["random_search"]["budget"]["spent"]["renders"] > 0
+    search = next(a for a in result.agents if a.label == "random_search")
+    lengths = sum(e.length for e in search.episodes)
+    assert rows["random_search"]["budget"]["spent"]["renders"] == 8 * lengths
+    per = rows["random_search"]["budget"]["spent_per_episode"]["renders"]
+    assert per == pytest.approx(8 * lengths / 2)
     table = format_table(result)
     assert "| privileged | budget |" in table and "8 renders/step" in table
+    assert f"spent {per:.0f} renders/episode" in table or f"spent {per:.1f} renders" in table
 
 
 def test_tune_adam_knob_lr_on_train_targets() -> None:
@@ -355,3 +360,20 @@ def test_tune_adam_knob_lr_on_train_targets() -> None:
     assert res.best == min(res.mean_final_distance, key=res.mean_final_distance.get)
     with pytest.raises(ValueError, match="use tune_adam_lr"):
         tune_adam_knob_lr((0.1,), SG, n_targets=1)
+
+
+def test_spend_counts_only_recorded_episodes() -> None:
+    from agents.common.episodes import EpisodeSpec, run_episodes
+
+    venv = make_vec_env(SM, 2, seed=0, native=True, **_kw(SM))
+    specs = [EpisodeSpec(t, 0) for t in (3, 11, 20)]  # a full batch, then a padded one
+    nearest = make_baseline("nearest", venv, bank_size=16)
+    played = run_episodes(venv, nearest, specs)
+    assert [r.spend["renders"] for r in played] == [16, 16, 16]
+    assert sum(r.spend["renders"] for r in played) == 3 * 16
+    assert nearest.renders >= 4 * 16  # the raw counter also paid for the padded row
+    search = make_baseline("random_search", venv)
+    played = run_episodes(venv, search, specs)
+    assert [r.spend["renders"] for r in played] == [8 * r.length for r in played]
+    assert all(r.spend["gradient_evals"] == 0 for r in played)
+    venv.close()

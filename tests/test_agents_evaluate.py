@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -353,3 +353,86 @@ def test_pooled_training_runs(model_path: Path, tmp_path: Path) -> None:
     table = format_table(result)
     assert "| training seeds |" in table.splitlines()[0] and "| ppo | 2 |" in table
     assert result.comparisons[0]["final_distance"].n == 2  # runs averaged per episode
+
+
+def _record(target: int, seed: int, start: float, final: float, run: int = 0):
+    from agents.common.episodes import EpisodeRecord
+
+    return EpisodeRecord(target, seed, 0.0, 1, final, False, 1, 0, [start, final], run=run)
+
+
+def _agent(label: str, records: list):
+    from agents.evaluate import AgentResult, summarize_metrics
+
+    return AgentResult(label, label, "baseline", records, summarize_metrics(records), 0.0)
+
+
+def test_normalized_scores_by_hand() -> None:
+    from agents.evaluate import MIN_ORACLE_GAIN, add_normalized_scores
+
+    # Start distances 10 and 6 (targets 0, 1); the oracle ends at 2 and 4; target 2 starts
+    # where the oracle ends (gain < MIN_ORACLE_GAIN): dropped from the score.
+    starts = {0: 10.0, 1: 6.0, 2: 1.0}
+    oracle = _agent("oracle", [_record(t, 0, starts[t], f) for t, f in ((0, 2.0), (1, 4.0))])
+    oracle.episodes.append(_record(2, 0, 1.0, 1.0 - MIN_ORACLE_GAIN / 2))
+    static = _agent("static", [_record(t, 0, s, s) for t, s in starts.items()])
+    half = _agent("half", [_record(0, 0, 10.0, 6.0), _record(1, 0, 6.0, 5.0), _record(2, 0, 1, 0)])
+    info = add_normalized_scores([oracle, static, half], oracle)
+    assert info["scored"] == 2 and info["dropped"] == 1
+    assert [r.normalized_score for r in oracle.episodes[:2]] == [1.0, 1.0]
+    assert [r.normalized_score for r in static.episodes[:2]] == [0.0, 0.0]
+    assert [r.normalized_score for r in half.episodes[:2]] == [0.5, 0.5]
+    for a in (oracle, static, half):  # the dropped episode: NaN, never a number
+        assert np.isnan(a.episodes[2].normalized_score)
+        assert a.metrics["normalized_score"].n == 2
+    assert half.metrics["normalized_score"].iqm == pytest.approx(0.5)
+    assert static.metrics["normalized_score"].iqm == 0.0
+
+
+def test_normalized_score_end_to_end(tmp_path: Path) -> None:
+    args = EvalArgs(
+        env_id=SM,
+        agents=["oracle", "static", "random"],
+        n_targets=2,
+        seeds=[0],
+        env_kwargs=FAST_ENV_KWARGS[SM],
+        output_dir=str(tmp_path),
+        max_parallel=2,
+    )
+    result = evaluate(args, write=False)
+    by = {a.label: a.metrics["normalized_score"] for a in result.agents}
+    assert by["oracle"].iqm == pytest.approx(1.0) and by["oracle"].n == 2
+    assert by["static"].iqm == pytest.approx(0.0, abs=1e-5)
+    assert by["random"].n == 2 and np.isfinite(by["random"].iqm)
+    assert result.normalization["reference"] == "oracle" and result.normalization["dropped"] == 0
+    table = format_table(result)
+    head = [c.strip() for c in table.splitlines()[0].strip("|").split("|")]
+    assert head.index("normalized score IQM ↑") == head.index("final distance IQM ↓") + 1
+    assert "nan" not in table.lower()
+    data = json.loads(json.dumps(result.to_dict()))
+    rows = {a["label"]: a for a in data["agents"]}
+    assert rows["oracle"]["metrics"]["normalized_score"]["iqm"] == pytest.approx(1.0)
+    assert all(e["normalized_score"] == pytest.approx(1.0) for e in rows["oracle"]["episodes"])
+
+
+def test_normalize_flag_adds_the_oracle_or_says_why_not(tmp_path: Path) -> None:
+    kw = {"env_kwargs": FAST_ENV_KWARGS[SM], "output_dir": str(tmp_path), "seeds": [0]}
+    result = evaluate(
+        EvalArgs(env_id=SM, agents=["static"], n_targets=2, normalize=True, **kw), False
+    )
+    assert [a.label for a in result.agents] == ["static", "oracle"]
+    assert result.agents[0].metrics["normalized_score"].iqm == pytest.approx(0.0, abs=1e-5)
+    # SoundMatch-Full's test set holds recordings without true knobs: no oracle, no column.
+    full = "AEGym/SoundMatch-Full-v1"
+    args = EvalArgs(env_id=full, agents=["static"], n_targets=2, normalize=True, **kw)
+    result = evaluate(replace(args, env_kwargs=FAST_ENV_KWARGS[full]), write=False)
+    assert [a.label for a in result.agents] == ["static"]
+    assert "true knobs" in result.normalization["skipped"]
+    assert "normalized score" not in format_table(result)
+    assert all(e["normalized_score"] is None for e in result.to_dict()["agents"][0]["episodes"])
+
+
+def test_no_oracle_no_normalized_column(knob_eval) -> None:
+    result, _ = knob_eval
+    assert result.normalization == {}
+    assert "normalized score" not in format_table(result)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -65,6 +65,14 @@ class EpisodeRecord:
         several runs of one algorithm).
     :param knob_error: mean absolute free-knob error against the truth at the end
         (``info["knob_error"]``, normalized units); NaN where the truth is unknown.
+    :param spend: what the agent spent on this episode beyond the env steps (baselines:
+        ``renders`` / ``gradient_evals`` / ``hindsight_episodes``, read from
+        ``agent.spent_per_row`` at the episode's reset and right after its last step, so
+        the auto-reset episode that follows and padded rows are not counted); empty for
+        agents that count nothing (trained models).
+    :param normalized_score: ``(d_static − d) / (d_static − d_oracle)`` on final
+        distance, filled by :mod:`agents.evaluate` when the oracle played the same
+        episode (:func:`agents.evaluate.add_normalized_scores`); NaN otherwise.
     """
 
     target_index: int
@@ -78,6 +86,8 @@ class EpisodeRecord:
     distances: list[float]
     run: int = 0
     knob_error: float = math.nan
+    spend: dict[str, int] = field(default_factory=dict)
+    normalized_score: float = math.nan
 
     def metric(self, name: str) -> float:
         """Value of one of :data:`METRICS`.
@@ -91,6 +101,7 @@ class EpisodeRecord:
             "steps_to_threshold": float(self.steps_to_threshold),
             "violations": float(self.violations),
             "knob_error": self.knob_error,
+            "normalized_score": self.normalized_score,
         }[name]
 
 
@@ -165,6 +176,9 @@ def run_episodes(
     :param limit: censoring value of ``steps_to_threshold`` (None: longest episode).
     :param threshold: success distance of ``steps_to_threshold`` and of ``success``
         where the env gives no ``is_success`` (None: the env's, :func:`success_distance`).
+
+    An agent with ``spent_per_row(n)`` (the baselines) has each record's ``spend`` set
+    to what it spent on that row between the episode's reset and its last step.
     """
     if threshold is None:
         threshold = success_distance(venv)
@@ -180,6 +194,9 @@ def run_episodes(
         )
         if hasattr(agent, "reset"):
             agent.reset()  # type: ignore[union-attr]
+        counts = getattr(agent, "spent_per_row", None)
+        spent0 = counts(n) if counts is not None else {}
+        spent: dict[int, dict[str, int]] = {}
         starts = np.ones(n, dtype=bool)
         alive = np.zeros(n, dtype=bool)
         alive[: len(batch)] = True
@@ -210,6 +227,9 @@ def run_episodes(
                     alive[i] = False
                     finals[i] = (d, bool(info.get("is_success", d < threshold)))
                     knob_errors[i] = float(info.get("knob_error", math.nan))
+                    if counts is not None:
+                        now = counts(n)
+                        spent[i] = {k: int(now[k][i] - spent0[k][i]) for k in now}
         cap = limit if limit is not None else int(lengths.max())
         for i, spec in enumerate(batch):
             d, ok = finals[i]
@@ -225,6 +245,7 @@ def run_episodes(
                     int(violations[i]),
                     distances[i],
                     knob_error=float(knob_errors[i]),
+                    spend=spent.get(i, {}),
                 )
             )
     return records
