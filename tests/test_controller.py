@@ -165,7 +165,7 @@ def test_momentum_law_branches_are_exact() -> None:
     assert next_momentum(0.5, 0.1, CFG) == 0.5 + 0.02
     assert next_momentum(0.5, 0.0, CFG) == 0.5 - 0.1 * 0.5
     assert next_momentum(0.5, -3.0, CFG) == 0.5 - 0.1 * 0.5
-    assert next_momentum(0.985, 1.0, CFG) == 0.99
+    assert next_momentum(0.945, 1.0, CFG) == CFG.momentum_max == 0.95
     assert next_momentum(0.0, -1.0, CFG) == 0.0
 
 
