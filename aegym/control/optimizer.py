@@ -76,9 +76,9 @@ class AEOptimizer(torch.optim.Optimizer):
     5. **gradient step + dither** (:func:`aegym.control.plant.step`, each tensor one
        row): ``h ← μh + (1 − μ)g``, ``u = α·h`` (``"sgd"``) or the Adam step with
        β1 = μ and the exact bias correction ``1 − Π μ_t`` (``"adam"``);
-       ``θ ← θ − u + σ·D(θ_t)·η``, with ``D(θ) = max(RMS(θ), dither_floor)`` per tensor
-       and η from the optimizer's seeded generator — the dither goes into θ, not the
-       gradient;
+       ``θ ← θ − u + min(σ·D(θ_t), RMS(u))·η``, with ``D(θ) = max(RMS(θ), dither_floor)``
+       per tensor (the dither is never larger than the step) and η from the optimizer's
+       seeded generator — the dither goes into θ, not the gradient;
     6. clamp with ``bounds``; if the best probe beat ℓ_t, average it in:
        ``θ ← (1 − ρ)·θ + ρ·θ_best`` and clamp again;
     7. log every signal in :attr:`last_log` (an :class:`AEStepLog`).

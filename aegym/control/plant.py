@@ -6,10 +6,15 @@ parameter tensor flattened) with its own gains ``α_b, μ_b, σ_b``. One :func:`
     h ← μ·h + (1 − μ)·g                                   (Φ)
     u = α·h                                   ("sgd")     (U)
     u = α·ĥ / (√v̂ + ε),  ĥ = h / (1 − Π_t μ_t),  v̂ = v / (1 − β2^t)     ("adam", β1 = μ)
-    θ ← clamp(θ − u + σ·D(θ)·η),   D(θ) = max(RMS(θ), dither_floor) per row
+    θ ← clamp(θ − u + s·η),   s = min(σ·D(θ), RMS(u)),   D(θ) = max(RMS(θ), dither_floor)
     θ ← clamp((1 − ρ)·θ + ρ·θ_best)   for rows whose best probe won a local test
 
 Adam's bias correction is exact for a time-varying β1: each row keeps ``Π μ_t``.
+The dither is shaped by the parameters' RMS but never larger (per row, in RMS) than the
+gradient step it rides on: a random walk of at most the step's size cannot outrun the
+descent (drift grows ∝ t, the walk ∝ √t), so raising σ on a plateau never turns a slow
+descent into an ascent. Exploration at the parameters' scale is the local tests' job
+(their probes only enter θ when they beat the loss).
 A local test (:func:`local_test`) evaluates probes ``θ + probe_scale·D(θ)·η_i`` of
 the θ its loss was measured at and declares a win when the best probe beats that loss.
 Noise is an argument (callers own their random streams). Every function works on the
@@ -73,7 +78,7 @@ class PlantStep(NamedTuple):
 
     :param theta: ``[B, D]`` θ_{t+1}, clamped, with the average-in applied.
     :param update: ``[B, D]`` the gradient update u_t (θ moves by −u).
-    :param dither: ``[B, D]`` the dither σ·D(θ_t)·η_t.
+    :param dither: ``[B, D]`` the dither min(σ·D(θ_t), RMS(u_t))·η_t.
     :param move: ``[B, D]`` ``dither − update``, before clamping and average-in.
     :param state: the plant's memory after the step.
     """
@@ -171,10 +176,18 @@ def dither_shape(theta: Tensor, floor: float) -> Tensor:
     return rms.clamp_min(floor)
 
 
-def dither(theta: Tensor, sigma: Tensor, noise: Tensor, floor: float) -> Tensor:
-    """The dither ``σ·D(θ)·η`` of each row, ``[B, D]`` (η = ``noise``)."""
-    scale = _col(sigma, theta.dtype) * dither_shape(theta, floor)[:, None]
-    return scale * noise.to(theta.dtype)
+def dither(
+    theta: Tensor, sigma: Tensor, noise: Tensor, floor: float, update: Tensor | None = None
+) -> Tensor:
+    """The dither ``s·η`` of each row, ``[B, D]`` (η = ``noise``).
+
+    ``s = σ·D(θ)``; with ``update`` (the step u ``[B, D]`` it is added to),
+    ``s = min(σ·D(θ), RMS(u))``, so the dither is never larger than the step.
+    """
+    scale = sigma.to(theta.dtype) * dither_shape(theta, floor)
+    if update is not None:
+        scale = torch.minimum(scale, dither_shape(update, 0.0))
+    return scale[:, None] * noise.to(theta.dtype)
 
 
 def probe(theta: Tensor, noise: Tensor, cfg: AEConfig, bounds: Bounds = None) -> Tensor:
@@ -266,7 +279,7 @@ def step(
 ) -> PlantStep:
     """One plant step on ``θ [B, D]`` with gradient ``g [B, D]`` and gains ``[B]``.
 
-    ``θ ← clamp(θ + (σ·D(θ)·η − u))``, then the average-in of a won local test
+    ``θ ← clamp(θ + (min(σ·D(θ), RMS(u))·η − u))``, then the average-in of a won local test
     (``probes``, run at this θ) and a clamp. ``noise`` None means no dither (σ = 0).
     Rows outside ``mask`` keep θ and memory.
     """
@@ -275,7 +288,7 @@ def step(
     if noise is None:
         shaped = torch.zeros_like(theta)
     else:
-        shaped = dither(theta, sigma, noise, cfg.dither_floor)
+        shaped = dither(theta, sigma, noise, cfg.dither_floor, update)
         if mask is not None:
             shaped = shaped.masked_fill(~mask[:, None], 0.0)
     move = shaped - update
