@@ -8,7 +8,8 @@ alike.
 * :class:`AEBaseline` — the AE controller in the env's own action space: on
   SchedulerGains the AE law's gain changes (:func:`aegym.envs.scheduler.ae_law_action`);
   on knob envs AE-controlled Adam steps on the env's differentiable plant
-  (:class:`aegym.envs.policies.AEGradientPolicy`).
+  (:class:`aegym.envs.policies.AEGradientPolicy`; on the tracking env with fixed
+  momentum, :data:`agents.hyperparams.AE_TRACKING_LAW`).
 * :class:`RandomBaseline` — uniform random actions.
 * :class:`StaticBaseline` — the zero action: knobs never move / gains stay constant.
 * :class:`AdamBaseline` — SchedulerGains: plain Adam at a constant, tuned learning
@@ -52,6 +53,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from aegym.control import plant
 from aegym.control.config import AEConfig
 from aegym.envs import scheduler as sched
+from aegym.envs.live import LiveCore
 from aegym.envs.policies import AEGradientPolicy, AELawPolicy
 from aegym.envs.scheduler import SIGNAL_NAMES, SchedulerConfig, SchedulerCore
 from agents.common.envs import env_family, make_vec_env
@@ -62,6 +64,7 @@ from agents.hyperparams import (
     ADAM_LR_GRID,
     ADAM_LR_MULTIPLIER,
     AE_ALPHA0,
+    AE_TRACKING_LAW,
     TRAIN_ENV_KWARGS,
 )
 
@@ -387,7 +390,12 @@ class AEBaseline(BaselinePolicy):
             self.law = AELawPolicy(self.binding.cores[0].config)
         else:
             self.gradient = [
-                AEGradientPolicy(core, alpha0=self.alpha0, seed=self.seed + i)
+                AEGradientPolicy(
+                    core,
+                    alpha0=self.alpha0,
+                    config=AE_TRACKING_LAW if isinstance(core, LiveCore) else None,
+                    seed=self.seed + i,
+                )
                 for i, core in enumerate(self.binding.cores)
             ]
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from aegym.control.config import AEConfig
 from agents.common.envs import check_env_id
 from agents.common.registry import check_algo
 from agents.shaped_ppo import ShapingConfig
@@ -154,6 +155,14 @@ HYPERPARAMS: MappingProxyType[str, MappingProxyType[str, AlgoSettings]] = Mappin
 
 #: Reference step (normalized knob units) of the AE baseline on knob envs.
 AE_ALPHA0 = 0.05
+
+#: The AE law's constants for the AE baseline on the tracking env (SoundMatchLive):
+#: momentum fixed at 0.5. The default (μ0 = 0.9, nudged up while the reward improves)
+#: averages the gradient over ~10 steps, and the target glides every step, so the
+#: moves lag in the wrong direction. Measured over 64 steps, seeds 1–4 (the default
+#: then μ = 0.5): returns −20.0 / −26.8 / −39.7 / −38.4 (mean −31.2) vs +19.4 / −14.9
+#: / +24.1 / −36.8 (mean −2.1); static −40.3. The episodic envs keep the defaults.
+AE_TRACKING_LAW = AEConfig(momentum0=0.5, momentum_step=0.0)
 
 #: Candidate constant learning rates of the Adam baseline (units of α0).
 ADAM_LR_GRID: tuple[float, ...] = (0.03125, 0.0625, 0.125, 0.25, 0.5, 1.0, 2.0)
