@@ -511,7 +511,7 @@ class OracleBaseline(CoreBaseline):
     def __init__(self, env: gym.Env | VecEnv) -> None:
         super().__init__(env)
         for core in self.binding.cores:
-            known = getattr(core, "has_true_knobs", getattr(core, "has_knobs", None))
+            known = getattr(core, "has_true_knobs", None)
             if known is None:
                 raise TypeError(f"the oracle needs a knob env, got {type(core).__name__}")
             missing = [t.name for t, k in zip(core.targets, known.tolist(), strict=True) if not k]

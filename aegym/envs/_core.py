@@ -61,6 +61,10 @@ class KnobCore:
         self.encoder = FeatureEncoder(FeatureConfig(sample_rate=config.sample_rate)).to(self.device)
         self.reward_fn = CompositeReward(config.reward, self.reward_terms)
         self.targets = targets
+        #: ``[len(targets)]``: whose true knobs are known (in-domain targets).
+        self.has_true_knobs = torch.tensor(
+            [t.unit_knobs is not None for t in targets], dtype=torch.bool, device=self.device
+        )
         self.free_idx = torch.tensor(self.space.indices(config.free_knobs), device=self.device)
         self.n_free = len(config.free_knobs)
         self.knobs = self.space.default_unit(self.batch).to(self.device)
@@ -194,15 +198,19 @@ class NoteCore(KnobCore):
         self._pending_base = set(pending)
         self.target_features = self.encode_targets()
         self.target_idx = torch.zeros(self.batch, dtype=torch.long, device=self.device)
-        #: ``[len(targets)]``: whose true knobs are known (in-domain targets).
-        self.has_true_knobs = torch.tensor(
-            [t.unit_knobs is not None for t in targets], dtype=torch.bool, device=self.device
-        )
+        self.audio_scores: dict[str, torch.Tensor] = {}
         self.audio = torch.zeros(self.batch, self.voice.config.n_samples, device=self.device)
 
     def true_free_knobs(self) -> torch.Tensor:
         truth = self.target_base[self.target_idx][:, self.free_idx]
         return torch.where(self.has_true_knobs[self.target_idx][:, None], truth, math.nan)
+
+    def reset_audio_scores(self, mask: torch.Tensor, features: Features) -> None:
+        """Episodes in ``mask`` start their audio potential (the sub-scores the next
+        step's improvement is measured from) at ``features`` against their targets."""
+        scores = self.reward_fn.audio_scores(features, self.target_feats())
+        old = self.audio_scores or scores
+        self.audio_scores = {k: torch.where(mask, v, old[k]) for k, v in scores.items()}
 
     def target_feats(self, rows: torch.Tensor | None = None) -> Features:
         """Target features of episodes ``rows`` (all when None)."""

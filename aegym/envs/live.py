@@ -28,9 +28,9 @@ from aegym.envs._common import (
 from aegym.envs._core import KnobCore
 from aegym.envs.sound_match import (
     build_observation,
-    check_target_kinds,
     knob_trajectory,
     observation_space,
+    resolve_tier_targets,
 )
 from aegym.features import Features, spectral_distance
 from aegym.reward import (
@@ -41,7 +41,7 @@ from aegym.reward import (
     RewardConfig,
 )
 from aegym.synth import KnobSpace, SynthConfig, VoiceState
-from aegym.targets import Target, TargetSet, resolve_targets
+from aegym.targets import Target, TargetSet
 
 #: Reward terms of the live env. Moves are heard at once, so the slew penalty counts;
 #: there is no gradient (no opt/grad_norm) and no clock (the horizon is fixed, so a
@@ -197,11 +197,10 @@ class LiveCore(KnobCore):
         dev = self.device
         self.hop = config.hop_samples
         self.window = config.window_samples
-        has = [t.unit_knobs is not None for t in targets]
-        self.has_knobs = torch.tensor(has, dtype=torch.bool, device=dev)
+        has = self.has_true_knobs.tolist()
         #: Indices of the targets with knobs: the only waypoints a glide visits.
-        self.knob_rows = torch.nonzero(self.has_knobs).flatten()
-        self._knob_pos = torch.cumsum(self.has_knobs.long(), 0) - 1
+        self.knob_rows = torch.nonzero(self.has_true_knobs).flatten()
+        self._knob_pos = torch.cumsum(self.has_true_knobs.long(), 0) - 1
         #: ``[N, K]``: each target's knobs (true, or the fixed estimate of a stream).
         self.waypoint_bank = self.fixed_knobs_per_target()
         # Streamed audio of the targets without knobs, back to back in one flat bank;
@@ -301,7 +300,7 @@ class LiveCore(KnobCore):
         m = mask.to(self.device)
         wp = waypoints.to(self.device)
         idx = wp[:, 0]
-        stream = ~self.has_knobs[idx]
+        stream = ~self.has_true_knobs[idx]
         wp = torch.where(stream[:, None], idx[:, None].expand_as(wp), wp)
         self.target_idx = torch.where(m, idx, self.target_idx)
         self.streaming = torch.where(m, stream, self.streaming)
@@ -331,7 +330,7 @@ class LiveCore(KnobCore):
 
     def _target_hop(self, mask: torch.Tensor) -> torch.Tensor:
         audio = None
-        if bool(self.has_knobs.any()):  # the set has glides: the target voice plays
+        if bool(self.has_true_knobs.any()):  # the set has glides: the target voice plays
             audio, state = self.voice.render(self.target_knobs(), self.hop, self.target_state)
             self.target_state = self._merge_state(mask, state, self.target_state)
         if bool(self.streaming.any()):
@@ -370,7 +369,7 @@ class LiveCore(KnobCore):
         """``[B, window]``: the target window the next step will hear (the current one
         shifted by a hop, then the target's next hop; the state is not changed)."""
         audio = None
-        if bool(self.has_knobs.any()):
+        if bool(self.has_true_knobs.any()):
             audio, _ = self.voice.render(self.next_target_knobs(), self.hop, self.target_state)
         if bool(self.streaming.any()):
             streamed = self._streamed_hop()
@@ -595,12 +594,14 @@ class SoundMatchLiveEnv(CoreEnv):
         # A TargetSet streams at its own length; anything generated or loaded here at
         # sound_s (WAV files are re-read at full length by the core).
         duration = target.duration_s if isinstance(target, TargetSet) else sound_s
-        kinds = self.config.target_kinds
-        targets = resolve_targets(
-            target, sample_rate=sample_rate, duration_s=duration, seed=target_seed, kinds=kinds
+        targets = resolve_tier_targets(
+            target,
+            self.config.target_kinds,
+            type(self).__name__,
+            sample_rate=sample_rate,
+            duration_s=duration,
+            seed=target_seed,
         )
-        if kinds is not None:
-            check_target_kinds(targets, kinds, type(self).__name__)
         self.core = LiveCore(self.config, targets, 1, device)
         self.action_space = spaces.Box(-1.0, 1.0, (self.core.n_free,), np.float32)
         self.observation_space = observation_space(self.core.n_free, self.config.history)

@@ -247,7 +247,6 @@ class SchedulerCore(NoteCore):
         self.update_norm_rms = torch.zeros(b, device=self.device)
         self.opt_health = torch.ones(b, device=self.device)
         self.loudness_db = torch.zeros(b, device=self.device)
-        self.audio_scores: dict[str, torch.Tensor] = {}
         self.success = torch.zeros(b, dtype=torch.bool, device=self.device)
         self.steps = torch.zeros(b, dtype=torch.long, device=self.device)
         self.law = law.init_state(b, config.alpha0, config.law, self.device)
@@ -315,9 +314,7 @@ class SchedulerCore(NoteCore):
         self.distance = torch.where(m, loss, self.distance)
         self.loudness_db = torch.where(m, feats.loudness_db, self.loudness_db)
         self.current_features = feats
-        scores = self.reward_fn.audio_scores(feats, self.target_feats())
-        old = self.audio_scores or scores
-        self.audio_scores = {k: torch.where(m, v, old[k]) for k, v in scores.items()}
+        self.reset_audio_scores(m, feats)
         self.law = law.reset_state(self.law, m, self.config.law)
         self.law = law.observe(
             self.law, loss, None, self.config.law, mask=m & loss.isfinite(), adapt=False

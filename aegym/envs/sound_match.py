@@ -56,9 +56,14 @@ SOUND_MATCH_TERMS: tuple[str, ...] = (
 DEFAULT_SUCCESS_DISTANCE = SUCCESS_DISTANCE["easy"]
 
 
-def check_target_kinds(targets: TargetSet, kinds: tuple[str, ...], env: str) -> None:
-    """Raise unless every target is of one of ``kinds`` (the tier's reachable targets)."""
-    bad = [t.name for t in targets if t.kind not in kinds]
+def resolve_tier_targets(
+    target: Any, kinds: tuple[str, ...] | None, env: str, **resolve_kwargs: Any
+) -> TargetSet:
+    """A knob env's ``target`` as a :class:`TargetSet` of the tier's kinds: named sets
+    are reduced to ``kinds``, anything else of another kind raises (naming ``env``).
+    ``resolve_kwargs`` go to :func:`aegym.targets.resolve_targets`."""
+    targets = resolve_targets(target, kinds=kinds, **resolve_kwargs)
+    bad = [] if kinds is None else [t.name for t in targets if t.kind not in kinds]
     if bad:
         raise ValueError(
             f"{env} accepts targets of kind {list(kinds)} only (true knobs known, so a "
@@ -66,6 +71,7 @@ def check_target_kinds(targets: TargetSet, kinds: tuple[str, ...], env: str) -> 
             "AEGym/SoundMatch-Full-v1 for recordings and out-of-domain sounds, or pass "
             "target_kinds=None"
         )
+    return targets
 
 
 @dataclass(frozen=True)
@@ -180,7 +186,6 @@ class SoundMatchCore(NoteCore):
         b, w, f = self.batch, config.history, self.n_free
         self.moves = torch.zeros(b, w, f, device=self.device)
         self.current_features: Features | None = None
-        self.audio_scores: dict[str, torch.Tensor] = {}
 
     @property
     def trajectory(self) -> torch.Tensor:
@@ -206,9 +211,7 @@ class SoundMatchCore(NoteCore):
         self.start_knobs(mask, target_idx, start_free)
         self.moves = torch.where(mask[:, None, None], torch.zeros_like(self.moves), self.moves)
         cur, tgt, _ = self._evaluate()
-        scores = self.reward_fn.audio_scores(cur, tgt)
-        old = self.audio_scores or scores
-        self.audio_scores = {k: torch.where(mask, v, old[k]) for k, v in scores.items()}
+        self.reset_audio_scores(mask, cur)
         return self._observation(cur, tgt)
 
     @torch.no_grad()
@@ -397,15 +400,14 @@ class SoundMatchEnv(CoreEnv):
             target_kinds=None if target_kinds is None else tuple(target_kinds),
             reward=reward_config or RewardConfig(),
         )
-        targets = resolve_targets(
+        targets = resolve_tier_targets(
             target,
+            self.config.target_kinds,
+            type(self).__name__,
             sample_rate=sample_rate,
             duration_s=duration_s,
             seed=target_seed,
-            kinds=self.config.target_kinds,
         )
-        if self.config.target_kinds is not None:
-            check_target_kinds(targets, self.config.target_kinds, type(self).__name__)
         self.core = SoundMatchCore(self.config, targets, 1, device)
         n_free = self.core.n_free
         self.action_space = spaces.Box(-1.0, 1.0, (n_free,), np.float32)
