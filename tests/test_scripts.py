@@ -43,6 +43,24 @@ CASES = {
     ),
     "scheduler_headroom.py": (["--episodes", "2"], True),
     "calibrate_success.py": (["--n-signs", "1"], True),
+    "ablate_shaped_ppo.py": (
+        [
+            "--seeds",
+            "0",
+            "--total-timesteps",
+            "64",
+            "--n-targets",
+            "1",
+            "--eval-seeds",
+            "0",
+            "--baselines",
+            "static",
+            "--variants",
+            "ppo",
+            "kl",
+        ],
+        True,
+    ),
 }
 
 
