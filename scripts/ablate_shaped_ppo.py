@@ -64,6 +64,7 @@ def train_variant(
                 seed=seed,
                 output_dir=str(runs_dir),
                 shaping=shaping,
+                hyperparams=json.loads(args.hyperparams),
                 checkpoint_every=args.checkpoint_every,
                 progress=False,
                 torch_threads=args.torch_threads,
@@ -80,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds")
     p.add_argument("--total-timesteps", type=int, default=30_000)
     p.add_argument("--checkpoint-every", type=int, default=10_000)
+    p.add_argument(
+        "--hyperparams",
+        default="{}",
+        help="SB3 overrides for every variant as a JSON object (e.g. tune-rl's best)",
+    )
     p.add_argument("--baselines", nargs="*", default=["ae", "adam", "static"])
     p.add_argument("--n-targets", type=int, default=32, help="test targets, spread evenly")
     p.add_argument("--eval-seeds", nargs="+", type=int, default=[0, 1])
