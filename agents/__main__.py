@@ -1,4 +1,4 @@
-"""``python -m agents {train,evaluate,bench,tune-adam,zoo-hyperparams} ...``
+"""``python -m agents {train,evaluate,bench,tune-adam,sweep,zoo-hyperparams} ...``
 (``aegym-agents`` script)."""
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ commands:
   evaluate   evaluate agents and baselines on the same test episodes, write a report
   bench      train a small agent and evaluate it against the baselines (one command)
   tune-adam  pick the Adam baseline's constant learning rate on train targets
+  sweep      run a leaderboard grid (envs x agents x seeds) as Ray tasks, locally or
+             on a cluster (--address), and aggregate it (needs pip install -e ".[ray]")
   zoo-hyperparams
              write RL Baselines3 Zoo hyperparameter files (agents/hyperparams/*.yml)
 
@@ -36,12 +38,14 @@ def main(argv: list[str] | None = None) -> int:
         from agents.main import main as run
     elif command == "tune-adam":
         from agents.tune import main as run
+    elif command == "sweep":
+        from agents.sweep import main as run
     elif command == "zoo-hyperparams":
         from agents.zoo import main as run
     else:
         print(
             f"error: unknown command {command!r}; allowed: train, evaluate, bench, "
-            "tune-adam, zoo-hyperparams"
+            "tune-adam, sweep, zoo-hyperparams"
         )
         return 2
     return run(rest)
