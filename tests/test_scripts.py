@@ -43,6 +43,10 @@ CASES = {
     ),
     "scheduler_headroom.py": (["--episodes", "2"], True),
     "calibrate_success.py": (["--n-signs", "1"], True),
+    "bench_sweep.py": (
+        ["--agents", "static", "--n-targets", "1", "--duration-s", "0.25", "--num-cpus", "1"],
+        True,
+    ),
 }
 
 
