@@ -3,8 +3,8 @@
 One tiny grid (static + random + a 256-step PPO, 2 training seeds, 3 targets, 0.25 s
 sounds) runs once under a local Ray (module fixture), with the worker of one PPO cell
 killed right after its first checkpoint; it is checked against the same grid run
-sequentially with ``train``/``evaluate``. Ray's start-up is ~5-10 s per sweep on the
-2-core CI box; the whole module takes about a minute.
+sequentially with ``train``/``evaluate``. Ray's start-up is ~5-10 s per sweep (two
+sweeps start Ray); the module took 87 s on the shared 2-core box (load average ~8).
 """
 
 from __future__ import annotations
@@ -249,3 +249,18 @@ def test_grid_files_and_command_line_overrides(tmp_path) -> None:
     assert plain.agents[1].hyperparams == PPO["hyperparams"] and plain.seeds == (1,)
     with pytest.raises(FileNotFoundError, match="grid file not found"):
         load_grid(tmp_path / "nope.yml")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"cpus_per_cell": 0}, r"cpus_per_cell must be > 0, got 0"),
+        ({"gpus_per_cell": -0.5}, r"gpus_per_cell must be >= 0, got -0.5"),
+        ({"max_retries": -1}, r"max_retries must be an integer >= 0, got -1"),
+        ({"num_cpus": 0}, r"num_cpus must be an integer >= 1, got 0"),
+    ],
+)
+def test_sweep_resources_are_validated_before_anything_runs(kwargs, match, tmp_path) -> None:
+    with pytest.raises(ValueError, match=match):
+        sweep(GRID, tmp_path / "s", progress=False, **kwargs)
+    assert not (tmp_path / "s").exists()
