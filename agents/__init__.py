@@ -9,8 +9,9 @@ through imports inside functions (``tests/test_agents_imports.py``).
   :class:`StaticBaseline`, :class:`AdamBaseline` (:func:`make_baseline` by name).
 * :class:`ShapedPPO` — PPO with per-term advantages, potential shaping and a KL pull
   toward a reference policy (:class:`ShapingConfig`).
-* Commands (``python -m agents train|evaluate|bench|tune-adam``) as functions:
-  :func:`train`, :func:`evaluate`, :func:`bench`.
+* Commands (``python -m agents train|evaluate|bench|tune-adam|sweep``) as functions:
+  :func:`train`, :func:`evaluate`, :func:`bench`, :func:`sweep` (a leaderboard grid as
+  Ray tasks, :class:`SweepGrid`; Ray is optional: ``pip install -e ".[ray]"``).
 * :func:`make_vec_env` — native batched vector env when available, else DummyVecEnv.
 * :data:`ALGOS` — the algorithm registry (name -> :class:`agents.common.registry.AlgoSpec`);
   :func:`algo_class` loads a saved model: ``algo_class("ppo").load(path)``.
@@ -31,6 +32,7 @@ from agents.evaluate import EvalArgs, EvalResult, evaluate
 from agents.hyperparams import HYPERPARAMS, get_settings
 from agents.report import format_comparisons, format_table
 from agents.shaped_ppo import ShapedPPO, ShapingConfig
+from agents.sweep import AgentSpec, SweepGrid, SweepResult, load_grid, sweep
 from agents.train import TrainArgs, TrainResult, train
 
 _LAZY = {"BenchArgs", "BenchResult", "bench"}
@@ -52,6 +54,7 @@ __all__ = [
     "HYPERPARAMS",
     "AEBaseline",
     "AdamBaseline",
+    "AgentSpec",
     "BenchArgs",
     "BenchResult",
     "EvalArgs",
@@ -60,6 +63,8 @@ __all__ = [
     "ShapedPPO",
     "ShapingConfig",
     "StaticBaseline",
+    "SweepGrid",
+    "SweepResult",
     "TrainArgs",
     "TrainResult",
     "algo_class",
@@ -68,9 +73,11 @@ __all__ = [
     "format_comparisons",
     "format_table",
     "get_settings",
+    "load_grid",
     "make_baseline",
     "make_env",
     "make_vec_env",
+    "sweep",
     "train",
     "tune_adam_lr",
 ]

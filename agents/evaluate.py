@@ -73,7 +73,7 @@ import json
 import math
 import re
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -558,6 +558,76 @@ def spend_per_episode(cost: dict[str, Any], records: list[EpisodeRecord]) -> dic
     }
 
 
+def normalization_skipped(env_id: str) -> dict[str, Any]:
+    """``{"skipped": reason}`` when the normalized score is not defined on ``env_id``
+    (see :data:`NORMALIZABLE_ENV_IDS`), else ``{}``.
+
+    :param env_id: the env evaluated on.
+    """
+    if env_id in NORMALIZABLE_ENV_IDS:
+        return {}
+    return {
+        "skipped": f"the normalized score needs an env whose static baseline ends at "
+        f"the start distance ({', '.join(NORMALIZABLE_ENV_IDS)}), not {env_id}"
+    }
+
+
+def finish_result(result: EvalResult) -> EvalResult:
+    """Complete an evaluation whose agents have played: normalized scores against the
+    ``oracle`` agent if one played (unless ``result.normalization`` already says why
+    not) and every pairwise comparison.
+
+    :func:`evaluate` ends with it, and :mod:`agents.sweep` uses it to assemble a
+    leaderboard from cells evaluated apart (so both give the same numbers).
+
+    :param result: agents with their episodes and per-metric summaries.
+    :return: ``result``, with ``normalization`` and ``comparisons`` set.
+    """
+    oracle = next((a for a in result.agents if a.source == "oracle"), None)
+    if oracle is not None and not result.normalization:
+        result.normalization = normalization_skipped(result.env_id) or add_normalized_scores(
+            result.agents, oracle
+        )
+    result.comparisons = compare_agents(result.agents)
+    return result
+
+
+def episode_from_dict(data: dict[str, Any]) -> EpisodeRecord:
+    """An :class:`EpisodeRecord` from its ``results.json`` form (``null`` scores: NaN).
+
+    :param data: one entry of an agent's ``episodes`` in ``results.json``.
+    """
+    known = {f.name for f in fields(EpisodeRecord)}
+    values = {k: v for k, v in data.items() if k in known}
+    for key in ("normalized_score", "knob_error"):
+        if values.get(key) is None:
+            values[key] = math.nan
+    return EpisodeRecord(**values)
+
+
+def agent_from_dict(data: dict[str, Any]) -> AgentResult:
+    """An :class:`AgentResult` from its ``results.json`` form, with its metrics
+    recomputed from the episodes (:func:`summarize_metrics`; the normalized score is
+    :func:`finish_result`'s to add).
+
+    :param data: one entry of ``results.json``'s ``agents``.
+    """
+    episodes = [episode_from_dict(e) for e in data["episodes"]]
+    for e in episodes:
+        e.normalized_score = math.nan
+    return AgentResult(
+        str(data["label"]),
+        str(data["source"]),
+        str(data["algo"]),
+        episodes,
+        summarize_metrics(episodes),
+        float(data["wall_s"]),
+        data.get("run_dir"),
+        int(data.get("n_runs", 1)),
+        data.get("budget"),
+    )
+
+
 def _unique(label: str, taken: set[str]) -> str:
     out, k = label, 2
     while out in taken:
@@ -594,12 +664,9 @@ def evaluate(args: EvalArgs, write: bool = True) -> EvalResult:
     normalization: dict[str, Any] = {}
     playing = list(args.agents)
     auto_oracle = args.normalize and "oracle" not in playing
-    if (args.normalize or "oracle" in playing) and env_id not in NORMALIZABLE_ENV_IDS:
-        normalization = {
-            "skipped": f"the normalized score needs an env whose static baseline ends at "
-            f"the start distance ({', '.join(NORMALIZABLE_ENV_IDS)}), not {env_id}"
-        }
-        auto_oracle = False
+    if args.normalize or "oracle" in playing:
+        normalization = normalization_skipped(env_id)
+        auto_oracle = auto_oracle and not normalization
     if auto_oracle:
         playing.append("oracle")
     try:
@@ -660,22 +727,20 @@ def evaluate(args: EvalArgs, write: bool = True) -> EvalResult:
         names = [_target_name(venv, i) for i in indices]
     finally:
         venv.close()
-    oracle = next((a for a in results if a.source == "oracle"), None)
-    if oracle is not None and not normalization:
-        normalization = add_normalized_scores(results, oracle)
-    result = EvalResult(
-        env_id,
-        args.target_set,
-        indices,
-        names,
-        list(args.seeds),
-        env_kwargs,
-        results,
-        limit,
-        threshold,
-        config_to_dict(config),
-        comparisons=compare_agents(results),
-        normalization=normalization,
+    result = finish_result(
+        EvalResult(
+            env_id,
+            args.target_set,
+            indices,
+            names,
+            list(args.seeds),
+            env_kwargs,
+            results,
+            limit,
+            threshold,
+            config_to_dict(config),
+            normalization=normalization,
+        )
     )
     if write:
         showcase = specs[: args.n_showcase]

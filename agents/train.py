@@ -289,6 +289,20 @@ def validate_args(args: TrainArgs) -> None:
     """
     if args.resume is not None:
         resolve_resume(args.resume)
+    check_settings(args)
+    if args.resume is None:
+        check_output_dir(args.output_dir, args.run_name)
+
+
+def check_settings(args: TrainArgs) -> None:
+    """Check what a run trains (env, algorithm, counts, env kwargs, hyperparameters,
+    shaping) without touching the file system; :func:`validate_args` adds the resume
+    checkpoint and the output folder.
+
+    :param args: the arguments.
+    :raises ValueError: unknown env id, algorithm, env kwarg or hyperparameter,
+        non-positive counts, bad overrides.
+    """
     check_env_id(args.env_id)
     check_algo(args.algo)
     _positive_int("total_timesteps", args.total_timesteps)
@@ -307,8 +321,6 @@ def validate_args(args: TrainArgs) -> None:
         unknown = sorted(set(args.shaping) - allowed)
         if unknown:
             raise ValueError(f"unknown shaping fields {unknown}; allowed: {sorted(allowed)}")
-    if args.resume is None:
-        check_output_dir(args.output_dir, args.run_name)
 
 
 def resolve_settings(args: TrainArgs) -> AlgoSettings:

@@ -61,6 +61,10 @@ CASES = {
         ],
         True,
     ),
+    "bench_sweep.py": (
+        ["--agents", "static", "--n-targets", "1", "--duration-s", "0.25", "--num-cpus", "1"],
+        True,
+    ),
 }
 
 
