@@ -6,6 +6,8 @@
 
 * ``results.md`` — the results table and the paired comparisons;
 * ``distance_over_steps.png`` — mean distance per step with a 95 % band per agent;
+* ``performance_profiles.png`` — fraction of episodes with normalized score ≥ τ per
+  agent with 95 % bands, when the normalized score was computed;
 * ``learning_curves.png`` — episode return and final distance against training steps
   of every trained model (from its run's ``progress*.csv``), when there is one;
 * ``spectrograms.png`` — target (top) vs result (bottom) log-mel per agent and
@@ -99,6 +101,34 @@ def plot_distance_over_steps(result: Any, path: Path) -> Path:
     ax.set_xlabel("step")
     ax.set_ylabel("spectral distance")
     ax.set_title(f"{result.env_id} on {result.target_set}: distance over steps")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_performance_profiles(result: Any, path: Path) -> Path | None:
+    """Performance profiles of the normalized score (fraction of episodes with score
+    ≥ τ against τ) with their 95 % target-clustered bands, one line per scored agent.
+
+    :param result: an :class:`agents.evaluate.EvalResult`.
+    :param path: PNG destination.
+    :return: the path, or None when no agent has a profile.
+    """
+    scored = [a for a in result.agents if getattr(a, "profile", None) is not None]
+    if not scored:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for agent in scored:
+        prof = agent.profile
+        ax.step(prof.taus, prof.fraction, where="post", label=agent.label)
+        ax.fill_between(prof.taus, prof.low, prof.high, step="post", alpha=0.15)
+    ax.set_xlabel("normalized score τ (0 = doing nothing, 1 = oracle)")
+    ax.set_ylabel("fraction of episodes with score ≥ τ")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"{result.env_id}: performance profiles")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -443,6 +473,10 @@ def write_report(
     plots: list[tuple[str, Path]] = []
     files["distance_plot"] = plot_distance_over_steps(result, out_dir / "distance_over_steps.png")
     plots.append(("Distance over steps", files["distance_plot"]))
+    profiles = plot_performance_profiles(result, out_dir / "performance_profiles.png")
+    if profiles is not None:
+        files["performance_profiles"] = profiles
+        plots.append(("Performance profiles (normalized score)", profiles))
     runs = {label: rd for label, (_, _, rd) in loaded.items() if rd}
     for rd in extra_runs:
         runs.setdefault(Path(rd).name, rd)
