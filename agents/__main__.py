@@ -1,4 +1,4 @@
-"""``python -m agents {train,evaluate,bench,tune-adam,zoo-hyperparams} ...``
+"""``python -m agents {train,evaluate,leaderboard,bench,tune-adam,zoo-hyperparams} ...``
 (``aegym-agents`` script)."""
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ USAGE = """usage: python -m agents COMMAND [options]
 commands:
   train      train an agent (PPO, SAC, A2C, shaped PPO) on an aegym env
   evaluate   evaluate agents and baselines on the same test episodes, write a report
+  leaderboard
+             every baseline (and trained runs) per tier, one table each, who wins
   bench      train a small agent and evaluate it against the baselines (one command)
   tune-adam  pick the Adam baseline's constant learning rate on train targets
   zoo-hyperparams
@@ -32,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         from agents.train import main as run
     elif command == "evaluate":
         from agents.evaluate import main as run
+    elif command == "leaderboard":
+        from agents.leaderboard import main as run
     elif command == "bench":
         from agents.main import main as run
     elif command == "tune-adam":
@@ -40,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         from agents.zoo import main as run
     else:
         print(
-            f"error: unknown command {command!r}; allowed: train, evaluate, bench, "
+            f"error: unknown command {command!r}; allowed: train, evaluate, leaderboard, bench, "
             "tune-adam, zoo-hyperparams"
         )
         return 2

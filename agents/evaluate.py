@@ -503,7 +503,7 @@ def summarize_metrics(records: list[EpisodeRecord]) -> dict[str, MetricSummary]:
     return out
 
 
-def _episode_means(agent: AgentResult, metric: str) -> dict[tuple[int, int], float]:
+def episode_means(agent: AgentResult, metric: str) -> dict[tuple[int, int], float]:
     """Per (target, seed): the metric, averaged over the agent's training runs."""
     acc: dict[tuple[int, int], list[float]] = {}
     for r in agent.episodes:
@@ -526,7 +526,7 @@ def compare_agents(agents: list[AgentResult]) -> list[dict[str, Any]]:
         for b in agents[i + 1 :]:
             entry: dict[str, Any] = {"a": a.label, "b": b.label}
             for metric, higher in COMPARED:
-                xa, xb = _episode_means(a, metric), _episode_means(b, metric)
+                xa, xb = episode_means(a, metric), episode_means(b, metric)
                 keys = [k for k in xa if k in xb]
                 entry[metric] = compare(
                     [xa[k] for k in keys],
@@ -560,8 +560,8 @@ def add_normalized_scores(
         :meth:`~agents.common.episodes.EpisodeRecord.metric` name).
     :return: what was done (``results.json``'s ``normalization``).
     """
-    one_ref = _episode_means(oracle, metric)
-    zero_ref = None if zero is None else _episode_means(zero, metric)
+    one_ref = episode_means(oracle, metric)
+    zero_ref = None if zero is None else episode_means(zero, metric)
 
     def zero_of(r: EpisodeRecord) -> float:
         if zero_ref is None:

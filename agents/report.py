@@ -205,12 +205,22 @@ def _num(v: float) -> str:
     return f"{v:.2f}"
 
 
-def _pct(v: float) -> str:
+def format_percent(v: float) -> str:
     """A proportion in percent, one decimal, trailing zeros dropped (0.074 -> "7.4")."""
     return f"{100 * v:.1f}".rstrip("0").rstrip(".")
 
 
-def _interval(value: float, lo: float, hi: float, fmt: Callable[[float], str] = _num) -> str:
+def format_success(s: Any) -> str:
+    """A success rate in percent with its interval ("25 % [5.5, 57.2]"; "—" for none).
+
+    :param s: a :class:`~agents.common.statistics.MetricSummary` of a success rate.
+    """
+    if math.isnan(s.mean):
+        return "—"
+    return f"{format_percent(s.mean)} % [{format_percent(s.ci_low)}, {format_percent(s.ci_high)}]"
+
+
+def format_interval(value: float, lo: float, hi: float, fmt: Callable[[float], str] = _num) -> str:
     if math.isnan(value):
         return "—"
     if math.isnan(lo) or math.isnan(hi):  # fewer than two targets: no interval
@@ -249,7 +259,7 @@ def _columns(result: Any) -> list[tuple[str, str, str]]:
     return cols
 
 
-def _budget_cell(cost: Mapping[str, Any]) -> str:
+def budget_cell(cost: Mapping[str, Any]) -> str:
     """Declared budget and, where something was spent, the mean spend per episode
     ("8 renders/step; spent 40 renders/episode")."""
     text = str(cost["budget_text"])
@@ -295,21 +305,17 @@ def format_table(result: Any) -> str:
         if costs:
             cost = getattr(a, "cost", None)
             cells.append((", ".join(cost["privileged"]) or "none") if cost else "—")
-            cells.append(_budget_cell(cost) if cost else "—")
+            cells.append(budget_cell(cost) if cost else "—")
         for _, m, stat in columns:
             s = a.metrics.get(m)
             if s is None:
                 cells.append("—")
             elif m == "success":
-                cells.append(
-                    "—"
-                    if math.isnan(s.mean)
-                    else f"{_pct(s.mean)} % [{_pct(s.ci_low)}, {_pct(s.ci_high)}]"
-                )
+                cells.append(format_success(s))
             elif stat == "iqm":
-                cells.append(_interval(s.iqm, s.iqm_low, s.iqm_high))
+                cells.append(format_interval(s.iqm, s.iqm_low, s.iqm_high))
             else:
-                cells.append(_interval(s.mean, s.ci_low, s.ci_high))
+                cells.append(format_interval(s.mean, s.ci_low, s.ci_high))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -340,9 +346,9 @@ def format_comparisons(result: Any) -> str:
             + " | ".join(
                 [
                     f"{c['a']} vs {c['b']}",
-                    _interval(d.diff, d.diff_low, d.diff_high),
-                    _interval(r.diff, r.diff_low, r.diff_high),
-                    _interval(d.p_improve, d.p_low, d.p_high),
+                    format_interval(d.diff, d.diff_low, d.diff_high),
+                    format_interval(r.diff, r.diff_low, r.diff_high),
+                    format_interval(d.p_improve, d.p_low, d.p_high),
                     _VERDICT[d.verdict],
                 ]
             )
