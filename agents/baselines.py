@@ -31,7 +31,7 @@ the env step itself (:attr:`BaselinePolicy.budget`, counted in ``renders`` /
 * :class:`RandomSearchBaseline` (``"random_search"``, ``("renders",)``) and
   :class:`CMAESBaseline` (``"cmaes"``, ``("renders",)``, needs ``cma``) — black-box
   optimizers spending a fixed number of extra renders per env step; the knobs move
-  toward the best point / the search distribution's mean.
+  toward the best point rendered so far (CMA-ES optionally toward its search mean).
 * :class:`NearestBaseline` (``"nearest"``, ``("renders",)``) — retrieval: the best of
   a seeded bank of random patches, rendered once at the episode's first step, then hold.
 """
@@ -661,31 +661,49 @@ class CMAESBaseline(CoreBaseline):
     Per episode, ``cma.CMAEvolutionStrategy(start knobs, sigma0, popsize=K, bounds
     [0, 1])``; each env step ``ask``s K points, renders them against the target
     (privileged renders, :func:`candidate_distances`), ``tell``s the distances, and moves
-    the knobs toward the distribution's mean at full speed. The strategy's seed is
+    the knobs at full speed toward the best point rendered so far (``move_to="best"``,
+    the default: the start knobs until a candidate beats the start distance) or toward
+    the distribution's mean (``move_to="mean"``). The strategy's seed is
     ``seed + 1000·row + episode count of that row`` (reproducible).
+
+    The mean is where CMA-ES *searches*, not what it has *found*: early on it sits
+    between candidates, so knobs that follow it land on points never rendered — in the
+    env the episode ends wherever the knobs are, and the best point seen is what a
+    black-box optimizer reports. On SoundMatchLive, whose target moves, the best is
+    re-anchored every step at the current knobs and distance (as
+    :class:`RandomSearchBaseline`).
 
     :param popsize: renders per env step and episode (K).
     :param sigma0: initial step size (normalized knob units).
     :param seed: base seed.
+    :param move_to: ``"best"`` (best point seen) or ``"mean"`` (the search mean).
     """
 
     name = "cmaes"
     privileged = ("renders",)
 
     def __init__(
-        self, env: gym.Env | VecEnv, popsize: int = 8, sigma0: float = 0.25, seed: int = 0
+        self,
+        env: gym.Env | VecEnv,
+        popsize: int = 8,
+        sigma0: float = 0.25,
+        seed: int = 0,
+        move_to: str = "best",
     ) -> None:
         self.cma = _import_cma()
         super().__init__(env)
         if isinstance(popsize, bool) or not isinstance(popsize, int) or popsize < 2:
             raise ValueError(f"popsize must be an int >= 2, got {popsize!r}")
-        self.k, self.sigma0, self.seed = popsize, float(sigma0), seed
+        if move_to not in ("best", "mean"):
+            raise ValueError(f"move_to must be 'best' or 'mean', got {move_to!r}")
+        self.k, self.sigma0, self.seed, self.move_to = popsize, float(sigma0), seed, move_to
         self.budget = {"renders_per_step": popsize}
         self.reset()
 
     def reset(self) -> None:
         self.es: dict[tuple[int, int], Any] = {}
         self.episodes: dict[tuple[int, int], int] = {}
+        self.best: dict[int, dict[str, torch.Tensor]] = {}
 
     def _new_es(self, key: tuple[int, int], x0: np.ndarray) -> Any:
         n = self.episodes.get(key, 0)
@@ -702,19 +720,37 @@ class CMAESBaseline(CoreBaseline):
     def _act_core(self, i: int, core: Any, start: torch.Tensor) -> np.ndarray:
         now = core.free_knobs.detach().cpu().double().numpy()
         b = now.shape[0]
+        fresh = i not in self.best
         for r in range(b):
             if bool(start[r]) or (i, r) not in self.es:
                 self.es[(i, r)] = self._new_es((i, r), now[r])
         asked = [[np.asarray(x) for x in self.es[(i, r)].ask()] for r in range(b)]
         cand = torch.tensor(np.clip(np.array(asked), 0.0, 1.0), dtype=torch.float32)
-        d = candidate_distances(core, cand).double().clamp_max(1e30).numpy()
+        d = candidate_distances(core, cand)
         self._spend("renders", self._rows(i), self.k)
+        d64 = d.double().clamp_max(1e30).numpy()
         mean = np.empty_like(now)
         for r in range(b):
             es = self.es[(i, r)]
-            es.tell(asked[r], d[r].tolist())
+            es.tell(asked[r], d64[r].tolist())
             mean[r] = np.clip(es.mean, 0.0, 1.0)
-        return _toward(core, torch.from_numpy(mean).float())
+        if self.move_to == "mean":
+            return _toward(core, torch.from_numpy(mean).float())
+        # Best point seen: anchored at the start knobs (new episode), or every step on a
+        # moving target, then replaced by any candidate that renders closer.
+        knobs = torch.from_numpy(now).float()
+        dist = core.distance.detach().cpu().float().clone()
+        anchor = torch.ones_like(start) if fresh or not hasattr(core, "render_distance") else start
+        if fresh:
+            self.best[i] = {"x": knobs, "d": dist}
+        st = self.best[i]
+        st["x"] = torch.where(anchor[:, None], knobs, st["x"])
+        st["d"] = torch.where(anchor, dist, st["d"])
+        d_min, j = d.min(1)
+        better = d_min < st["d"]
+        st["x"] = torch.where(better[:, None], cand[torch.arange(b), j], st["x"])
+        st["d"] = torch.where(better, d_min.float(), st["d"])
+        return _toward(core, st["x"])
 
 
 class NearestBaseline(CoreBaseline):

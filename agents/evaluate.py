@@ -34,19 +34,31 @@ Clopper–Pearson interval. The metrics:
 
 Normalized score (rliable style): where the ``oracle`` baseline plays (named in
 ``--agents``, or added by ``--normalize``), every episode of every agent gets
-``normalized_score = (d_static − d) / (d_static − d_oracle)`` on final distance, with
-``d_static`` the episode's start distance (``distances[0]``: the static baseline never
-moves, and every agent starts the same episode at the same place) and ``d_oracle`` the
-oracle's final distance on the same (target, seed) episode: 0 = no better than doing
-nothing, 1 = as good as the oracle. Episodes whose oracle gain ``d_static − d_oracle``
-is below :data:`MIN_ORACLE_GAIN` (the start is already as close as the oracle gets)
-have no scale and are dropped from the score (NaN in the record, ``null`` in
+``normalized_score = (zero − x) / (zero − one)`` (:func:`normalized_score`) on the env's
+metric, with two reference results of the *same* (target, seed) episode
+(:data:`NORMALIZATION`):
+
+* SoundMatch tiers (Easy/Medium/Full): final distance; 0 = the episode's start distance
+  (``distances[0]``: the static baseline never moves and every agent starts the
+  episode at the same place), 1 = the oracle's final distance;
+* SoundMatchLive: mean distance over the episode's steps (the target glides, so the
+  start says nothing about where doing nothing ends); 0 = the static baseline's, 1 =
+  the tracking oracle's;
+* SchedulerGains: final distance; 0 = the static baseline's (the default gains held
+  constant), 1 = the hindsight oracle's (the best schedule of its grid).
+
+A reference baseline that is not in ``--agents`` is added by ``--normalize``; with the
+oracle named but the zero reference missing (and no ``--normalize``) the score is
+skipped and ``normalization["skipped"]`` says why. Episodes whose reference gain
+``zero − one`` is below :data:`MIN_ORACLE_GAIN` (doing nothing is already as good as the
+oracle) have no scale and are dropped from the score (NaN in the record, ``null`` in
 ``results.json``, counted in ``normalization["dropped"]``). The table gets a
-"normalized score IQM ↑" column (IQM with the target-clustered bootstrap CI). Only on
-the SoundMatch note envs (Easy/Medium/Full): on SoundMatchLive the target moves and on
-SchedulerGains the optimizer runs, so the start distance is not what static ends at;
-where the oracle cannot run (targets without true knobs) ``--normalize`` skips the score
-and says why in ``normalization["skipped"]`` — no column then.
+"normalized score IQM ↑" column (IQM with the target-clustered bootstrap CI), and each
+scored agent a performance profile (:func:`performance_profile`: the fraction of
+episodes with score ≥ τ, τ in 0, 0.05, …, 1, with clustered bands; ``results.json``'s
+``performance_profile``, a plot in the report). Where the oracle cannot run (targets
+without true knobs) ``--normalize`` skips the score and says why in
+``normalization["skipped"]`` — no column then.
 
 Spend: baselines count what they spend beyond the env step (renders, gradient
 evaluations, hindsight replays) per episode (:attr:`EpisodeRecord.spend`; the auto-reset
@@ -113,8 +125,10 @@ from agents.common.runs import (
 from agents.common.statistics import (
     Comparison,
     MetricSummary,
+    PerformanceProfile,
     compare,
     normalized_score,
+    performance_profile,
     success_summary,
     summarize,
 )
@@ -127,13 +141,31 @@ DEFAULT_ENV_ID = "AEGym/SoundMatch-Easy-v1"
 #: have no scale: they are dropped from the normalized score.
 MIN_ORACLE_GAIN = 1e-6
 
-#: Envs whose static baseline ends at the start distance (knobs never move, fixed
-#: target): the ones the normalized score is defined on.
-NORMALIZABLE_ENV_IDS: tuple[str, ...] = (
-    "AEGym/SoundMatch-Easy-v1",
-    "AEGym/SoundMatch-Medium-v1",
-    "AEGym/SoundMatch-Full-v1",
-)
+
+@dataclass(frozen=True)
+class NormalizationSpec:
+    """How an env's episodes get a normalized score (:func:`normalized_score`).
+
+    :param metric: the per-episode metric (lower is better; an
+        :meth:`EpisodeRecord.metric` name: ``"final_distance"`` or ``"mean_distance"``).
+    :param zero: the result scored 0: ``"start"`` (the episode's start distance) or the
+        name of a baseline played on the same episodes.
+    :param one: the baseline scored 1.
+    """
+
+    metric: str
+    zero: str
+    one: str = "oracle"
+
+
+#: Per env id, how its episodes are normalized (see the module docstring).
+NORMALIZATION: dict[str, NormalizationSpec] = {
+    "AEGym/SoundMatch-Easy-v1": NormalizationSpec("final_distance", "start"),
+    "AEGym/SoundMatch-Medium-v1": NormalizationSpec("final_distance", "start"),
+    "AEGym/SoundMatch-Full-v1": NormalizationSpec("final_distance", "start"),
+    "AEGym/SoundMatchLive-v1": NormalizationSpec("mean_distance", "static"),
+    "AEGym/SchedulerGains-v1": NormalizationSpec("final_distance", "static"),
+}
 
 
 @dataclass
@@ -193,6 +225,7 @@ class AgentResult:
     :param n_runs: training runs pooled into this agent (1 for baselines).
     :param cost: baselines only: privileged access, declared budget and what was spent
         (:meth:`agents.baselines.BaselinePolicy.cost_summary`); None for models.
+    :param profile: performance profile of the normalized score (None: not scored).
     """
 
     label: str
@@ -204,6 +237,7 @@ class AgentResult:
     run_dir: str | None = None
     n_runs: int = 1
     cost: dict[str, Any] | None = None
+    profile: PerformanceProfile | None = None
 
 
 @dataclass
@@ -226,8 +260,9 @@ class EvalResult:
     :param comparisons: every pair of agents compared on the same episodes:
         ``{"a", "b", "final_distance": Comparison, "return": Comparison}``.
     :param normalization: how the normalized score was made (``{"reference": "oracle",
-        "min_oracle_gain", "scored", "dropped"}``), or ``{"skipped": reason}``; empty
-        when it was not asked for (no oracle, no ``--normalize``).
+        "zero", "metric", "min_oracle_gain", "scored", "dropped"}``), or
+        ``{"skipped": reason}``; empty when it was not asked for (no oracle, no
+        ``--normalize``).
     """
 
     env_id: str
@@ -269,6 +304,7 @@ class EvalResult:
                     "privileged": None if a.cost is None else a.cost["privileged"],
                     "budget": None if a.cost is None else a.cost,
                     "metrics": {k: asdict(v) for k, v in a.metrics.items()},
+                    "performance_profile": None if a.profile is None else asdict(a.profile),
                     "episodes": [_episode_dict(e) for e in a.episodes],
                 }
                 for a in self.agents
@@ -467,7 +503,7 @@ def summarize_metrics(records: list[EpisodeRecord]) -> dict[str, MetricSummary]:
     return out
 
 
-def _episode_means(agent: AgentResult, metric: str) -> dict[tuple[int, int], float]:
+def episode_means(agent: AgentResult, metric: str) -> dict[tuple[int, int], float]:
     """Per (target, seed): the metric, averaged over the agent's training runs."""
     acc: dict[tuple[int, int], list[float]] = {}
     for r in agent.episodes:
@@ -490,7 +526,7 @@ def compare_agents(agents: list[AgentResult]) -> list[dict[str, Any]]:
         for b in agents[i + 1 :]:
             entry: dict[str, Any] = {"a": a.label, "b": b.label}
             for metric, higher in COMPARED:
-                xa, xb = _episode_means(a, metric), _episode_means(b, metric)
+                xa, xb = episode_means(a, metric), episode_means(b, metric)
                 keys = [k for k in xa if k in xb]
                 entry[metric] = compare(
                     [xa[k] for k in keys],
@@ -503,37 +539,54 @@ def compare_agents(agents: list[AgentResult]) -> list[dict[str, Any]]:
     return out
 
 
-def add_normalized_scores(agents: list[AgentResult], oracle: AgentResult) -> dict[str, Any]:
-    """Set ``normalized_score`` on every episode of ``agents`` against ``oracle`` on the
-    same (target, seed) episode, and add its summary (``metrics["normalized_score"]``).
+def add_normalized_scores(
+    agents: list[AgentResult],
+    oracle: AgentResult,
+    zero: AgentResult | None = None,
+    metric: str = "final_distance",
+) -> dict[str, Any]:
+    """Set ``normalized_score`` on every episode of ``agents`` against two references on
+    the same (target, seed) episode — ``zero`` scored 0, ``oracle`` scored 1 — and add
+    its summary (``metrics["normalized_score"]``) and performance profile.
 
-    ``d_static`` is the episode's start distance (``distances[0]``); episodes whose
-    oracle gain ``d_static − d_oracle`` is below :data:`MIN_ORACLE_GAIN` are dropped
-    (NaN). Agents whose every episode is dropped get no summary.
+    Episodes whose reference gain ``zero − one`` is below :data:`MIN_ORACLE_GAIN` are
+    dropped (NaN). Agents whose every episode is dropped get no summary.
 
-    :param agents: the evaluated agents (``oracle`` among them or not).
-    :param oracle: the oracle's result.
+    :param agents: the evaluated agents (the references among them or not).
+    :param oracle: the result scored 1.
+    :param zero: the result scored 0 (None: each episode's start distance,
+        ``distances[0]``).
+    :param metric: the lower-is-better metric normalized (an
+        :meth:`~agents.common.episodes.EpisodeRecord.metric` name).
     :return: what was done (``results.json``'s ``normalization``).
     """
-    d_oracle = {(r.target_index, r.seed): r.final_distance for r in oracle.episodes}
-    gains = [r.distances[0] - r.final_distance for r in oracle.episodes]
+    one_ref = episode_means(oracle, metric)
+    zero_ref = None if zero is None else episode_means(zero, metric)
+
+    def zero_of(r: EpisodeRecord) -> float:
+        if zero_ref is None:
+            return r.distances[0]
+        return zero_ref.get((r.target_index, r.seed), math.nan)
+
+    gains = [zero_of(r) - one_ref[(r.target_index, r.seed)] for r in oracle.episodes]
     dropped = sum(not g >= MIN_ORACLE_GAIN for g in gains)
     for a in agents:
         if not a.episodes:
             continue
-        start = [r.distances[0] for r in a.episodes]
-        ref = [d_oracle.get((r.target_index, r.seed), math.nan) for r in a.episodes]
-        scores = normalized_score([r.final_distance for r in a.episodes], start, ref)
-        for r, s0, o, score in zip(a.episodes, start, ref, scores, strict=True):
-            r.normalized_score = float(score) if s0 - o >= MIN_ORACLE_GAIN else math.nan
+        z = [zero_of(r) for r in a.episodes]
+        o = [one_ref.get((r.target_index, r.seed), math.nan) for r in a.episodes]
+        scores = normalized_score([r.metric(metric) for r in a.episodes], z, o)
+        for r, z0, o1, score in zip(a.episodes, z, o, scores, strict=True):
+            r.normalized_score = float(score) if z0 - o1 >= MIN_ORACLE_GAIN else math.nan
         values = [r.normalized_score for r in a.episodes]
         if any(math.isfinite(v) for v in values):
-            a.metrics["normalized_score"] = summarize(
-                values, [r.target_index for r in a.episodes], [r.run for r in a.episodes]
-            )
+            targets, runs = [r.target_index for r in a.episodes], [r.run for r in a.episodes]
+            a.metrics["normalized_score"] = summarize(values, targets, runs)
+            a.profile = performance_profile(values, targets, runs=runs)
     return {
         "reference": oracle.label,
-        "static": "start distance (distances[0])",
+        "zero": "start distance (distances[0])" if zero is None else zero.label,
+        "metric": metric,
         "min_oracle_gain": MIN_ORACLE_GAIN,
         "scored": len(gains) - dropped,
         "dropped": dropped,
@@ -558,24 +611,11 @@ def spend_per_episode(cost: dict[str, Any], records: list[EpisodeRecord]) -> dic
     }
 
 
-def normalization_skipped(env_id: str) -> dict[str, Any]:
-    """``{"skipped": reason}`` when the normalized score is not defined on ``env_id``
-    (see :data:`NORMALIZABLE_ENV_IDS`), else ``{}``.
-
-    :param env_id: the env evaluated on.
-    """
-    if env_id in NORMALIZABLE_ENV_IDS:
-        return {}
-    return {
-        "skipped": f"the normalized score needs an env whose static baseline ends at "
-        f"the start distance ({', '.join(NORMALIZABLE_ENV_IDS)}), not {env_id}"
-    }
-
-
 def finish_result(result: EvalResult) -> EvalResult:
     """Complete an evaluation whose agents have played: normalized scores against the
-    ``oracle`` agent if one played (unless ``result.normalization`` already says why
-    not) and every pairwise comparison.
+    env's two references (:data:`NORMALIZATION`: the oracle as 1, the start or the
+    static baseline as 0) when they played (unless ``result.normalization`` already
+    says why not), and every pairwise comparison.
 
     :func:`evaluate` ends with it, and :mod:`agents.sweep` uses it to assemble a
     leaderboard from cells evaluated apart (so both give the same numbers).
@@ -583,11 +623,13 @@ def finish_result(result: EvalResult) -> EvalResult:
     :param result: agents with their episodes and per-metric summaries.
     :return: ``result``, with ``normalization`` and ``comparisons`` set.
     """
-    oracle = next((a for a in result.agents if a.source == "oracle"), None)
-    if oracle is not None and not result.normalization:
-        result.normalization = normalization_skipped(result.env_id) or add_normalized_scores(
-            result.agents, oracle
-        )
+    norm = NORMALIZATION.get(result.env_id)
+    if norm is not None and not result.normalization:
+        by_source = {a.source: a for a in result.agents if a.algo == "baseline"}
+        oracle = by_source.get(norm.one)
+        zero = None if norm.zero == "start" else by_source.get(norm.zero)
+        if oracle is not None and (zero is not None or norm.zero == "start"):
+            result.normalization = add_normalized_scores(result.agents, oracle, zero, norm.metric)
     result.comparisons = compare_agents(result.agents)
     return result
 
@@ -663,12 +705,20 @@ def evaluate(args: EvalArgs, write: bool = True) -> EvalResult:
     loaded: dict[str, tuple[str, Agent, str | None]] = {}
     normalization: dict[str, Any] = {}
     playing = list(args.agents)
-    auto_oracle = args.normalize and "oracle" not in playing
-    if args.normalize or "oracle" in playing:
-        normalization = normalization_skipped(env_id)
-        auto_oracle = auto_oracle and not normalization
-    if auto_oracle:
-        playing.append("oracle")
+    norm = NORMALIZATION.get(env_id)
+    refs = () if norm is None else tuple(n for n in (norm.one, norm.zero) if n != "start")
+    auto = [n for n in refs if args.normalize and n not in playing]
+    if norm is None and (args.normalize or "oracle" in playing):
+        normalization = {"skipped": f"no normalized score is defined for {env_id}"}
+        auto = []
+    elif norm is not None and "oracle" in playing and not args.normalize:
+        missing = [n for n in refs if n not in playing]
+        if missing:
+            normalization = {
+                "skipped": f"the normalized score on {env_id} needs the {missing[0]!r} "
+                f"baseline on the same episodes (add it to --agents, or --normalize)"
+            }
+    playing += auto
     try:
         for spec in playing:
             t_agent = time.perf_counter()
@@ -676,7 +726,7 @@ def evaluate(args: EvalArgs, write: bool = True) -> EvalResult:
                 try:
                     agent: Agent = make_baseline(spec, venv, seed=0)
                 except ValueError as err:
-                    if not (auto_oracle and spec == "oracle"):
+                    if not (spec in auto and spec == "oracle"):
                         raise
                     normalization = {"skipped": f"the oracle cannot run: {err}"}
                     continue

@@ -6,6 +6,8 @@
 
 * ``results.md`` — the results table and the paired comparisons;
 * ``distance_over_steps.png`` — mean distance per step with a 95 % band per agent;
+* ``performance_profiles.png`` — fraction of episodes with normalized score ≥ τ per
+  agent with 95 % bands, when the normalized score was computed;
 * ``learning_curves.png`` — episode return and final distance against training steps
   of every trained model (from its run's ``progress*.csv``), when there is one;
 * ``spectrograms.png`` — target (top) vs result (bottom) log-mel per agent and
@@ -106,6 +108,34 @@ def plot_distance_over_steps(result: Any, path: Path) -> Path:
     return path
 
 
+def plot_performance_profiles(result: Any, path: Path) -> Path | None:
+    """Performance profiles of the normalized score (fraction of episodes with score
+    ≥ τ against τ) with their 95 % target-clustered bands, one line per scored agent.
+
+    :param result: an :class:`agents.evaluate.EvalResult`.
+    :param path: PNG destination.
+    :return: the path, or None when no agent has a profile.
+    """
+    scored = [a for a in result.agents if getattr(a, "profile", None) is not None]
+    if not scored:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for agent in scored:
+        prof = agent.profile
+        ax.step(prof.taus, prof.fraction, where="post", label=agent.label)
+        ax.fill_between(prof.taus, prof.low, prof.high, step="post", alpha=0.15)
+    ax.set_xlabel("normalized score τ (0 = doing nothing, 1 = oracle)")
+    ax.set_ylabel("fraction of episodes with score ≥ τ")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"{result.env_id}: performance profiles")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_learning_curves(run_dirs: Mapping[str, str], path: Path) -> Path | None:
     """Episode return and final distance against training steps, one line per run.
 
@@ -175,12 +205,22 @@ def _num(v: float) -> str:
     return f"{v:.2f}"
 
 
-def _pct(v: float) -> str:
+def format_percent(v: float) -> str:
     """A proportion in percent, one decimal, trailing zeros dropped (0.074 -> "7.4")."""
     return f"{100 * v:.1f}".rstrip("0").rstrip(".")
 
 
-def _interval(value: float, lo: float, hi: float, fmt: Callable[[float], str] = _num) -> str:
+def format_success(s: Any) -> str:
+    """A success rate in percent with its interval ("25 % [5.5, 57.2]"; "—" for none).
+
+    :param s: a :class:`~agents.common.statistics.MetricSummary` of a success rate.
+    """
+    if math.isnan(s.mean):
+        return "—"
+    return f"{format_percent(s.mean)} % [{format_percent(s.ci_low)}, {format_percent(s.ci_high)}]"
+
+
+def format_interval(value: float, lo: float, hi: float, fmt: Callable[[float], str] = _num) -> str:
     if math.isnan(value):
         return "—"
     if math.isnan(lo) or math.isnan(hi):  # fewer than two targets: no interval
@@ -219,7 +259,7 @@ def _columns(result: Any) -> list[tuple[str, str, str]]:
     return cols
 
 
-def _budget_cell(cost: Mapping[str, Any]) -> str:
+def budget_cell(cost: Mapping[str, Any]) -> str:
     """Declared budget and, where something was spent, the mean spend per episode
     ("8 renders/step; spent 40 renders/episode")."""
     text = str(cost["budget_text"])
@@ -265,21 +305,17 @@ def format_table(result: Any) -> str:
         if costs:
             cost = getattr(a, "cost", None)
             cells.append((", ".join(cost["privileged"]) or "none") if cost else "—")
-            cells.append(_budget_cell(cost) if cost else "—")
+            cells.append(budget_cell(cost) if cost else "—")
         for _, m, stat in columns:
             s = a.metrics.get(m)
             if s is None:
                 cells.append("—")
             elif m == "success":
-                cells.append(
-                    "—"
-                    if math.isnan(s.mean)
-                    else f"{_pct(s.mean)} % [{_pct(s.ci_low)}, {_pct(s.ci_high)}]"
-                )
+                cells.append(format_success(s))
             elif stat == "iqm":
-                cells.append(_interval(s.iqm, s.iqm_low, s.iqm_high))
+                cells.append(format_interval(s.iqm, s.iqm_low, s.iqm_high))
             else:
-                cells.append(_interval(s.mean, s.ci_low, s.ci_high))
+                cells.append(format_interval(s.mean, s.ci_low, s.ci_high))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -310,9 +346,9 @@ def format_comparisons(result: Any) -> str:
             + " | ".join(
                 [
                     f"{c['a']} vs {c['b']}",
-                    _interval(d.diff, d.diff_low, d.diff_high),
-                    _interval(r.diff, r.diff_low, r.diff_high),
-                    _interval(d.p_improve, d.p_low, d.p_high),
+                    format_interval(d.diff, d.diff_low, d.diff_high),
+                    format_interval(r.diff, r.diff_low, r.diff_high),
+                    format_interval(d.p_improve, d.p_low, d.p_high),
                     _VERDICT[d.verdict],
                 ]
             )
@@ -443,6 +479,10 @@ def write_report(
     plots: list[tuple[str, Path]] = []
     files["distance_plot"] = plot_distance_over_steps(result, out_dir / "distance_over_steps.png")
     plots.append(("Distance over steps", files["distance_plot"]))
+    profiles = plot_performance_profiles(result, out_dir / "performance_profiles.png")
+    if profiles is not None:
+        files["performance_profiles"] = profiles
+        plots.append(("Performance profiles (normalized score)", profiles))
     runs = {label: rd for label, (_, _, rd) in loaded.items() if rd}
     for rd in extra_runs:
         runs.setdefault(Path(rd).name, rd)

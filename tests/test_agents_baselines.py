@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -292,6 +294,95 @@ def test_privileged_flags() -> None:
     assert make_baseline("ae", sg).privileged == ()
     with pytest.raises(ValueError, match="'nearest' baseline moves knobs"):
         make_baseline("nearest", sg)
+
+
+#: Per knob-env baseline: privileged access and declared budget (defaults).
+KNOB_LADDER: dict[str, tuple[tuple[str, ...], dict[str, int]]] = {
+    "oracle": (("true_knobs",), {}),
+    "adam": (("gradients",), {"gradients_per_step": 1}),
+    "ae": (("gradients",), {"gradients_per_step": 1}),
+    "random_search": (("renders",), {"renders_per_step": 8}),
+    "cmaes": (("renders",), {"renders_per_step": 8}),
+    "nearest": (("renders",), {"renders_at_start": 512}),
+    "random": ((), {}),
+    "static": ((), {}),
+}
+
+
+#: Cheap search sizes for acting once in a test.
+SMALL: dict[str, dict[str, int]] = {
+    "random_search": {"n_candidates": 2},
+    "cmaes": {"popsize": 2},
+    "nearest": {"bank_size": 4},
+}
+
+
+@pytest.mark.parametrize(
+    "env_id",
+    ["AEGym/SoundMatch-Easy-v1", "AEGym/SoundMatch-Medium-v1", "AEGym/SoundMatch-Full-v1", LIVE],
+)
+def test_every_baseline_on_every_knob_tier_states_flags_and_budget(env_id: str) -> None:
+    pytest.importorskip("cma")
+    kw = {**FAST_ENV_KWARGS[env_id], "target": "test"}
+    if env_id.endswith("Full-v1"):
+        kw["target_kinds"] = ["in_domain"]  # the oracle needs true knobs
+    env = gym.make(env_id, **kw)
+    obs, _ = env.reset(seed=0, options={"target_index": 1})
+    for name, (flags, budget) in KNOB_LADDER.items():
+        agent = make_baseline(name, env)
+        assert agent.privileged == flags, (env_id, name)
+        assert dict(agent.budget) == budget, (env_id, name)
+        # It acts on the tier (small search sizes: the flags above are the defaults').
+        small = make_baseline(name, env, **SMALL.get(name, {}))
+        action, _ = small.predict(obs, episode_start=np.array([True]))
+        assert action.shape == env.action_space.shape and np.all(np.abs(action) <= 1.0)
+        summary = agent.cost_summary()
+        assert summary["privileged"] == list(flags) and summary["budget"] == budget
+    env.close()
+
+
+def test_every_scheduler_baseline_states_flags_and_budget() -> None:
+    env = gym.make(SG, **_kw(SG))
+    expected = {
+        "oracle": (("hindsight",), {"hindsight_episodes": 7}),
+        "adam": ((), {}),
+        "ae": ((), {}),
+        "random": ((), {}),
+        "static": ((), {}),
+    }
+    for name, (flags, budget) in expected.items():
+        agent = make_baseline(name, env)
+        assert agent.privileged == flags and dict(agent.budget) == budget, name
+    for name in ("random_search", "cmaes", "nearest"):
+        with pytest.raises(ValueError, match="moves knobs"):
+            make_baseline(name, env)
+    env.close()
+
+
+def test_cmaes_moves_toward_the_best_point_seen() -> None:
+    pytest.importorskip("cma")
+    env = gym.make(SM, **_kw(SM))
+    with pytest.raises(ValueError, match="move_to must be 'best' or 'mean'"):
+        make_baseline("cmaes", env, move_to="median")
+    agent = make_baseline("cmaes", env, popsize=6, seed=1)
+    obs, info = env.reset(seed=3, options={"target_index": 2})
+    best_d = [info["distance"]]
+    for k in range(6):
+        core = env.unwrapped.core
+        action, _ = agent.predict(obs, episode_start=np.array([k == 0]))
+        st = agent.best[0]
+        best_d.append(float(st["d"][0]))
+        # The action heads for the best point (at full speed, clipped).
+        want = ((st["x"] - core.free_knobs.cpu()) / core.config.max_move).clamp(-1, 1)
+        np.testing.assert_allclose(action, want[0].numpy(), atol=1e-6)
+        obs, *_ = env.step(action)
+    # The best distance seen never rises and starts at the episode's start distance.
+    assert all(b <= a + 1e-6 for a, b in itertools.pairwise(best_d[1:]))
+    assert best_d[1] <= best_d[0] + 1e-6
+    # The search-mean variant stays available.
+    mean_agent = make_baseline("cmaes", env, move_to="mean")
+    assert mean_agent.move_to == "mean"
+    env.close()
 
 
 def test_cmaes_without_cma_names_the_extra(monkeypatch) -> None:

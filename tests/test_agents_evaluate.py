@@ -413,6 +413,59 @@ def test_normalized_score_end_to_end(tmp_path: Path) -> None:
     rows = {a["label"]: a for a in data["agents"]}
     assert rows["oracle"]["metrics"]["normalized_score"]["iqm"] == pytest.approx(1.0)
     assert all(e["normalized_score"] == pytest.approx(1.0) for e in rows["oracle"]["episodes"])
+    # Performance profiles: the oracle (score 1) is at 1 for every tau <= 1, static at 0
+    # above 0.
+    prof = rows["oracle"]["performance_profile"]
+    assert prof["taus"][0] == 0.0 and prof["taus"][-1] == 1.0
+    assert prof["fraction"] == pytest.approx([1.0] * len(prof["taus"]))
+    static = rows["static"]["performance_profile"]
+    assert static["fraction"][-1] == 0.0 and static["n"] == 2
+
+
+def test_normalized_score_on_live_and_scheduler(tmp_path: Path) -> None:
+    # Live: mean distance over the episode, 0 = static, 1 = the tracking oracle;
+    # SchedulerGains: final distance, 0 = static (default gains), 1 = hindsight oracle.
+    live = "AEGym/SoundMatchLive-v1"
+    for env_id, metric in ((live, "mean_distance"), (SG, "final_distance")):
+        args = EvalArgs(
+            env_id=env_id,
+            agents=["random"],
+            n_targets=2,
+            seeds=[0],
+            env_kwargs=FAST_ENV_KWARGS[env_id],
+            output_dir=str(tmp_path),
+            normalize=True,
+        )
+        result = evaluate(args, write=False)
+        assert [a.label for a in result.agents] == ["random", "oracle", "static"]
+        norm = result.normalization
+        assert norm["zero"] == "static" and norm["metric"] == metric
+        by = {a.label: a for a in result.agents}
+        for r_static, r_oracle, r in zip(
+            by["static"].episodes, by["oracle"].episodes, by["random"].episodes, strict=True
+        ):
+            z, o, x = (e.metric(metric) for e in (r_static, r_oracle, r))
+            if z - o >= 1e-6:
+                assert r_static.normalized_score == pytest.approx(0.0)
+                assert r_oracle.normalized_score == pytest.approx(1.0)
+                assert r.normalized_score == pytest.approx((z - x) / (z - o))
+            else:
+                assert np.isnan(r.normalized_score)
+        assert norm["scored"] + norm["dropped"] == 2
+        if env_id == live:  # the oracle tracks: below static's mean distance every time
+            assert norm["scored"] == 2
+    # The oracle named without the zero reference (and no --normalize): skipped, said why.
+    args = EvalArgs(
+        env_id=live,
+        agents=["oracle"],
+        n_targets=2,
+        seeds=[0],
+        env_kwargs=FAST_ENV_KWARGS[live],
+        output_dir=str(tmp_path),
+    )
+    result = evaluate(args, write=False)
+    assert "'static'" in result.normalization["skipped"]
+    assert "normalized_score" not in result.agents[0].metrics
 
 
 def test_normalize_flag_adds_the_oracle_or_says_why_not(tmp_path: Path) -> None:

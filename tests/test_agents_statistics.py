@@ -15,6 +15,7 @@ from agents.common.statistics import (
     iqm,
     mean_ci,
     normalized_score,
+    performance_profile,
     success_summary,
     summarize,
 )
@@ -141,3 +142,55 @@ def test_normalized_score_by_hand() -> None:
     assert math.isnan(normalized_score([1.0], [3.0], [3.0])[0])
     with pytest.raises(ValueError, match="aligned"):
         normalized_score([1.0, 2.0], [1.0], [0.0])
+
+
+def test_probability_of_improvement_is_rliables_mann_whitney_mean() -> None:
+    # rliable: per task, U / (n_x·n_y) of the Mann–Whitney test (ties ½), averaged over
+    # tasks; here tasks are targets and runs are the episodes (seeds) of a target.
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 4, size=30).astype(float)  # small integers: many ties
+    y = rng.integers(0, 4, size=30).astype(float)
+    targets = np.repeat(np.arange(6), 5)
+    per_target = [
+        stats.mannwhitneyu(x[targets == t], y[targets == t]).statistic / 25.0 for t in range(6)
+    ]
+    c = compare(x, y, targets, higher_is_better=True)
+    assert c.p_improve == pytest.approx(float(np.mean(per_target)))
+
+
+def test_performance_profile_by_hand() -> None:
+    # Target a: scores 0, 0.5; target b: 1, 1.
+    values, targets = [0.0, 0.5, 1.0, 1.0], ["a", "a", "b", "b"]
+    prof = performance_profile(values, targets, taus=[-0.1, 0.0, 0.5, 0.75, 1.0, 1.5])
+    # >= tau: 4/4, 4/4, 3/4, 2/4, 2/4 (1.0 counts at tau 1), 0/4.
+    assert prof.fraction == pytest.approx((1.0, 1.0, 0.75, 0.5, 0.5, 0.0))
+    assert prof.n == 4 and prof.n_targets == 2 and prof.n_runs == 1
+    # Constant indicators give zero-width bands; the others span what resampling the two
+    # targets can give: at tau 1 target a has 0/2 and b 2/2, so resamples give 0, ½ or 1.
+    assert (prof.low[0], prof.high[0]) == (1.0, 1.0) and (prof.low[5], prof.high[5]) == (0.0, 0.0)
+    assert (prof.low[4], prof.high[4]) == (0.0, 1.0)
+    assert (prof.low[2], prof.high[2]) == (0.5, 1.0)  # a: 1/2, b: 2/2
+    # The band is the clustered bootstrap of the mean of the indicator score >= tau.
+    rng = np.random.default_rng(2)
+    v = rng.normal(0.5, 0.4, 60)
+    t = np.repeat(np.arange(12), 5)
+    p = performance_profile(v, t, taus=[0.3, 0.6])
+    for k, tau in enumerate((0.3, 0.6)):
+        s = summarize((v >= tau).astype(float), t)
+        assert (p.low[k], p.fraction[k], p.high[k]) == pytest.approx((s.ci_low, s.mean, s.ci_high))
+    # Monotone in tau (same resamples for every tau); NaNs dropped; empty -> NaN.
+    q = performance_profile(np.append(v, np.nan), np.append(t, 0))
+    assert q.n == 60
+    assert all(np.diff(q.fraction) <= 0) and all(np.diff(q.low) <= 1e-12)
+    assert all(np.diff(q.high) <= 1e-12)
+    assert math.isnan(performance_profile([], []).fraction[0])
+
+
+def test_performance_profile_resamples_runs() -> None:
+    values, targets = _clustered(spread=0.1)
+    runs3 = np.concatenate([values - 1.0, values, values + 1.0])
+    t3, r3 = np.tile(targets, 3), np.repeat([0, 1, 2], values.size)
+    one = performance_profile(values, targets, taus=[0.0])
+    three = performance_profile(runs3, t3, taus=[0.0], runs=r3)
+    assert three.n_runs == 3
+    assert three.high[0] - three.low[0] > one.high[0] - one.low[0]

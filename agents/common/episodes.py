@@ -90,7 +90,7 @@ class EpisodeRecord:
     normalized_score: float = math.nan
 
     def metric(self, name: str) -> float:
-        """Value of one of :data:`METRICS`.
+        """Value of one of :data:`METRICS`, ``"normalized_score"`` or ``"mean_distance"``.
 
         :param name: metric name.
         """
@@ -102,7 +102,15 @@ class EpisodeRecord:
             "violations": float(self.violations),
             "knob_error": self.knob_error,
             "normalized_score": self.normalized_score,
+            "mean_distance": self.mean_distance,
         }[name]
+
+    @property
+    def mean_distance(self) -> float:
+        """Mean distance after each step (``distances[1:]``; NaN without a step): the
+        tracking metric of SoundMatchLive, whose target moves every step."""
+        after = self.distances[1:]
+        return float(np.mean(after)) if after else math.nan
 
 
 def episode_seed(seed: int, target_index: int) -> int:

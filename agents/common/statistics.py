@@ -15,8 +15,14 @@ target and run indices.
 * :func:`compare` — two agents on the same episodes: the mean paired difference and
   the probability of improvement P(X > Y) (rliable's definition: per target, the
   share of episode pairs where X beats Y, ties counted half, averaged over targets),
-  both with clustered bootstrap CIs; "X beats Y" only when the paired CI excludes 0;
-* :func:`normalized_score` — ``(static − x) / (static − oracle)``, per episode;
+  both with clustered bootstrap CIs; "X beats Y" only when the paired CI excludes 0
+  (the point estimate is rliable's ``probability_of_improvement`` with targets as
+  tasks and episode seeds as runs: per target the Mann–Whitney ``U / (n_x·n_y)``;
+  rliable's CI resamples runs within tasks, ours resamples targets);
+* :func:`normalized_score` — ``(zero − x) / (zero − one)``, per episode, against two
+  per-episode reference results (0 = e.g. doing nothing, 1 = the oracle);
+* :func:`performance_profile` — rliable's score distribution: the fraction of episodes
+  whose (normalized) score is at least τ, for a grid of τ, with target-clustered bands;
 * :func:`mean_ci` — the plain episode bootstrap (kept for callers without targets);
 * :func:`mean_normal_band` — the per-step band of the report's distance plot.
 """
@@ -226,6 +232,23 @@ def _weighted_iqm(sorted_x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return (kept * sorted_x).sum(1) / np.maximum(kept.sum(1), 1e-300)
 
 
+def _mean_statistic(
+    x: np.ndarray, t_code: np.ndarray, r_code: np.ndarray, n_t: int, n_r: int
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The mean over the episodes of resampled (run, target) cells, as a statistic of
+    :func:`_cluster_bootstrap` (each cell's sum and count computed once)."""
+    cell_sum = np.zeros((n_r, n_t))
+    cell_n = np.zeros((n_r, n_t))
+    np.add.at(cell_sum, (r_code, t_code), x)
+    np.add.at(cell_n, (r_code, t_code), 1.0)
+
+    def mean_stat(wt: np.ndarray, wr: np.ndarray) -> np.ndarray:
+        num = np.einsum("br,rt,bt->b", wr, cell_sum, wt)
+        return num / np.einsum("br,rt,bt->b", wr, cell_n, wt)
+
+    return mean_stat
+
+
 def summarize(
     values: Sequence[float],
     targets: Sequence[object],
@@ -254,22 +277,15 @@ def summarize(
         return MetricSummary(math.nan, math.nan, math.nan, 0, method="none")
     t_code, n_t = _codes(tgt, x.size)
     r_code, n_r = _codes(run, x.size)
-    # Per (run, target) cell: sum and count of its episodes.
-    cell_sum = np.zeros((n_r, n_t))
-    cell_n = np.zeros((n_r, n_t))
-    np.add.at(cell_sum, (r_code, t_code), x)
-    np.add.at(cell_n, (r_code, t_code), 1.0)
     order = np.argsort(x, kind="stable")
     xs, ts, rs = x[order], t_code[order], r_code[order]
-
-    def mean_stat(wt: np.ndarray, wr: np.ndarray) -> np.ndarray:
-        num = np.einsum("br,rt,bt->b", wr, cell_sum, wt)
-        return num / np.einsum("br,rt,bt->b", wr, cell_n, wt)
 
     def iqm_stat(wt: np.ndarray, wr: np.ndarray) -> np.ndarray:
         return _weighted_iqm(xs, wt[:, ts] * wr[:, rs])
 
-    lo, hi = _cluster_bootstrap(mean_stat, n_t, n_r, n_boot, seed)
+    lo, hi = _cluster_bootstrap(
+        _mean_statistic(x, t_code, r_code, n_t, n_r), n_t, n_r, n_boot, seed
+    )
     ilo, ihi = _cluster_bootstrap(iqm_stat, n_t, n_r, n_boot, seed)
     return MetricSummary(
         float(x.mean()),
@@ -355,26 +371,100 @@ def compare(
 
 def normalized_score(
     values: Sequence[float] | np.ndarray,
-    static: Sequence[float] | np.ndarray,
-    oracle: Sequence[float] | np.ndarray,
+    zero: Sequence[float] | np.ndarray,
+    one: Sequence[float] | np.ndarray,
 ) -> np.ndarray:
-    """Per-episode normalized score ``(static − x) / (static − oracle)``: 0 = as good as
-    doing nothing, 1 = as good as the oracle (either metric direction works). Episodes
-    where static and oracle coincide have no scale: NaN.
+    """Per-episode normalized score ``(zero − x) / (zero − one)`` against two reference
+    results of the *same* episode: 0 = as good as the ``zero`` reference (doing nothing:
+    the start distance, the static policy, the default gains), 1 = as good as the ``one``
+    reference (the oracle). Either metric direction works (the sign follows the
+    references). Episodes where the references coincide have no scale: NaN.
 
     :param values: the agent's per-episode metric.
-    :param static: the static (do-nothing) agent's metric on the same episodes.
-    :param oracle: the oracle's metric on the same episodes.
+    :param zero: the reference scored 0, per episode.
+    :param one: the reference scored 1, per episode.
     :raises ValueError: arrays of different shapes.
     """
-    x, s, o = (np.asarray(a, dtype=np.float64) for a in (values, static, oracle))
-    if not x.shape == s.shape == o.shape:
+    x, z, o = (np.asarray(a, dtype=np.float64) for a in (values, zero, one))
+    if not x.shape == z.shape == o.shape:
         raise ValueError(
-            f"normalized_score needs aligned episodes, got shapes {x.shape}, {s.shape}, {o.shape}"
+            f"normalized_score needs aligned episodes, got shapes {x.shape}, {z.shape}, {o.shape}"
         )
-    scale = s - o
+    scale = z - o
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(scale != 0, (s - x) / np.where(scale != 0, scale, 1.0), np.nan)
+        return np.where(scale != 0, (z - x) / np.where(scale != 0, scale, 1.0), np.nan)
+
+
+#: Default thresholds τ of a performance profile on normalized scores.
+PROFILE_TAUS: tuple[float, ...] = tuple(float(t) for t in np.round(np.linspace(0.0, 1.0, 21), 4))
+
+
+@dataclass(frozen=True)
+class PerformanceProfile:
+    """rliable's score distribution: per threshold τ, the fraction of episodes whose
+    score is ≥ τ, with a 95 % bootstrap band clustered by target (and training run).
+
+    :param taus: the thresholds.
+    :param fraction: fraction of episodes with score ≥ τ, per τ.
+    :param low: lower end of its CI, per τ.
+    :param high: upper end, per τ.
+    :param n: episodes (finite scores).
+    :param n_targets: targets (clusters).
+    :param n_runs: training runs.
+    """
+
+    taus: tuple[float, ...]
+    fraction: tuple[float, ...]
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    n: int
+    n_targets: int
+    n_runs: int = 1
+
+
+def performance_profile(
+    values: Sequence[float],
+    targets: Sequence[object],
+    taus: Sequence[float] = PROFILE_TAUS,
+    runs: Sequence[object] | None = None,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> PerformanceProfile:
+    """Performance profile (Agarwal et al. 2021, rliable's ``create_performance_profile``
+    on the score distribution): the fraction of episodes with score ≥ τ for each τ.
+
+    rliable counts ``score > τ``; ≥ is used here so that an episode the oracle matches
+    exactly (normalized score 1) counts at τ = 1. Each band is the clustered bootstrap of
+    :func:`summarize` (targets, and runs, resampled) on the indicator ``score ≥ τ``; every
+    τ uses the same resamples (same seed), so the bands are monotone in τ.
+
+    :param values: per-episode scores (non-finite ones dropped).
+    :param targets: per-episode target (the cluster).
+    :param taus: thresholds.
+    :param runs: per-episode training run (None: one run).
+    :param n_boot: bootstrap resamples.
+    :param seed: resampling seed.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    keep = np.isfinite(x)
+    tgt = np.asarray(targets)[keep]
+    run = None if runs is None else np.asarray(runs)[keep]
+    x = x[keep]
+    tau = tuple(float(t) for t in taus)
+    if x.size == 0:
+        nan = tuple(math.nan for _ in tau)
+        return PerformanceProfile(tau, nan, nan, nan, 0, 0)
+    t_code, n_t = _codes(tgt, x.size)
+    r_code, n_r = _codes(run, x.size)
+    frac, low, high = [], [], []
+    for t in tau:
+        above = (x >= t).astype(np.float64)
+        stat = _mean_statistic(above, t_code, r_code, n_t, n_r)
+        lo, hi = _cluster_bootstrap(stat, n_t, n_r, n_boot, seed)
+        frac.append(float(above.mean()))
+        low.append(lo)
+        high.append(hi)
+    return PerformanceProfile(tau, tuple(frac), tuple(low), tuple(high), int(x.size), n_t, n_r)
 
 
 def mean_ci(values: Sequence[float], n_boot: int = N_BOOT, seed: int = 0) -> MetricSummary:
