@@ -36,6 +36,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 import aegym  # noqa: F401  (registers the ids)
+from aegym.memory import retain_freed_memory
 from aegym.synth._compiled import compiled_kernels
 
 ENV_ID = "AEGym/SoundMatch-Easy-v1"
@@ -132,8 +133,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--steps", type=int, default=9, help="timed steps per kernel path")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--retain-freed-memory",
+        action="store_true",
+        help="keep freed memory in the process first (aegym.memory.retain_freed_memory)",
+    )
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
+    if args.retain_freed_memory and not retain_freed_memory():
+        raise SystemExit("--retain-freed-memory needs glibc's mallopt")
     if args.threads:
         torch.set_num_threads(args.threads)
     gflops = gemm_gflops()

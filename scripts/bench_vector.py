@@ -37,6 +37,7 @@ from stable_baselines3.common.env_util import make_vec_env
 
 import aegym  # noqa: F401  (registers the ids)
 from aegym.features import spectral_distance
+from aegym.memory import retain_freed_memory
 from aegym.vector import make_sb3_vec_env
 
 ENV_ID = "AEGym/SoundMatch-Easy-v1"
@@ -156,8 +157,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--ppo-only", action="store_true", help="only the PPO measurements")
     parser.add_argument("--ppo-dummy", action="store_true", help="with --ppo-only: DummyVecEnv too")
+    parser.add_argument(
+        "--retain-freed-memory",
+        action="store_true",
+        help="keep freed memory in the process first (aegym.memory.retain_freed_memory)",
+    )
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
+    if args.retain_freed_memory and not retain_freed_memory():
+        raise SystemExit("--retain-freed-memory needs glibc's mallopt")
     if args.threads:
         torch.set_num_threads(args.threads)
     kwargs = {"duration_s": args.duration_s}
