@@ -9,13 +9,16 @@ step (one ``envs.step`` of all N episodes, ``inner_steps`` gradient steps each):
 * aten calls, counted with ``torch.profiler``, split into *render* (synth, features,
   distance and reward, forward and backward) and *control* (everything else: the
   plant, the law, the env's bookkeeping);
+* minor page faults per step (fresh pages taken from the kernel: allocator churn);
 * wall seconds of the control part alone: the same steps with the synth and features
   replaced by a quadratic stand-in (cached features feed the reward), minus the time
   spent in that stand-in and the reward.
 
     python scripts/bench_scheduler.py --num-envs 1 16 64 --json bench_scheduler.json
 
-Run it in two checkouts (``PYTHONPATH=...``) to compare versions of the same code.
+``--torch-loops`` also times each N with the ladder's PyTorch loops (the path before
+the compiled CPU kernels), for a before/after in one process. Run it in two
+checkouts (``PYTHONPATH=...``) to compare versions of the same code.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +37,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 import aegym
+from aegym.synth._compiled import compiled_kernels
 
 ENV_ID = "AEGym/SchedulerGains-v1"
 RENDER = "bench::render"
@@ -109,17 +114,20 @@ def stub_render(core: Any) -> None:
 
 
 def timed_steps(envs: Any, clock: RenderClock, actions: Any, steps: int, repeats: int):
-    """Wall seconds per step and per step inside the clock, of the fastest repeat."""
-    times, inside = [], []
+    """Wall seconds per step, per step inside the clock, and minor page faults per
+    step, of the fastest repeat."""
+    times, inside, faults = [], [], []
     for _ in range(repeats):
         clock.seconds = 0.0
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         start = time.perf_counter()
         for _ in range(steps):
             envs.step(next(actions))
         times.append((time.perf_counter() - start) / steps)
+        faults.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / steps)
         inside.append(clock.seconds / steps)
     best = min(range(repeats), key=times.__getitem__)
-    return times[best], inside[best]
+    return times[best], inside[best], faults[best]
 
 
 def bench(n: int, steps: int, repeats: int, seed: int, profile_steps: int) -> dict[str, Any]:
@@ -134,7 +142,7 @@ def bench(n: int, steps: int, repeats: int, seed: int, profile_steps: int) -> di
         clock = RenderClock(core)
         for _ in range(2):  # warm-up
             envs.step(next(actions))
-        stub_s, stub_inside_s = timed_steps(envs, clock, actions, 10 * steps, repeats)
+        stub_s, stub_inside_s, _ = timed_steps(envs, clock, actions, 10 * steps, repeats)
         clock.close()
     finally:
         envs.close()
@@ -149,7 +157,7 @@ def bench(n: int, steps: int, repeats: int, seed: int, profile_steps: int) -> di
             for _ in range(profile_steps):
                 envs.step(next(actions))
         render_calls, control_calls = count_aten(prof.events())
-        step_s, render_s = timed_steps(envs, clock, actions, steps, repeats)
+        step_s, render_s, faults = timed_steps(envs, clock, actions, steps, repeats)
     finally:
         clock.close()
         envs.close()
@@ -162,6 +170,7 @@ def bench(n: int, steps: int, repeats: int, seed: int, profile_steps: int) -> di
         "aten_calls": (render_calls + control_calls) / profile_steps,
         "aten_render": render_calls / profile_steps,
         "aten_control": control_calls / profile_steps,
+        "page_faults_per_step": faults,
     }
 
 
@@ -173,24 +182,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--profile-steps", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument(
+        "--torch-loops",
+        action="store_true",
+        help="also time each N with the ladder's PyTorch loops (compiled kernels off)",
+    )
     parser.add_argument("--json", type=str, default=None, help="write the results here")
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    rows = [
-        bench(n, args.steps, args.repeats, args.seed, args.profile_steps) for n in args.num_envs
-    ]
+    rows = []
+    for n in args.num_envs:
+        for compiled in (True, False) if args.torch_loops else (True,):
+            with compiled_kernels(compiled):
+                row = bench(n, args.steps, args.repeats, args.seed, args.profile_steps)
+            rows.append({**row, "kernels": "compiled" if compiled else "torch"})
     header = (
-        f"{'N':>4} {'step s':>8} {'steps/s':>8} {'render s':>9} {'control s':>9} "
-        f"{'aten':>8} {'render':>8} {'control':>8}"
+        f"{'N':>4} {'kernels':>8} {'step s':>8} {'steps/s':>8} {'render s':>9} "
+        f"{'control s':>9} {'aten':>8} {'render':>8} {'control':>8} {'faults':>8}"
     )
     print(f"{ENV_ID} native, aegym at {aegym.__file__}")
     print(header)
     for r in rows:
         print(
-            f"{r['num_envs']:>4} {r['step_s']:>8.4f} {r['env_steps_per_s']:>8.1f} "
-            f"{r['render_s']:>9.4f} {r['control_s']:>9.4f} {r['aten_calls']:>8.0f} "
-            f"{r['aten_render']:>8.0f} {r['aten_control']:>8.0f}"
+            f"{r['num_envs']:>4} {r['kernels']:>8} {r['step_s']:>8.4f} "
+            f"{r['env_steps_per_s']:>8.1f} {r['render_s']:>9.4f} {r['control_s']:>9.4f} "
+            f"{r['aten_calls']:>8.0f} {r['aten_render']:>8.0f} {r['aten_control']:>8.0f} "
+            f"{r['page_faults_per_step']:>8.0f}"
         )
     result = {
         "env_id": ENV_ID,

@@ -31,6 +31,7 @@ import torch
 
 from aegym.features import FeatureConfig, FeatureEncoder, spectral_distance
 from aegym.synth import SynthConfig, Voice
+from aegym.synth._compiled import compiled_kernels
 
 
 def timeit(fn: Callable[[], object], repeats: int, min_time_s: float = 0.5) -> float:
@@ -191,6 +192,13 @@ def compare_torchsynth(
             audio = ts_voice()[0].as_subclass(torch.Tensor)
             spectral_distance(enc(audio), target).sum().backward()
 
+        def torch_path(fn: Callable[[], object]) -> Callable[[], object]:
+            def call() -> None:
+                with compiled_kernels(False):
+                    fn()
+
+            return call
+
         candidates = {
             "render": (aegym_render, ts_render),
             "forward_backward": (aegym_fwd_bwd, ts_fwd_bwd),
@@ -198,11 +206,15 @@ def compare_torchsynth(
         row: dict = {"batch": bsz}
         audio_s = bsz * duration_s
         for name, (ours, theirs) in candidates.items():
-            ours(), theirs()  # warm-up
-            times: dict[str, list[float]] = {"aegym": [], "torchsynth": []}
-            faults: dict[str, list[int]] = {"aegym": [], "torchsynth": []}
+            # "aegym_torch": the same voice with the ladder's PyTorch loops (what the
+            # compiled CPU kernels replaced), interleaved as a before/after.
+            fns = (("aegym", ours), ("aegym_torch", torch_path(ours)), ("torchsynth", theirs))
+            for _, fn in fns:
+                fn()  # warm-up
+            times: dict[str, list[float]] = {key: [] for key, _ in fns}
+            faults: dict[str, list[int]] = {key: [] for key, _ in fns}
             for _ in range(rounds):
-                for key, fn in (("aegym", ours), ("torchsynth", theirs)):
+                for key, fn in fns:
                     sec, flt = _measure(fn)
                     times[key].append(sec)
                     faults[key].append(flt)
@@ -214,6 +226,9 @@ def compare_torchsynth(
             row[f"{name}_ratio"] = statistics.median(
                 t / a for a, t in zip(times["aegym"], times["torchsynth"], strict=True)
             )
+            row[f"{name}_ratio_torch_path"] = statistics.median(
+                t / a for a, t in zip(times["aegym_torch"], times["torchsynth"], strict=True)
+            )
         rows.append(row)
     return rows
 
@@ -221,16 +236,22 @@ def compare_torchsynth(
 def print_comparison(rows: list[dict]) -> None:
     print(
         f"{'B':>5} {'':>16} {'aegym xRT':>10} {'torchsynth xRT':>15} {'ratio':>7} "
-        f"{'aegym faults':>13} {'ts faults':>10}"
+        f"{'torch-path xRT':>15} {'ratio':>7} {'aegym faults':>13} {'ts faults':>10}"
     )
     for r in rows:
         for name in ("render", "forward_backward"):
             print(
                 f"{r['batch']:>5} {name:>16} {r[f'{name}_aegym_x_realtime']:>10.0f} "
                 f"{r[f'{name}_torchsynth_x_realtime']:>15.0f} {r[f'{name}_ratio']:>6.2f}x "
+                f"{r[f'{name}_aegym_torch_x_realtime']:>15.0f} "
+                f"{r[f'{name}_ratio_torch_path']:>6.2f}x "
                 f"{r[f'{name}_aegym_page_faults']:>13.0f} "
                 f"{r[f'{name}_torchsynth_page_faults']:>10.0f}"
             )
+    print(
+        "ratio = torchsynth time / aegym time (> 1: aegym faster); torch-path = aegym with "
+        "the ladder's PyTorch loops (AEGYM_COMPILED_KERNELS=0), the path before the kernels"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,9 +17,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CASES = {
     "bench_scheduler.py": (
-        ["--num-envs", "1", "--steps", "1", "--repeats", "1", "--profile-steps", "1"],
+        [
+            "--num-envs",
+            "1",
+            "--steps",
+            "1",
+            "--repeats",
+            "1",
+            "--profile-steps",
+            "1",
+            "--torch-loops",
+        ],
         False,
     ),
+    "bench_step.py": (["--num-envs", "2", "--steps", "1"], False),
     "bench_synth.py": (["--batch-sizes", "1", "--repeats", "1", "--duration-s", "0.25"], False),
     "check_reproducibility.py": (["--steps", "2", "--num-envs", "2"], True),
     "bench_vector.py": (

@@ -9,7 +9,7 @@ import torch
 import torchaudio.functional as AF
 from torch.autograd import gradcheck
 
-from aegym.synth import filters, oscillators
+from aegym.synth import _compiled, filters, oscillators
 from aegym.synth.filters import ladder_filter, tpt_step
 from aegym.synth.oscillators import phase_ramp, read_table, wavetable_bank
 
@@ -17,12 +17,21 @@ SR = 16_000
 F64 = torch.float64
 
 
-@pytest.fixture(params=["step_loop", "row_loop"])
+@pytest.fixture(params=["step_loop", "row_loop", "compiled"])
 def allpole_path(request, monkeypatch):
-    """Run a test with each all-pole loop: the time-step loop or torchaudio's row loop."""
+    """Run a test with each all-pole loop: the PyTorch time-step loop, torchaudio's row
+    loop, or the compiled (numba) kernel that the CPU runs by default."""
     rows = 1 if request.param == "step_loop" else 1 << 30
     monkeypatch.setattr(filters, "_STEP_LOOP_MIN_ROWS", rows)
-    return request.param
+    with _compiled.compiled_kernels(request.param == "compiled"):
+        yield request.param
+
+
+@pytest.fixture
+def torch_loops():
+    """Run a test on the PyTorch loops (the compiled kernels switched off)."""
+    with _compiled.compiled_kernels(False):
+        yield
 
 
 def stable_biquads(rows: int, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,7 +86,7 @@ def test_allpole_history_equals_input_corrections():
     assert torch.equal(loop, filters._allpole_rowwise(corrected, a1, a2))
 
 
-def test_ladder_filter_same_on_both_loops(monkeypatch):
+def test_ladder_filter_same_on_both_loops(monkeypatch, torch_loops):
     x = torch.randn(3, 1024, requires_grad=True)
     cutoff = (torch.rand(3, 8) * 4000 + 50).requires_grad_()
     res = torch.rand(3, 8, requires_grad=True)
@@ -101,7 +110,13 @@ def test_binomial_fir_values_and_gradcheck():
     assert gradcheck(filters._binomial_fir, (x.requires_grad_(),))
 
 
-def test_affine_scan_values_and_gradcheck():
+@pytest.mark.parametrize("compiled", [False, True])
+def test_affine_scan_values_and_gradcheck(compiled):
+    with _compiled.compiled_kernels(compiled):
+        check_affine_scan()
+
+
+def check_affine_scan():
     mats = 0.5 * torch.randn(6, 4, 4, 3, dtype=F64)
     vecs, s0 = torch.randn(6, 4, 3, dtype=F64), torch.randn(4, 3, dtype=F64)
     out = filters._AffineScan.apply(mats, vecs, s0)
@@ -257,7 +272,7 @@ def test_numerator_gives_the_free_response():
     torch.testing.assert_close(ring, y[32:])
 
 
-def test_sub_blocks_give_the_same_filter(monkeypatch):
+def test_sub_blocks_give_the_same_filter(monkeypatch, torch_loops):
     x = torch.randn(2, 1024, dtype=F64)
     cutoff = torch.rand(2, 8, dtype=F64) * 4000 + 50
     res = torch.rand(2, 8, dtype=F64)
@@ -301,7 +316,7 @@ def test_noisy_drive_equals_soft_clip_and_gradcheck():
 
 
 @pytest.mark.parametrize("n", [1, 2, 7])
-def test_allpole_gradcheck_on_the_gpu_path(monkeypatch, n):
+def test_allpole_gradcheck_on_the_gpu_path(monkeypatch, torch_loops, n):
     """The lfilter-based path (GPU) on CPU: same values and gradients as the fused loop."""
     args = allpole_args(n)
     fused = filters._AllPole.apply(*args)
@@ -309,3 +324,69 @@ def test_allpole_gradcheck_on_the_gpu_path(monkeypatch, n):
     for a, b in zip(filters._AllPole.apply(*args), fused, strict=True):
         torch.testing.assert_close(a, b)
     assert gradcheck(filters._AllPole.apply, [a.requires_grad_() for a in args])
+
+
+def test_compiled_allpole_is_lfilter_and_the_unfused_loop_bit_for_bit():
+    """The compiled kernel rounds like lfilter (products, then differences), with a
+    history entering like lfilter's input corrections."""
+    a1, a2 = stable_biquads(40)
+    x = torch.randn(128, 40)
+    h1, h2 = torch.randn(40), torch.randn(40)
+    y = _compiled.allpole(x, a1, a2, h1, h2)
+    assert torch.equal(y, filters._allpole_loop(x, a1, a2, h1, h2))
+    corrected = x.clone()
+    corrected[0] -= a1 * h1
+    corrected[0] -= a2 * h2
+    corrected[1] -= a2 * h1
+    assert torch.equal(y, filters._allpole_rowwise(corrected, a1, a2))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 64])
+def test_compiled_allpole_adjoint_equals_the_torch_backward(n):
+    """Same gradients as the PyTorch loop, with a full gradient, only the end-state
+    gradient, or both (the zero-state pass is read only at its end)."""
+    args = allpole_args(n)
+    for use_grad, use_tail in ((True, False), (False, True), (True, True)):
+        grads = []
+        for on in (True, False):
+            with _compiled.compiled_kernels(on):
+                leaves = [a.clone().requires_grad_() for a in args]
+                y, tail = filters._AllPole.apply(*leaves)
+                loss = (y * torch.linspace(-1, 1, n, dtype=F64)[:, None]).sum() if use_grad else 0
+                if use_tail:
+                    loss = loss + (tail * torch.tensor([[0.3], [-1.7]], dtype=F64)).sum()
+                grads.append(torch.autograd.grad(loss, leaves))
+        for a, b in zip(*grads, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+def test_ladder_filter_compiled_equals_the_torch_path(monkeypatch, dtype):
+    """The ladder with the compiled kernels (the CPU default) gives the PyTorch path's
+    output, end state and gradients; float64 to ~1e-12, float32 to its rounding."""
+    monkeypatch.setattr(filters, "_MIN_LOOP_ROWS", 1)  # same blocks on both paths
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 2048, dtype=dtype, generator=gen, requires_grad=True)
+    cutoff = (torch.rand(6, 16, dtype=dtype, generator=gen) * 4000 + 50).requires_grad_()
+    res = torch.rand(6, 16, dtype=dtype, generator=gen, requires_grad=True)
+    weight = torch.randn(6, 2048, dtype=dtype, generator=gen)
+    results = []
+    for on in (True, False):
+        with _compiled.compiled_kernels(on):
+            y, state = ladder_filter(x, cutoff, res, SR)
+            grads = torch.autograd.grad((y * weight).sum(), (x, cutoff, res))
+        results.append((y, state.tpt, *grads))
+    tol = {"rtol": 1e-10, "atol": 1e-12} if dtype == F64 else {"rtol": 1e-4, "atol": 1e-5}
+    for a, b in zip(*results, strict=True):
+        scale = float(b.detach().abs().max())
+        torch.testing.assert_close(a, b, rtol=tol["rtol"], atol=tol["atol"] * scale)
+
+
+def test_compiled_kernels_run_on_cpu_only_and_can_be_switched_off():
+    cpu = torch.zeros(1)
+    assert _compiled.enabled(cpu)  # numba comes with librosa, a core dependency
+    assert not _compiled.enabled(torch.zeros(1, device="meta"))  # stands in for CUDA
+    with _compiled.compiled_kernels(False):
+        assert not _compiled.enabled(cpu)
+        assert filters._sub_blocks(128, 16, cpu) > 1  # the torch loops amortise steps
+    assert filters._sub_blocks(128, 16, cpu) == 1

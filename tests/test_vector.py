@@ -185,3 +185,25 @@ def test_bad_action_types_name_the_argument():
         env.step(torch.zeros(3, 4, requires_grad=True))
     obs, *_ = env.step(torch.zeros(3, 4))
     assert np.isfinite(obs).all()
+
+
+def test_to_host_packs_every_dtype_exactly_into_fresh_arrays():
+    from aegym.vector.env import to_host
+
+    src = {
+        "obs": torch.randn(3, 5),
+        "reward": torch.tensor([1.5, -2.0, float("nan")]),
+        "done": torch.tensor([True, False, True]),
+        "steps": torch.tensor([1, 2, 3], dtype=torch.int64),
+        "wide": torch.randn(3, dtype=torch.float64).requires_grad_(),
+        "strided": torch.randn(5, 3).T,  # not contiguous
+    }
+    out = to_host(src)
+    assert list(out) == list(src)
+    for name, t in src.items():
+        ref = t.detach().numpy()
+        assert out[name].dtype == ref.dtype and out[name].shape == ref.shape
+        np.testing.assert_array_equal(out[name], ref)
+        assert out[name].flags.writeable and out[name].flags.aligned
+    out["obs"][0, 0] = 123.0  # a copy, not a view of the tensor
+    assert float(src["obs"][0, 0]) != 123.0

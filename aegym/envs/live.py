@@ -198,6 +198,10 @@ class LiveCore(KnobCore):
         self.hop = config.hop_samples
         self.window = config.window_samples
         has = self.has_true_knobs.tolist()
+        # Fixed by the target set (host booleans, so that step never syncs on them):
+        # whether any episode can hear the target voice, or a recording.
+        self._any_glides = any(has)
+        self._any_streams = not all(has)
         #: Indices of the targets with knobs: the only waypoints a glide visits.
         self.knob_rows = torch.nonzero(self.has_true_knobs).flatten()
         self._knob_pos = torch.cumsum(self.has_true_knobs.long(), 0) - 1
@@ -278,9 +282,7 @@ class LiveCore(KnobCore):
 
     @staticmethod
     def _merge_state(mask: torch.Tensor, new: VoiceState, old: VoiceState) -> VoiceState:
-        """``new`` where ``mask``, else ``old`` (every field is per voice)."""
-        if bool(mask.all()):
-            return new
+        """``new`` where ``mask``, else ``old`` (every field is per voice; no host sync)."""
         m = mask
         return VoiceState(
             torch.where(m, new.phase1, old.phase1),
@@ -330,10 +332,10 @@ class LiveCore(KnobCore):
 
     def _target_hop(self, mask: torch.Tensor) -> torch.Tensor:
         audio = None
-        if bool(self.has_true_knobs.any()):  # the set has glides: the target voice plays
+        if self._any_glides:  # the set has glides: the target voice plays
             audio, state = self.voice.render(self.target_knobs(), self.hop, self.target_state)
             self.target_state = self._merge_state(mask, state, self.target_state)
-        if bool(self.streaming.any()):
+        if self._any_streams:
             streamed = self._streamed_hop()
             audio = (
                 streamed if audio is None else torch.where(self.streaming[:, None], streamed, audio)
@@ -369,9 +371,9 @@ class LiveCore(KnobCore):
         """``[B, window]``: the target window the next step will hear (the current one
         shifted by a hop, then the target's next hop; the state is not changed)."""
         audio = None
-        if bool(self.has_true_knobs.any()):
+        if self._any_glides:
             audio, _ = self.voice.render(self.next_target_knobs(), self.hop, self.target_state)
-        if bool(self.streaming.any()):
+        if self._any_streams:
             streamed = self._streamed_hop()
             audio = (
                 streamed if audio is None else torch.where(self.streaming[:, None], streamed, audio)
@@ -398,12 +400,11 @@ class LiveCore(KnobCore):
         new_free, applied = self.move_knobs(action, cfg.max_move)
         self.steps = self.steps + 1
         seg_done = (self.steps % cfg.segment_steps == 0) & ~self.streaming
-        if bool(seg_done.any()):
-            # The glide reached its end: the end becomes the start of a new glide, whose
-            # end follows a fixed pseudo-random schedule among the targets with knobs.
-            nxt = self.next_waypoint(self.wp_idx[:, 1], self.steps)
-            shifted = torch.stack([self.wp_idx[:, 1], nxt], -1)
-            self.wp_idx = torch.where(seg_done[:, None], shifted, self.wp_idx)
+        # Where the glide reached its end, the end becomes the start of a new glide,
+        # whose end follows a fixed pseudo-random schedule among the targets with knobs.
+        nxt = self.next_waypoint(self.wp_idx[:, 1], self.steps)
+        shifted = torch.stack([self.wp_idx[:, 1], nxt], -1)
+        self.wp_idx = torch.where(seg_done[:, None], shifted, self.wp_idx)
         self.moves = torch.cat([self.moves[:, 1:], applied[:, None]], 1)
         everyone = torch.ones(self.batch, dtype=torch.bool, device=self.device)
         obs, (cur, tgt) = self._advance(new_free, everyone)

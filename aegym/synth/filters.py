@@ -63,6 +63,7 @@ from typing import NamedTuple
 
 import torch
 
+from aegym.synth import _compiled
 from aegym.synth._grad import straight_through_clamp
 
 try:  # torchaudio's compiled all-pole loop (the one behind lfilter)
@@ -317,16 +318,21 @@ class _AffineScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, mats, vecs, s0):  # type: ignore[override]
-        out = torch.empty_like(vecs)
-        state = s0
-        for m, e, o in zip(mats, vecs, out, strict=True):
-            state = torch.add(_rmv(m, state), e, out=o)
+        if _compiled.enabled(vecs):
+            out = _compiled.affine_scan(mats, vecs, s0)
+        else:
+            out = torch.empty_like(vecs)
+            state = s0
+            for m, e, o in zip(mats, vecs, out, strict=True):
+                state = torch.add(_rmv(m, state), e, out=o)
         ctx.save_for_backward(mats, s0, out)
         return out
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         mats, s0, out = ctx.saved_tensors
+        if _compiled.enabled(grad):
+            return _compiled.affine_scan_adjoint(mats, s0, out, grad)
         lam = torch.empty_like(grad)
         acc = grad[-1]
         lam[-1] = acc
@@ -513,7 +519,9 @@ class _AllPole(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, a1, a2, h1, h2):  # type: ignore[override]
-        if _fused_loops(x):
+        if _compiled.enabled(x):
+            y = _compiled.allpole(x, a1, a2, h1, h2)
+        elif _fused_loops(x):
             y = _allpole_loop(x, a1, a2, h1, h2, fused=True)
         else:
             y = _allpole(x, a1, a2, h1, h2)
@@ -532,6 +540,12 @@ class _AllPole(torch.autograd.Function):
             grad_h1_tail, grad_tail = grad_tail[1], torch.stack([grad_tail[0], 0 * grad_tail[0]])
         if grad is not None:
             grad = grad.contiguous()  # the loops step over contiguous rows
+        if _compiled.enabled(y):
+            lam, sum1, sum2 = _compiled.allpole_adjoint(grad, grad_tail, a1, a2, y)
+            # dL/da_j = -Σ_n λ[n] y[n-j], where y[-1] = h1 and y[-2] = h2.
+            grad_a1 = -sum1 - lam[0] * h1
+            grad_a2 = -sum2 - lam[0] * h2
+            return lam, *_history_grads(lam, a1, a2, h1, grad_a1, grad_a2, grad_h1_tail)
         if _fused_loops(y):
             lam = _reverse_fused_loop(grad, grad_tail, a1, a2, n)
         else:
@@ -542,14 +556,28 @@ class _AllPole(torch.autograd.Function):
         # dL/da_j = -Σ_n λ[n] y[n-j], where y[-1] = h1 and y[-2] = h2.
         grad_a1 = -(lam[1:] * y[:-1]).sum(0) - lam[0] * h1
         grad_a2 = -(lam[2:] * y[:-2]).sum(0) - lam[0] * h2
-        grad_h1 = -a1 * lam[0]
-        if n > 1:
-            grad_a2 = grad_a2 - lam[1] * h1
-            grad_h1 = grad_h1 - a2 * lam[1]
-        if grad_h1_tail is not None:
-            grad_h1 = grad_h1 + grad_h1_tail
-        grad_h2 = -a2 * lam[0]
-        return lam, grad_a1, grad_a2, grad_h1, grad_h2
+        return lam, *_history_grads(lam, a1, a2, h1, grad_a1, grad_a2, grad_h1_tail)
+
+
+def _history_grads(
+    lam: torch.Tensor,
+    a1: torch.Tensor,
+    a2: torch.Tensor,
+    h1: torch.Tensor,
+    grad_a1: torch.Tensor,
+    grad_a2: torch.Tensor,
+    grad_h1_tail: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The end of :class:`_AllPole`'s backward, shared by both loops: adds the ``λ[1] y[-1]``
+    term to ``dL/da2`` -> ``(dL/da1, dL/da2, dL/dh1, dL/dh2)``."""
+    grad_h1 = -a1 * lam[0]
+    if lam.shape[0] > 1:
+        grad_a2 = grad_a2 - lam[1] * h1
+        grad_h1 = grad_h1 - a2 * lam[1]
+    if grad_h1_tail is not None:
+        grad_h1 = grad_h1 + grad_h1_tail
+    grad_h2 = -a2 * lam[0]
+    return grad_a1, grad_a2, grad_h1, grad_h2
 
 
 def _section(
@@ -786,7 +814,7 @@ _MIN_SUB_BLOCK = 16
 def _sub_blocks(block_size: int, rows: int, x: torch.Tensor) -> int:
     """Sub-blocks per control block for :func:`_ladder_filter_blocks` (a power of two)."""
     m = 1
-    if not _fused_loops(x):
+    if not _fused_loops(x) or _compiled.enabled(x):  # no per-step cost to amortise
         return m
     while (
         rows * m < _MIN_LOOP_ROWS

@@ -32,6 +32,25 @@ _DRAW: dict[type, Callable[..., tuple[torch.Tensor, ...]]] = {
 }
 
 
+def to_host(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Copy many tensors to NumPy with one device-to-host transfer: their bytes are
+    packed into one buffer (exact for every dtype), so a GPU core synchronizes once per
+    step instead of once per field. Returns fresh, writable arrays (never views of the
+    core's tensors), keyed like ``tensors``."""
+    if not tensors:
+        return {}
+    flat = [t.detach().reshape(-1) for t in tensors.values()]
+    device = flat[0].device
+    packed = torch.cat([t.to(device).view(torch.uint8) for t in flat]).cpu().numpy()
+    out, offset = {}, 0
+    for (name, t), f in zip(tensors.items(), flat, strict=True):
+        dtype = torch.empty(0, dtype=t.dtype).numpy().dtype
+        arr = np.frombuffer(packed, dtype=dtype, count=f.numel(), offset=offset)
+        out[name] = arr.reshape(tuple(t.shape)).copy()
+        offset += f.numel() * f.element_size()
+    return out
+
+
 class AEGymVectorEnv(VectorEnv):
     """N aegym episodes stepped together in one batched torch core.
 
@@ -143,28 +162,39 @@ class AEGymVectorEnv(VectorEnv):
         mask = np.ones(self.num_envs, dtype=bool)
         obs = self._reset_envs(mask, per_env_opts)
         self._autoreset[:] = False
-        return obs.cpu().numpy(), self._info(mask, None)
+        host = to_host({"obs": obs, **self._info_tensors(None)})
+        return host["obs"], self._info(mask, host, None)
 
-    def _info(self, mask: np.ndarray, res: CoreStep | None) -> dict[str, Any]:
-        """Batched info: arrays ``[N]`` with ``_key`` masks (Gymnasium's layout)."""
+    def _info_tensors(self, res: CoreStep | None) -> dict[str, torch.Tensor]:
+        """The core's tensors behind :meth:`_info` (copied to the host together)."""
         core = self.core
-        dist = core.distance.detach().cpu().numpy()
+        tensors = {"distance": core.distance, "knob_error": core.knob_error()}
+        if res is not None:
+            tensors.update({f"term/{k}": v for k, v in res.reward_terms.items()})
+            tensors["diverged"] = res.diverged
+            tensors["safety_violation"] = res.violation
+        return tensors
+
+    def _info(self, mask: np.ndarray, host: dict[str, np.ndarray], res: CoreStep | None):
+        """Batched info from the host copies of :meth:`_info_tensors`: arrays ``[N]``
+        with ``_key`` masks (Gymnasium's layout)."""
+        dist = host["distance"]
         info: dict[str, Any] = {"distance": dist, "_distance": mask.copy()}
         if self.success_distance is not None:
             info["is_success"] = dist < self.success_distance
             info["_is_success"] = mask.copy()
-        err = core.knob_error().detach().cpu().numpy()
+        err = host["knob_error"]
         if np.isfinite(err).any():  # only where the truth is known, as in the single env
             info["knob_error"] = np.nan_to_num(err, nan=0.0)
             info["_knob_error"] = mask & np.isfinite(err)
         if res is not None:
-            terms = {k: v.cpu().numpy() for k, v in res.reward_terms.items()}
+            terms = {k: host[f"term/{k}"] for k in res.reward_terms}
             terms.update({f"_{k}": mask.copy() for k in res.reward_terms})
             info["reward_terms"] = terms
             info["_reward_terms"] = mask.copy()
-            info["diverged"] = res.diverged.cpu().numpy()
+            info["diverged"] = host["diverged"]
             info["_diverged"] = mask.copy()
-            info["safety_violation"] = res.violation.cpu().numpy()
+            info["safety_violation"] = host["safety_violation"]
             info["_safety_violation"] = mask.copy()
         return info
 
@@ -174,20 +204,30 @@ class AEGymVectorEnv(VectorEnv):
         arr = check_action(actions, self.action_space.shape, "actions")
         res = self.core.step(torch.from_numpy(arr))
         self._elapsed += 1
-        obs = res.obs.cpu().numpy()
-        reward = res.reward.detach().cpu().numpy().astype(np.float64)
-        term = res.terminated.cpu().numpy().copy()
-        trunc = res.truncated.cpu().numpy().copy()
+        host = to_host(
+            {
+                "obs": res.obs,
+                "reward": res.reward,
+                "terminated": res.terminated,
+                "truncated": res.truncated,
+                **self._info_tensors(res),
+            }
+        )
+        obs = host["obs"]
+        reward = host["reward"].astype(np.float64)
+        term, trunc = host["terminated"], host["truncated"]
         if self.max_episode_steps is not None:
             trunc |= self._elapsed >= self.max_episode_steps
         everyone = np.ones(self.num_envs, dtype=bool)
-        info = self._info(everyone, res)
+        info = self._info(everyone, host, res)
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             redo = self._autoreset
             if redo.any():  # these sub-envs ended last step: this step only resets them
-                obs = self._reset_envs(redo, [None] * self.num_envs).cpu().numpy()
+                obs_t = self._reset_envs(redo, [None] * self.num_envs)
+                fresh_host = to_host({"obs": obs_t, **self._info_tensors(None)})
+                obs = fresh_host["obs"]
                 reward[redo], term[redo], trunc[redo] = 0.0, False, False
-                fresh = self._info(everyone, None)  # distances after the reset
+                fresh = self._info(everyone, fresh_host, None)  # distances after the reset
                 info.update(fresh)
                 for name, value in info["reward_terms"].items():
                     if not name.startswith("_"):
@@ -202,7 +242,7 @@ class AEGymVectorEnv(VectorEnv):
                 info["_final_obs"] = done
                 info["final_info"] = dict(info)
                 info["_final_info"] = done
-                obs = self._reset_envs(done, [None] * self.num_envs).cpu().numpy()
+                obs = to_host({"obs": self._reset_envs(done, [None] * self.num_envs)})["obs"]
         return obs, reward, term, trunc, info
 
     def render(self) -> tuple[np.ndarray, ...] | None:

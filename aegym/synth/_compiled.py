@@ -1,0 +1,204 @@
+"""Compiled CPU kernels (numba) for the synth's sequential recursions.
+
+The ladder filter's all-pole sections and its block scan are recursions over time:
+in PyTorch each time step is a few small ops, so a 128-sample block costs hundreds of
+op dispatches whatever the batch. Here each recursion is one compiled loop (time
+outer, rows inner and contiguous, so the inner loop vectorizes), with the same
+arithmetic in the same order as torchaudio's ``lfilter`` loop (products rounded, then
+differences; no fused multiply-adds), so the forward equals it bit for bit (the
+PyTorch step loop uses fused multiply-adds: equal up to rounding).
+
+numba is imported on first use (it is a dependency of librosa, hence of aegym, but
+costs ~0.5 s to import). The kernels run when :func:`enabled` says so: on CPU tensors,
+with numba importable, and unless switched off by ``AEGYM_COMPILED_KERNELS=0`` or
+:func:`compiled_kernels` (the benchmarks use it to time both paths in one process).
+CUDA tensors always take the PyTorch path (its parallel form runs on the GPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+_state = {"on": os.environ.get("AEGYM_COMPILED_KERNELS", "1") != "0"}
+
+
+@functools.cache
+def _numba() -> Any:
+    """The numba module, or ``None`` when it cannot be imported."""
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - numba comes with librosa
+        return None
+    return numba
+
+
+def enabled(x: torch.Tensor) -> bool:
+    """Whether the compiled kernels run for tensors like ``x`` (CPU, numba, switched on)."""
+    return _state["on"] and x.device.type == "cpu" and _numba() is not None
+
+
+@contextlib.contextmanager
+def compiled_kernels(on: bool) -> Iterator[None]:
+    """Switch the compiled kernels on or off inside the block (the PyTorch loops run
+    when off); for benchmarks and tests comparing the two paths."""
+    before = _state["on"]
+    _state["on"] = bool(on)
+    try:
+        yield
+    finally:
+        _state["on"] = before
+
+
+def _allpole_forward_py(x, a1, a2, h1, h2, y):  # pragma: no cover - compiled
+    """``y[n] = (x[n] - a2 y[n-2]) - a1 y[n-1]`` over ``x [N, R]``, ``y[-1] = h1``,
+    ``y[-2] = h2`` (``a1, a2, h1, h2 [R]``), written into ``y``; the first sample takes
+    the history in the order of lfilter's input corrections (a1 term first)."""
+    n, r = x.shape
+    for j in range(r):
+        y[0, j] = (x[0, j] - a1[j] * h1[j]) - a2[j] * h2[j]
+    if n > 1:
+        for j in range(r):
+            y[1, j] = (x[1, j] - a2[j] * h1[j]) - a1[j] * y[0, j]
+    for i in range(2, n):
+        for j in range(r):
+            y[i, j] = (x[i, j] - a2[j] * y[i - 2, j]) - a1[j] * y[i - 1, j]
+
+
+def _allpole_adjoint_py(grad, has_grad, tail, a1, a2, y, lam, acc1, acc2):  # pragma: no cover
+    """Adjoint of :func:`_allpole_forward_py`: ``λ[m] = (g[m] - a2 λ[m+2]) - a1 λ[m+1]``
+    backwards from ``λ[N] = λ[N+1] = 0``, where ``g`` is ``grad`` (zero unless
+    ``has_grad``) plus ``tail [2, R]`` at samples ``N-1``, ``N-2``. ``lam [N+2, R]``
+    gets ``λ`` in its first N rows (the last two must be zero on entry). Also
+    accumulates (float64) ``acc1 = Σ_{m>=1} λ[m] y[m-1]``, ``acc2 = Σ_{m>=2} λ[m] y[m-2]``,
+    the coefficient gradients' sums."""
+    n, r = y.shape
+    for m in range(n - 1, -1, -1):
+        if m >= n - 2:  # the tail enters here
+            for j in range(r):
+                src = grad[m, j] + tail[n - 1 - m, j] if has_grad else tail[n - 1 - m, j]
+                lam[m, j] = (src - a2[j] * lam[m + 2, j]) - a1[j] * lam[m + 1, j]
+        elif has_grad:
+            for j in range(r):
+                lam[m, j] = (grad[m, j] - a2[j] * lam[m + 2, j]) - a1[j] * lam[m + 1, j]
+        else:
+            for j in range(r):
+                lam[m, j] = -(a2[j] * lam[m + 2, j]) - a1[j] * lam[m + 1, j]
+        if m >= 1:
+            for j in range(r):
+                acc1[j] += lam[m, j] * y[m - 1, j]
+        if m >= 2:
+            for j in range(r):
+                acc2[j] += lam[m, j] * y[m - 2, j]
+
+
+def _affine_scan_py(mats, vecs, s0, out):  # pragma: no cover - compiled
+    """``s_k = M_k s_{k-1} + e_k`` from ``s_{-1} = s0``: ``mats [K, D, D, B]``,
+    ``vecs [K, D, B]``, ``s0 [D, B]``, written into ``out [K, D, B]``."""
+    nk, d, _, nb = mats.shape
+    for k in range(nk):
+        for i in range(d):
+            for b in range(nb):
+                prev = s0[0, b] if k == 0 else out[k - 1, 0, b]
+                acc = mats[k, i, 0, b] * prev
+                for j in range(1, d):
+                    prev = s0[j, b] if k == 0 else out[k - 1, j, b]
+                    acc += mats[k, i, j, b] * prev
+                out[k, i, b] = acc + vecs[k, i, b]
+
+
+def _affine_scan_adjoint_py(mats, s0, out, grad, lam, grad_mats, grad_s0):  # pragma: no cover
+    """Adjoint of :func:`_affine_scan_py`: ``λ_k = g_k + M_{k+1}ᵀ λ_{k+1}`` into ``lam``,
+    ``dL/dM_k = λ_k s_{k-1}ᵀ`` into ``grad_mats``, ``dL/ds0 = M_0ᵀ λ_0`` into ``grad_s0``."""
+    nk, d, _, nb = mats.shape
+    for k in range(nk - 1, -1, -1):
+        for j in range(d):
+            for b in range(nb):
+                acc = grad[k, j, b]
+                if k + 1 < nk:
+                    for i in range(d):
+                        acc += mats[k + 1, i, j, b] * lam[k + 1, i, b]
+                lam[k, j, b] = acc
+        for i in range(d):
+            for j in range(d):
+                for b in range(nb):
+                    prev = s0[j, b] if k == 0 else out[k - 1, j, b]
+                    grad_mats[k, i, j, b] = lam[k, i, b] * prev
+    for j in range(d):
+        for b in range(nb):
+            acc = mats[0, 0, j, b] * lam[0, 0, b]
+            for i in range(1, d):
+                acc += mats[0, i, j, b] * lam[0, i, b]
+            grad_s0[j, b] = acc
+
+
+@functools.cache
+def _kernel(name: str) -> Any:
+    """The compiled form of kernel ``name`` (compiled on first use, cached on disk)."""
+    numba = _numba()
+    return numba.njit(cache=True, nogil=True, boundscheck=False)(globals()[f"_{name}_py"])
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().contiguous().numpy()
+
+
+def allpole(
+    x: torch.Tensor, a1: torch.Tensor, a2: torch.Tensor, h1: torch.Tensor, h2: torch.Tensor
+) -> torch.Tensor:
+    """All-pole biquad ``y[n] = x[n] - a1 y[n-1] - a2 y[n-2]`` along dim 0 of
+    ``x [N, R]`` with history ``y[-1] = h1``, ``y[-2] = h2`` (no autograd)."""
+    y = torch.empty_like(x, memory_format=torch.contiguous_format)
+    _kernel("allpole_forward")(_np(x), _np(a1), _np(a2), _np(h1), _np(h2), y.numpy())
+    return y
+
+
+def allpole_adjoint(
+    grad: torch.Tensor | None,
+    grad_tail: torch.Tensor | None,
+    a1: torch.Tensor,
+    a2: torch.Tensor,
+    y: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The adjoint recursion of :func:`allpole` -> ``(λ [N, R], Σ λ[m] y[m-1],
+    Σ λ[m] y[m-2])`` (the sums over ``m >= 1``, ``m >= 2``, in ``y``'s dtype).
+    ``grad=None`` is zero, never materialised; ``grad_tail [2, R]`` is the gradient of
+    ``(y[N-1], y[N-2])``."""
+    n, rows = y.shape
+    lam = y.new_empty(n + 2, rows)
+    lam[n:] = 0.0
+    tail = torch.zeros(2, rows, dtype=y.dtype) if grad_tail is None else grad_tail
+    g = y[:0] if grad is None else grad
+    acc1 = np.zeros(rows)
+    acc2 = np.zeros(rows)
+    _kernel("allpole_adjoint")(
+        _np(g), grad is not None, _np(tail), _np(a1), _np(a2), _np(y), lam.numpy(), acc1, acc2
+    )
+    to = functools.partial(torch.as_tensor, dtype=y.dtype)
+    return lam[:n], to(acc1), to(acc2)
+
+
+def affine_scan(mats: torch.Tensor, vecs: torch.Tensor, s0: torch.Tensor) -> torch.Tensor:
+    """States ``s_k = M_k s_{k-1} + e_k`` (rows-last, see ``filters._AffineScan``)."""
+    out = torch.empty(vecs.shape, dtype=vecs.dtype)
+    _kernel("affine_scan")(_np(mats), _np(vecs), _np(s0), out.numpy())
+    return out
+
+
+def affine_scan_adjoint(
+    mats: torch.Tensor, s0: torch.Tensor, out: torch.Tensor, grad: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Adjoint of :func:`affine_scan` -> ``(dL/dM, dL/de = λ, dL/ds0)``."""
+    lam = torch.empty(grad.shape, dtype=grad.dtype)
+    grad_mats = torch.empty(mats.shape, dtype=mats.dtype)
+    grad_s0 = torch.empty(s0.shape, dtype=s0.dtype)
+    _kernel("affine_scan_adjoint")(
+        _np(mats), _np(s0), _np(out), _np(grad), lam.numpy(), grad_mats.numpy(), grad_s0.numpy()
+    )
+    return grad_mats, lam, grad_s0
