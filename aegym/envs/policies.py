@@ -37,15 +37,21 @@ class DifferentiableCore(Protocol):
 
 
 class AELawPolicy:
-    """The AE adaptive law acting in ``AEGym/SchedulerGains-v1``."""
+    """The AE adaptive law acting in ``AEGym/SchedulerGains-v1``.
 
-    def __init__(self, config: SchedulerConfig) -> None:
+    :param config: the env's settings (decode the observation).
+    :param law_config: the law's constants (None: the env's ``config.law``); see
+        :func:`aegym.envs.scheduler.ae_law_action`.
+    """
+
+    def __init__(self, config: SchedulerConfig, law_config: AEConfig | None = None) -> None:
         self.config = config
+        self.law_config = law_config
 
     def __call__(self, obs: np.ndarray, episode_start: np.ndarray | None = None) -> np.ndarray:
-        """``obs [14]`` or ``[B, 14]`` -> action of the same batch shape."""
+        """``obs [19]`` or ``[B, 19]`` -> action of the same batch shape."""
         obs = np.asarray(obs, dtype=np.float32)
-        act = ae_law_action(obs, self.config)
+        act = ae_law_action(obs, self.config, self.law_config)
         return act[0] if obs.ndim == 1 else act
 
 
