@@ -1,4 +1,4 @@
-"""``python -m agents {train,evaluate,bench,tune-adam,zoo-hyperparams} ...``
+"""``python -m agents {train,evaluate,bench,tune-adam,tune-ae,zoo-hyperparams} ...``
 (``aegym-agents`` script)."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ commands:
   evaluate   evaluate agents and baselines on the same test episodes, write a report
   bench      train a small agent and evaluate it against the baselines (one command)
   tune-adam  pick the Adam baseline's constant learning rate on train targets
+  tune-ae    tune the AE law's constants on train targets (Optuna; extra [tune])
   zoo-hyperparams
              write RL Baselines3 Zoo hyperparameter files (agents/hyperparams/*.yml)
 
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         from agents.main import main as run
     elif command == "tune-adam":
         from agents.tune import main as run
+    elif command == "tune-ae":
+        from agents.tune import main_ae as run
     elif command == "zoo-hyperparams":
         from agents.zoo import main as run
     else:
