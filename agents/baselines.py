@@ -65,7 +65,6 @@ from agents.hyperparams import (
     ADAM_LR_GRID,
     ADAM_LR_MULTIPLIER,
     AE_ALPHA0,
-    TRAIN_ENV_KWARGS,
     ae_law_settings,
 )
 
@@ -102,6 +101,8 @@ _BUDGET_UNITS: tuple[tuple[str, str], ...] = (
     ("renders_at_start", "renders at start"),
     ("gradients_per_step", "gradient/step"),
     ("hindsight_episodes", "hindsight episodes/episode"),
+    ("renders_per_local_test", "renders/local test"),
+    ("steps_per_local_test", "steps between local tests"),
 )
 
 
@@ -406,8 +407,14 @@ class AEBaseline(BaselinePolicy):
         self.law: AELawPolicy | None = None
         self.gradient: list[AEGradientPolicy] = []
         if not self.is_scheduler:
-            self.privileged = ("gradients", "renders") if self.config.n_probes else ("gradients",)
+            self.privileged = ("gradients",)
             self.budget = {"gradients_per_step": 1}
+            if self.config.n_probes:
+                self.privileged = ("gradients", "renders")
+                self.budget |= {
+                    "renders_per_local_test": self.config.n_probes,
+                    "steps_per_local_test": self.config.test_every,
+                }
         self.reset()
 
     def reset(self) -> None:
@@ -919,8 +926,8 @@ def make_baseline(
 
 
 @dataclass(frozen=True)
-class TrainScore:
-    """Mean outcome of one agent on a set of train episodes.
+class EpisodeScore:
+    """Mean outcome of one agent on an :class:`EpisodeSet`.
 
     :param mean_final_distance: mean final distance.
     :param success_rate: fraction of successful episodes.
@@ -932,19 +939,21 @@ class TrainScore:
     n_episodes: int
 
 
-class TrainEpisodes:
-    """The same train episodes for every candidate of a tuning search.
+class EpisodeSet:
+    """The same episodes for every candidate of a tuning search (or every variant of
+    an ablation).
 
-    ``n_targets`` targets of the env's *train* set spread evenly (the test set is never
-    touched), each with every seed, played side by side in one VecEnv; :meth:`score`
-    plays them with the agent ``make_agent(venv)`` builds. Use as a context manager
-    (closes the VecEnv).
+    ``n_targets`` targets of the env's ``target_set`` spread evenly, each with every
+    seed, played side by side in one VecEnv; :meth:`score` plays them with the agent
+    ``make_agent(venv)`` builds. Searches use the *train* set (the default); only final
+    reports use "test". Use as a context manager (closes the VecEnv).
 
     :param env_id: env id.
-    :param n_targets: train targets.
+    :param n_targets: targets of the set.
     :param seeds: episode seeds.
     :param native: use the native batched vector env when available.
-    :param env_kwargs: env keyword arguments (``target`` is forced to "train").
+    :param target_set: "train" or "test".
+    :param env_kwargs: env keyword arguments (``target`` is set to ``target_set``).
     """
 
     def __init__(
@@ -953,21 +962,27 @@ class TrainEpisodes:
         n_targets: int,
         seeds: Sequence[int],
         native: bool = True,
+        target_set: str = "train",
         **env_kwargs: Any,
     ) -> None:
-        env_kwargs = {**env_kwargs, **TRAIN_ENV_KWARGS}
+        if target_set not in ("train", "test"):
+            raise ValueError(f"target_set must be 'train' or 'test', got {target_set!r}")
+        env_kwargs = {**env_kwargs, "target": target_set}
         self.env_id = env_id
         self.specs = [
             EpisodeSpec(t, s)
-            for t in select_targets(env_id, "train", n_targets, env_kwargs)
+            for t in select_targets(env_id, target_set, n_targets, env_kwargs)
             for s in seeds
         ]
         self.venv = make_vec_env(env_id, len(self.specs), seed=0, native=native, **env_kwargs)
+        self.episodes: list[Any] = []
 
-    def score(self, make_agent: Any) -> TrainScore:
-        """Play every episode with ``make_agent(venv)``; mean final distance and success."""
+    def score(self, make_agent: Any) -> EpisodeScore:
+        """Play every episode with ``make_agent(venv)``; mean final distance and success
+        (the records stay in :attr:`episodes` until the next call)."""
         episodes = run_episodes(self.venv, make_agent(self.venv), self.specs)
-        return TrainScore(
+        self.episodes = episodes
+        return EpisodeScore(
             float(np.mean([e.final_distance for e in episodes])),
             float(np.mean([e.success for e in episodes])),
             len(episodes),
@@ -976,7 +991,7 @@ class TrainEpisodes:
     def close(self) -> None:
         self.venv.close()
 
-    def __enter__(self) -> TrainEpisodes:
+    def __enter__(self) -> EpisodeSet:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -1017,7 +1032,7 @@ def tune_adam_lr(
     :param env_kwargs: SchedulerGains keyword arguments (``target`` is forced to "train").
     """
     results: dict[float, float] = {}
-    with TrainEpisodes("AEGym/SchedulerGains-v1", n_targets, seeds, native, **env_kwargs) as ep:
+    with EpisodeSet("AEGym/SchedulerGains-v1", n_targets, seeds, native, **env_kwargs) as ep:
         for c in multipliers:
             res = ep.score(lambda v, c=c: AdamBaseline(v.observation_space, v.action_space, c))
             results[float(c)] = res.mean_final_distance
@@ -1067,7 +1082,7 @@ def tune_adam_knob_lr(
         raise ValueError(f"tune_adam_knob_lr tunes knob envs; for {env_id} use tune_adam_lr")
     dist: dict[float, float] = {}
     succ: dict[float, float] = {}
-    with TrainEpisodes(env_id, n_targets, seeds, native, **env_kwargs) as ep:
+    with EpisodeSet(env_id, n_targets, seeds, native, **env_kwargs) as ep:
         for lr in lrs:
             res = ep.score(lambda v, lr=lr: AdamKnobBaseline(v, lr=lr))
             dist[float(lr)], succ[float(lr)] = res.mean_final_distance, res.success_rate

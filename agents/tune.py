@@ -27,8 +27,8 @@ import torch
 from aegym.control.config import AEConfig
 from agents.baselines import (
     AEBaseline,
-    TrainEpisodes,
-    TrainScore,
+    EpisodeScore,
+    EpisodeSet,
     tune_adam_knob_lr,
     tune_adam_lr,
 )
@@ -158,15 +158,11 @@ def ae_search_space(
 def ae_settings_from(params: dict[str, Any]) -> tuple[AEConfig, float | None]:
     """``(AEConfig, alpha0)`` from a search point (unlisted constants at their defaults;
     μ0 is capped at μmax, σ0 kept within [σ_min, σ_max])."""
-    params = dict(params)
-    alpha0 = params.pop("alpha0", None)
-    cfg = replace(AEConfig(), **params)
-    cfg = replace(
-        cfg,
-        momentum0=min(cfg.momentum0, cfg.momentum_max),
-        sigma_min=min(cfg.sigma_min, cfg.sigma0),
-    )
-    return cfg, alpha0
+    values = AEConfig().to_dict() | dict(params)
+    alpha0 = values.pop("alpha0", None)
+    values["momentum0"] = min(values["momentum0"], values["momentum_max"])
+    values["sigma_min"] = min(values["sigma_min"], values["sigma0"])
+    return AEConfig.from_dict(values), alpha0
 
 
 def _default_point(kind: str) -> dict[str, Any]:
@@ -188,8 +184,8 @@ class AETuning:
 
     kind: str
     best: dict[str, Any]
-    best_score: TrainScore
-    default_score: TrainScore
+    best_score: EpisodeScore
+    default_score: EpisodeScore
     trials: list[dict[str, Any]]
 
 
@@ -201,12 +197,13 @@ def tune_ae(
     sampler_seed: int = 0,
     native: bool = True,
     progress: bool = True,
+    timeout_s: float | None = None,
     **env_kwargs: Any,
 ) -> AETuning:
     """Search the AE law's constants on an env's *train* episodes with Optuna's TPE
     sampler (seeded); the objective is the mean final distance of the ``ae`` baseline
     (:class:`agents.baselines.AEBaseline`) on the same episodes for every trial
-    (:class:`agents.baselines.TrainEpisodes`). Trial 0 is the default constants.
+    (:class:`agents.baselines.EpisodeSet`). Trial 0 is the default constants.
 
     :param env_id: ``AEGym/SchedulerGains-v1`` or a SoundMatch tier.
     :param trials: number of trials (>= 1, the default included).
@@ -215,6 +212,7 @@ def tune_ae(
     :param sampler_seed: the sampler's seed.
     :param native: use the native batched vector env.
     :param progress: print one line per trial.
+    :param timeout_s: start no new trial after this many seconds (None: run all).
     :param env_kwargs: env keyword arguments.
     :raises ImportError: without ``optuna`` (``pip install "aegym[tune]"``).
     """
@@ -232,8 +230,8 @@ def tune_ae(
         direction="minimize", sampler=optuna.samplers.TPESampler(seed=sampler_seed)
     )
     study.enqueue_trial(_default_point(kind))
-    scores: list[TrainScore] = []
-    with TrainEpisodes(env_id, n_targets, seeds, native, **env_kwargs) as episodes:
+    scores: list[EpisodeScore] = []
+    with EpisodeSet(env_id, n_targets, seeds, native, **env_kwargs) as episodes:
 
         def objective(trial: Any) -> float:
             point: dict[str, Any] = {
@@ -252,7 +250,7 @@ def tune_ae(
                 )
             return res.mean_final_distance
 
-        study.optimize(objective, n_trials=trials)
+        study.optimize(objective, n_trials=trials, timeout=timeout_s)
     best = study.best_trial
     return AETuning(
         kind,
@@ -280,6 +278,8 @@ class TuneAEArgs:
     """episode seeds"""
     sampler_seed: int = 0
     """seed of the TPE sampler"""
+    timeout_s: float | None = None
+    """start no new trial after this many seconds (the trials run so far count)"""
     write: bool = False
     """store the winner in agents/hyperparams/ae_law.json (read by the `ae` baseline)"""
     json: str | None = None
@@ -311,6 +311,7 @@ def main_ae(argv: list[str] | None = None) -> int:
         args.seeds,
         args.sampler_seed,
         args.native_vec,
+        timeout_s=args.timeout_s,
         **args.env_kwargs,
     )
     cfg, alpha0 = ae_settings_from(res.best)
@@ -320,7 +321,7 @@ def main_ae(argv: list[str] | None = None) -> int:
         "command": "python -m agents tune-ae "
         + " ".join(argv if argv is not None else sys.argv[1:]),
         "sampler": f"optuna TPESampler(seed={args.sampler_seed}), trial 0 = defaults",
-        "trials": args.trials,
+        "trials": len(res.trials),
         "episodes": res.best_score.n_episodes,
         "train_mean_final_distance": res.best_score.mean_final_distance,
         "train_success": res.best_score.success_rate,
@@ -342,3 +343,23 @@ def main_ae(argv: list[str] | None = None) -> int:
         table[res.kind] = entry
         AE_TUNED_PATH.write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")
     return 0
+
+
+def ae_ablations(config: AEConfig) -> dict[str, tuple[AEConfig, bool]]:
+    """The ablations of the AE controller at ``config``: name -> (constants, adapt).
+
+    * ``full``: the law as given;
+    * ``no_dither``: σ0 = σ_min = 0 (the σ law multiplies 0: no dither ever);
+    * ``no_local_tests``: ``n_probes = 0``;
+    * ``no_variance_damping``: λ = λσ = 0;
+    * ``frozen``: no dither, no tests, and the law frozen (``adapt=False``): plain Adam
+      at α0 with β1 = μ0 — the same constants without the controller.
+    """
+    quiet = replace(config, sigma0=0.0, sigma_min=0.0)
+    return {
+        "full": (config, True),
+        "no_dither": (quiet, True),
+        "no_local_tests": (replace(config, n_probes=0), True),
+        "no_variance_damping": (replace(config, var_damping=0.0, sigma_var_damping=0.0), True),
+        "frozen": (replace(quiet, n_probes=0), False),
+    }

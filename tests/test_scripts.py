@@ -43,6 +43,7 @@ CASES = {
     ),
     "scheduler_headroom.py": (["--episodes", "2"], True),
     "calibrate_success.py": (["--n-signs", "1"], True),
+    "ae_ablation.py": (["--n-targets", "1", "--duration-s", "0.25"], True),
 }
 
 

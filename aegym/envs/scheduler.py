@@ -534,7 +534,8 @@ def ae_law_action(
     ``μ' = next_momentum(μ, Δr)``, ``σ' = next_sigma(σ, plateau, v, success)``; then
     ``a = (log2(α'/α), -log2((1-μ')/(1-μ)), log4(σ'/σ), ±1)`` clipped to [-1, 1], with
     the local test (+1) every ``law.test_every`` gradient steps (rounded up to env
-    steps). Returns ``[B, 4]`` float32.
+    steps; never when the policy's ``n_probes`` is 0 — the env runs the probes with its
+    own constants). Returns ``[B, 4]`` float32.
 
     :param cfg: the env's settings (they decode the observation: its signals were
         filtered by ``cfg.law``).
@@ -555,7 +556,7 @@ def ae_law_action(
     mu_new = law.next_momentum(d.momentum, d.delta_reward, c).clamp_max(cfg.momentum_max)
     pending = torch.ones(rows, dtype=torch.bool)
     s_new = law.next_sigma(d.sigma, d.plateau_count.long(), d.variance, d.success_rate, pending, c)
-    test = d.step.long() % cfg.env_steps(c.test_every) == 0
+    test = (d.step.long() % cfg.env_steps(c.test_every) == 0) & (c.n_probes > 0)
     out = torch.stack(
         [
             torch.log2(a_new / d.alpha),
