@@ -9,7 +9,8 @@ alike.
   SchedulerGains the AE law's gain changes (:func:`aegym.envs.scheduler.ae_law_action`);
   on knob envs AE-controlled Adam steps on the env's differentiable plant
   (:class:`aegym.envs.policies.AEGradientPolicy`; on the tracking env with fixed
-  momentum, :data:`agents.hyperparams.AE_TRACKING_LAW`).
+  momentum, :data:`agents.hyperparams.AE_TRACKING_LAW`); the law's constants are tuned
+  on train targets (``python -m agents tune-ae``, :func:`agents.hyperparams.ae_law_settings`).
 * :class:`RandomBaseline` — uniform random actions.
 * :class:`StaticBaseline` — the zero action: knobs never move / gains stay constant.
 * :class:`AdamBaseline` — SchedulerGains: plain Adam at a constant, tuned learning
@@ -54,7 +55,7 @@ from aegym.control import plant
 from aegym.control.config import AEConfig
 from aegym.envs import scheduler as sched
 from aegym.envs.live import LiveCore
-from aegym.envs.policies import AEGradientPolicy, AELawPolicy
+from aegym.envs.policies import AEGradientPolicy, AELawPolicy, RowView, candidate_distances
 from aegym.envs.scheduler import SIGNAL_NAMES, SchedulerConfig, SchedulerCore
 from agents.common.envs import env_family, make_vec_env
 from agents.common.episodes import EpisodeSpec, run_episodes, select_targets
@@ -64,8 +65,7 @@ from agents.hyperparams import (
     ADAM_LR_GRID,
     ADAM_LR_MULTIPLIER,
     AE_ALPHA0,
-    AE_TRACKING_LAW,
-    TRAIN_ENV_KWARGS,
+    ae_law_settings,
 )
 
 #: Names accepted by :func:`make_baseline`.
@@ -101,6 +101,8 @@ _BUDGET_UNITS: tuple[tuple[str, str], ...] = (
     ("renders_at_start", "renders at start"),
     ("gradients_per_step", "gradient/step"),
     ("hindsight_episodes", "hindsight episodes/episode"),
+    ("renders_per_local_test", "renders/local test"),
+    ("steps_per_local_test", "steps between local tests"),
 )
 
 
@@ -360,41 +362,72 @@ class AEBaseline(BaselinePolicy):
       env it was built from, and it keeps per-episode optimizer state: pass
       ``episode_start`` (SB3's ``evaluate_policy`` and :mod:`agents.common.episodes` do).
 
+    The law's constants are the tuned ones of the env
+    (:func:`agents.hyperparams.ae_law_settings`, from ``python -m agents tune-ae``)
+    unless ``config`` is given. On knob envs the local tests render ``n_probes``
+    probes every ``test_every`` steps (counted in ``renders``).
+
     :param env: the env the baseline acts in.
     :param alpha0: reference step of the gradient policy (normalized knob units; None:
-        :data:`agents.hyperparams.AE_ALPHA0`).
-    :param seed: seed of the gradient policy's dither noise.
+        the tuned one, else :data:`agents.hyperparams.AE_ALPHA0`).
+    :param seed: seed of the gradient policy's dither and probe noise.
+    :param config: the law's constants (None: the env's tuned setting).
+    :param adapt: False freezes the law (knob envs: α0, μ0, σ0 throughout) — ablations.
     """
 
     name = "ae"
 
-    def __init__(self, env: gym.Env | VecEnv, alpha0: float | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        env: gym.Env | VecEnv,
+        alpha0: float | None = None,
+        seed: int = 0,
+        config: AEConfig | None = None,
+        adapt: bool = True,
+    ) -> None:
         binding = _bind(env)
         super().__init__(binding.observation_space, binding.action_space)
         self.binding = binding
-        self.alpha0 = AE_ALPHA0 if alpha0 is None else alpha0
-        self.seed = seed
         first = binding.cores[0]
         self.is_scheduler = isinstance(first, SchedulerCore) or isinstance(
             getattr(first, "config", None), SchedulerConfig
         )
+        kind = (
+            "scheduler"
+            if self.is_scheduler
+            else "live"
+            if isinstance(first, LiveCore)
+            else "sound_match"
+        )
+        tuned = ae_law_settings(kind)
+        self.alpha0 = (tuned.alpha0 or AE_ALPHA0) if alpha0 is None else alpha0
+        self.config = tuned.config if config is None else config
+        self.adapt = adapt
+        self.seed = seed
         self.law: AELawPolicy | None = None
         self.gradient: list[AEGradientPolicy] = []
         if not self.is_scheduler:
             self.privileged = ("gradients",)
             self.budget = {"gradients_per_step": 1}
+            if self.config.n_probes:
+                self.privileged = ("gradients", "renders")
+                self.budget |= {
+                    "renders_per_local_test": self.config.n_probes,
+                    "steps_per_local_test": self.config.test_every,
+                }
         self.reset()
 
     def reset(self) -> None:
         if self.is_scheduler:
-            self.law = AELawPolicy(self.binding.cores[0].config)
+            self.law = AELawPolicy(self.binding.cores[0].config, self.config)
         else:
             self.gradient = [
                 AEGradientPolicy(
                     core,
                     alpha0=self.alpha0,
-                    config=AE_TRACKING_LAW if isinstance(core, LiveCore) else None,
+                    config=self.config,
                     seed=self.seed + i,
+                    adapt=self.adapt,
                 )
                 for i, core in enumerate(self.binding.cores)
             ]
@@ -408,10 +441,11 @@ class AEBaseline(BaselinePolicy):
                 f"AEBaseline acts on the {n_rows} episode(s) of its env, got a batch of "
                 f"{obs.shape[0]} observations"
             )
-        parts = [
-            pol(obs[rows], episode_start[rows])
-            for pol, rows in zip(self.gradient, self.binding.rows, strict=True)
-        ]
+        parts = []
+        for pol, rows in zip(self.gradient, self.binding.rows, strict=True):
+            parts.append(pol(obs[rows], episode_start[rows]))
+            tested = np.arange(rows.start, rows.stop)[pol.tested.numpy()]
+            self._spend("renders", tested, pol.config.n_probes)
         self._spend("gradient_evals", slice(0, n_rows), 1)
         return np.concatenate(parts, 0)
 
@@ -433,31 +467,6 @@ def _toward(core: Any, goal: torch.Tensor) -> np.ndarray:
     """Action moving the free knobs toward ``goal [B, F]`` at full speed (then holding)."""
     act = ((goal.to(core.free_knobs) - core.free_knobs) / _max_move(core)).clamp(-1.0, 1.0)
     return act.detach().cpu().numpy().astype(np.float32)
-
-
-#: Most candidate renders in one batched call (memory: audio and features of each).
-_RENDER_CHUNK = 1024
-
-
-@torch.no_grad()
-def candidate_distances(core: Any, cand: torch.Tensor) -> torch.Tensor:
-    """Distances ``[B, K]`` of candidate free knobs ``cand [B, K, F]`` of every episode
-    (privileged renders; the core's state is unchanged). Note cores (SoundMatch) render
-    all ``B·K`` in batched calls (``render_distance`` with repeated rows); others
-    (SoundMatchLive) call ``distance_at`` once per candidate column."""
-    b, k, f = cand.shape
-    cand = cand.to(core.free_knobs)
-    if hasattr(core, "render_distance"):
-        flat = cand.reshape(b * k, f)
-        rows = torch.arange(b, device=flat.device).repeat_interleave(k)
-        parts = [
-            core.render_distance(flat[lo : lo + _RENDER_CHUNK], rows[lo : lo + _RENDER_CHUNK])[0]
-            for lo in range(0, b * k, _RENDER_CHUNK)
-        ]
-        out = torch.cat(parts).reshape(b, k)
-    else:
-        out = torch.stack([core.distance_at(cand[:, j]) for j in range(k)], 1)
-    return torch.where(out.isfinite(), out, torch.inf).cpu()
 
 
 class CoreBaseline(BaselinePolicy):
@@ -791,7 +800,7 @@ class NearestBaseline(CoreBaseline):
             cand = self.bank.expand(core.batch, -1, -1)
             if hasattr(core, "render_distance"):
                 d = torch.full((core.batch, self.k), torch.inf)
-                sub = _RowView(core, rows)
+                sub = RowView(core, rows)
                 d[rows] = candidate_distances(sub, cand[rows])
             else:
                 d = candidate_distances(core, cand)
@@ -799,17 +808,6 @@ class NearestBaseline(CoreBaseline):
             best = self.bank[d.argmin(1)]
             self.goal[i] = torch.where(start[:, None], best, self.goal[i])
         return _toward(core, self.goal[i])
-
-
-class _RowView:
-    """``render_distance`` and ``free_knobs`` of a subset of a note core's rows."""
-
-    def __init__(self, core: Any, rows: torch.Tensor) -> None:
-        self.core, self.rows = core, rows.to(core.free_knobs.device)
-        self.free_knobs = core.free_knobs[self.rows]
-
-    def render_distance(self, free: torch.Tensor, rows: torch.Tensor) -> Any:
-        return self.core.render_distance(free, self.rows[rows])
 
 
 class SchedulerOracleBaseline(CoreBaseline):
@@ -964,6 +962,79 @@ def make_baseline(
 
 
 @dataclass(frozen=True)
+class EpisodeScore:
+    """Mean outcome of one agent on an :class:`EpisodeSet`.
+
+    :param mean_final_distance: mean final distance.
+    :param success_rate: fraction of successful episodes.
+    :param n_episodes: episodes played.
+    """
+
+    mean_final_distance: float
+    success_rate: float
+    n_episodes: int
+
+
+class EpisodeSet:
+    """The same episodes for every candidate of a tuning search (or every variant of
+    an ablation).
+
+    ``n_targets`` targets of the env's ``target_set`` spread evenly, each with every
+    seed, played side by side in one VecEnv; :meth:`score` plays them with the agent
+    ``make_agent(venv)`` builds. Searches use the *train* set (the default); only final
+    reports use "test". Use as a context manager (closes the VecEnv).
+
+    :param env_id: env id.
+    :param n_targets: targets of the set.
+    :param seeds: episode seeds.
+    :param native: use the native batched vector env when available.
+    :param target_set: "train" or "test".
+    :param env_kwargs: env keyword arguments (``target`` is set to ``target_set``).
+    """
+
+    def __init__(
+        self,
+        env_id: str,
+        n_targets: int,
+        seeds: Sequence[int],
+        native: bool = True,
+        target_set: str = "train",
+        **env_kwargs: Any,
+    ) -> None:
+        if target_set not in ("train", "test"):
+            raise ValueError(f"target_set must be 'train' or 'test', got {target_set!r}")
+        env_kwargs = {**env_kwargs, "target": target_set}
+        self.env_id = env_id
+        self.specs = [
+            EpisodeSpec(t, s)
+            for t in select_targets(env_id, target_set, n_targets, env_kwargs)
+            for s in seeds
+        ]
+        self.venv = make_vec_env(env_id, len(self.specs), seed=0, native=native, **env_kwargs)
+        self.episodes: list[Any] = []
+
+    def score(self, make_agent: Any) -> EpisodeScore:
+        """Play every episode with ``make_agent(venv)``; mean final distance and success
+        (the records stay in :attr:`episodes` until the next call)."""
+        episodes = run_episodes(self.venv, make_agent(self.venv), self.specs)
+        self.episodes = episodes
+        return EpisodeScore(
+            float(np.mean([e.final_distance for e in episodes])),
+            float(np.mean([e.success for e in episodes])),
+            len(episodes),
+        )
+
+    def close(self) -> None:
+        self.venv.close()
+
+    def __enter__(self) -> EpisodeSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
 class AdamTuning:
     """Outcome of :func:`tune_adam_lr`.
 
@@ -996,24 +1067,13 @@ def tune_adam_lr(
     :param native: use the native batched vector env when available.
     :param env_kwargs: SchedulerGains keyword arguments (``target`` is forced to "train").
     """
-    env_kwargs = {**env_kwargs, **TRAIN_ENV_KWARGS}
-    env_id = "AEGym/SchedulerGains-v1"
-    specs = [
-        EpisodeSpec(t, s)
-        for t in select_targets(env_id, "train", n_targets, env_kwargs)
-        for s in seeds
-    ]
     results: dict[float, float] = {}
-    venv = make_vec_env(env_id, len(specs), seed=0, native=native, **env_kwargs)
-    try:
+    with EpisodeSet("AEGym/SchedulerGains-v1", n_targets, seeds, native, **env_kwargs) as ep:
         for c in multipliers:
-            agent = AdamBaseline(venv.observation_space, venv.action_space, c)  # type: ignore[arg-type]
-            episodes = run_episodes(venv, agent, specs)
-            results[float(c)] = float(np.mean([e.final_distance for e in episodes]))
-    finally:
-        venv.close()
+            res = ep.score(lambda v, c=c: AdamBaseline(v.observation_space, v.action_space, c))
+            results[float(c)] = res.mean_final_distance
     best = min(sorted(results), key=lambda c: results[c])
-    return AdamTuning(best, results, len(specs))
+    return AdamTuning(best, results, len(ep.specs))
 
 
 @dataclass(frozen=True)
@@ -1056,21 +1116,11 @@ def tune_adam_knob_lr(
     check_baseline("adam", env_id)
     if env_family(env_id) != "knob":
         raise ValueError(f"tune_adam_knob_lr tunes knob envs; for {env_id} use tune_adam_lr")
-    env_kwargs = {**env_kwargs, **TRAIN_ENV_KWARGS}
-    specs = [
-        EpisodeSpec(t, s)
-        for t in select_targets(env_id, "train", n_targets, env_kwargs)
-        for s in seeds
-    ]
     dist: dict[float, float] = {}
     succ: dict[float, float] = {}
-    venv = make_vec_env(env_id, len(specs), seed=0, native=native, **env_kwargs)
-    try:
+    with EpisodeSet(env_id, n_targets, seeds, native, **env_kwargs) as ep:
         for lr in lrs:
-            episodes = run_episodes(venv, AdamKnobBaseline(venv, lr=lr), specs)
-            dist[float(lr)] = float(np.mean([e.final_distance for e in episodes]))
-            succ[float(lr)] = float(np.mean([e.success for e in episodes]))
-    finally:
-        venv.close()
+            res = ep.score(lambda v, lr=lr: AdamKnobBaseline(v, lr=lr))
+            dist[float(lr)], succ[float(lr)] = res.mean_final_distance, res.success_rate
     best = min(sorted(dist), key=lambda c: dist[c])
-    return KnobAdamTuning(best, dist, succ, len(specs))
+    return KnobAdamTuning(best, dist, succ, len(ep.specs))

@@ -8,7 +8,13 @@ measures the final distance of
 (b) the best single constant α of a grid ``α0·2^k`` (the same for every episode, the
     best mean),
 (c) the best constant α per episode in hindsight (the grid's best per episode),
-(d) the AE law policy (:func:`aegym.envs.scheduler.ae_law_action`).
+(b') the best single *reachable* schedule: ramp α toward ``α0·2^k`` at the env's top
+    speed (×2 per step) from each episode's α0_ep, then hold (the same k for every
+    episode) — (b) sets α before the first step, which no policy can,
+(d) the AE law policy (:func:`aegym.envs.scheduler.ae_law_action`) with the env's
+    default constants and, when ``python -m agents tune-ae`` has stored a tuned law
+    (``agents/hyperparams/ae_law.json``), the tuned law and its ablations
+    (:func:`agents.tune.ae_ablations`; the frozen law is row (a)).
 
 Headroom = (a − c) / a. The grid runs batched through ``SchedulerCore`` (the env's
 dynamics, :func:`aegym.envs.scheduler.run_constant_gains`). By default the success
@@ -31,16 +37,30 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from aegym.control.config import AEConfig
 from aegym.envs.scheduler import (
     EpisodeResult,
     SchedulerConfig,
     SchedulerCore,
     ae_law_action,
+    decode_observation,
     draw_starts,
     run_constant_gains,
     run_episodes,
 )
 from aegym.targets import resolve_targets
+from agents.hyperparams import ae_law_settings
+from agents.tune import ae_ablations
+
+
+def ramp_action(obs: torch.Tensor, cfg: SchedulerConfig, alpha: float) -> np.ndarray:
+    """Actions moving α toward ``alpha`` as fast as the env allows (×2 per step), then
+    holding it; μ, σ held, no local tests."""
+    now = decode_observation(obs, cfg).alpha
+    act = np.zeros((now.shape[0], 4), dtype=np.float32)
+    act[:, 0] = np.clip(np.log2(alpha / now.numpy()), -1.0, 1.0)
+    act[:, 3] = -1.0
+    return act
 
 
 def summary(r: EpisodeResult) -> dict[str, float]:
@@ -64,6 +84,9 @@ def main() -> None:
     p.add_argument("--episode-steps", type=int, default=20)
     p.add_argument("--max-batch", type=int, default=256)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--ramp-k-min", type=int, default=-3, help="ramps to α0·2^k from k")
+    p.add_argument("--ramp-k-max", type=int, default=1, help="... to k")
+    p.add_argument("--no-tuned", action="store_true", help="skip the tuned law's rows")
     p.add_argument("--terminate", action="store_true", help="keep the success termination")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
@@ -84,7 +107,15 @@ def main() -> None:
     ks = list(range(args.k_min, args.k_max + 1))
     grid = [cfg.alpha0 * 2.0**k for k in ks]
     t0 = time.perf_counter()
-    with tqdm(total=n * (len(grid) + 2), unit="episode") as bar:
+    ramp_ks = list(range(args.ramp_k_min, args.ramp_k_max + 1))
+    law_variants = {"ae_law_default": cfg.law}
+    tuned = ae_law_settings("scheduler")
+    if tuned.search is not None and not args.no_tuned:
+        for name, (law_config, adapt) in ae_ablations(tuned.config).items():
+            if adapt:  # the frozen law holds the gains: row (a)
+                law_variants[f"ae_law_tuned_{name}"] = law_config
+    total = n * (len(grid) + 1 + len(ramp_ks) + len(law_variants))
+    with tqdm(total=total, unit="episode") as bar:
         default = run_constant_gains(
             cfg, targets, starts, None, max_batch=args.max_batch, hit_distance=threshold
         )
@@ -99,17 +130,38 @@ def main() -> None:
             hit_distance=threshold,
         )
 
-        def law_policy(obs: torch.Tensor) -> np.ndarray:
-            return ae_law_action(obs.cpu().numpy(), cfg)
+        def ramp_policy(k: int):
+            def policy(obs: torch.Tensor) -> np.ndarray:
+                return ramp_action(obs, cfg, cfg.alpha0 * 2.0**k)
 
-        law_res = run_episodes(law_core, starts, law_policy, hit_distance=threshold)
-        bar.update(n)
+            return policy
+
+        ramps = {}
+        for k in ramp_ks:
+            ramps[k] = run_episodes(law_core, starts, ramp_policy(k), hit_distance=threshold)
+            bar.update(n)
+
+        def law_policy(law_config: AEConfig):
+            def policy(obs: torch.Tensor) -> np.ndarray:
+                return ae_law_action(obs.cpu().numpy(), cfg, law_config)
+
+            return policy
+
+        laws = {}
+        for name, law_config in law_variants.items():
+            laws[name] = run_episodes(
+                law_core, starts, law_policy(law_config), hit_distance=threshold
+            )
+            bar.update(n)
+        law_res = laws["ae_law_default"]
     wall = time.perf_counter() - t0
 
     d = const.distance  # [G, N]
     means = d.mean(1)
     best_k = int(means.argmin())
     per_ep = d.min(0)
+    ramp_means = {k: float(r.distance.mean()) for k, r in ramps.items()}
+    best_ramp = min(ramp_means, key=ramp_means.__getitem__)
     a = float(default.distance[0].mean())
     b = float(means[best_k])
     c = float(per_ep.values.mean())
@@ -138,6 +190,10 @@ def main() -> None:
             "k": [ks[int(i)] for i in per_ep.indices],
         },
         "ae_law": summary(law_res),
+        "laws": {name: summary(r) for name, r in laws.items()},
+        "ramps": {f"2^{k}": summary(r) for k, r in ramps.items()},
+        "best_ramp": {"k": best_ramp, "mean_distance": ramp_means[best_ramp]},
+        "law_config_tuned": None if tuned.search is None else tuned.config.to_dict(),
         "headroom": (a - c) / a,
         "best_constant_gain": (a - b) / a,
         "per_episode_over_best_constant": (b - c) / a,
@@ -148,7 +204,12 @@ def main() -> None:
         f"(b) best constant α=α0·2^{ks[best_k]}  {b:.3f}  ({out['best_constant_gain']:+.1%} of a)"
     )
     print(f"(c) per-episode best α    {c:.3f}  headroom (a-c)/a = {out['headroom']:.1%}")
-    print(f"(d) AE law               {out['ae_law']['mean_distance']:.3f}")
+    print(
+        f"(b') best ramp to α0·2^{best_ramp} then hold (reachable by actions) "
+        f"{ramp_means[best_ramp]:.3f}"
+    )
+    for name, r in out["laws"].items():
+        print(f"(d) {name:38s} {r['mean_distance']:.3f}  median {r['median_distance']:.3f}")
     print(f"wall {wall:.0f} s")
     if args.json:
         with open(args.json, "w") as f:

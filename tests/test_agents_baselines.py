@@ -10,6 +10,7 @@ import pytest
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import aegym  # noqa: F401  (registers the ids)
+from aegym.control.config import AEConfig
 from aegym.envs.policies import AEGradientPolicy
 from aegym.envs.scheduler import SIGNAL_NAMES, ae_law_action
 from agents.baselines import (
@@ -40,7 +41,8 @@ def test_ae_scheduler_single_env_equals_law() -> None:
         action, state = agent.predict(obs, episode_start=np.array([False]))
         assert state is None
         assert action.shape == (4,)
-        np.testing.assert_array_equal(action, ae_law_action(obs, env.unwrapped.config)[0])
+        law = ae_law_action(obs, env.unwrapped.config, agent.config)[0]
+        np.testing.assert_array_equal(action, law)
         obs, *_ = env.step(action)
     env.close()
 
@@ -55,7 +57,7 @@ def test_ae_scheduler_vec_env_equals_law(native: bool) -> None:
     for _ in range(4):
         action, _ = agent.predict(obs, episode_start=starts)
         assert action.shape == (2, 4)
-        np.testing.assert_array_equal(action, ae_law_action(obs, config))
+        np.testing.assert_array_equal(action, ae_law_action(obs, config, agent.config))
         obs, _, starts, _ = venv.step(action)
     venv.close()
 
@@ -65,8 +67,9 @@ def test_ae_knob_single_env_equals_gradient_policy(env_id: str) -> None:
     """AEBaseline on one env takes the actions AEGradientPolicy takes on a twin env."""
     env_a, env_b = gym.make(env_id, **_kw(env_id)), gym.make(env_id, **_kw(env_id))
     agent = AEBaseline(env_a, alpha0=0.05, seed=0)
-    config = AE_TRACKING_LAW if env_id == LIVE else None  # the tracking env's law
-    law = AEGradientPolicy(env_b.unwrapped.core, alpha0=0.05, config=config, seed=0)
+    if env_id == LIVE:
+        assert agent.config == AE_TRACKING_LAW  # the tracking env's law
+    law = AEGradientPolicy(env_b.unwrapped.core, alpha0=0.05, config=agent.config, seed=0)
     obs_a, _ = env_a.reset(seed=5, options={"target_index": 2})
     obs_b, _ = env_b.reset(seed=5, options={"target_index": 2})
     start = True
@@ -88,7 +91,10 @@ def test_ae_knob_dummy_vec_env_one_policy_per_env() -> None:
     venv.seed(11)
     obs = venv.reset()
     agent = AEBaseline(venv)
-    laws = [AEGradientPolicy(e.unwrapped.core, seed=i) for i, e in enumerate(venv.envs)]
+    laws = [
+        AEGradientPolicy(e.unwrapped.core, agent.alpha0, agent.config, seed=i)
+        for i, e in enumerate(venv.envs)
+    ]
     starts = np.ones(2, dtype=bool)
     for _ in range(3):
         act, _ = agent.predict(obs, episode_start=starts)
@@ -264,6 +270,24 @@ def test_budget_is_counted(name: str, kwargs: dict, key: str, per_step: int) -> 
     env.close()
 
 
+def test_ae_local_tests_render_probes_and_count_them() -> None:
+    env = gym.make(SM, **_kw(SM))
+    agent = make_baseline("ae", env, config=AEConfig(test_every=2, n_probes=3))
+    assert agent.budget == {
+        "gradients_per_step": 1,
+        "renders_per_local_test": 3,
+        "steps_per_local_test": 2,
+    }
+    assert "3 renders/local test" in agent.budget_text()
+    obs, _ = env.reset(seed=1, options={"target_index": 3})
+    for k in range(6):
+        action, _ = agent.predict(obs, episode_start=np.array([k == 0]))
+        obs, *_ = env.step(action)
+    # Observations 2, 4 and 6 of the episode ran a test: 3 probes each.
+    assert agent.renders == 9 and agent.gradient_evals == 6
+    env.close()
+
+
 def test_nearest_renders_its_bank_once_per_episode() -> None:
     env = gym.make(SM, **_kw(SM))
     agent = make_baseline("nearest", env, bank_size=16)
@@ -280,7 +304,6 @@ def test_privileged_flags() -> None:
     expected = {
         "oracle": ("true_knobs",),
         "adam": ("gradients",),
-        "ae": ("gradients",),
         "random_search": ("renders",),
         "nearest": ("renders",),
         "random": (),
@@ -288,10 +311,18 @@ def test_privileged_flags() -> None:
     }
     for name, flags in expected.items():
         assert make_baseline(name, env).privileged == flags, name
+    # The AE controller's local tests render probes; without them it only uses gradients.
+    assert make_baseline("ae", env, config=AEConfig(n_probes=4)).privileged == (
+        "gradients",
+        "renders",
+    )
+    assert make_baseline("ae", env, config=AEConfig(n_probes=0)).privileged == ("gradients",)
     sg = gym.make(SG, **_kw(SG))
     assert make_baseline("oracle", sg).privileged == ("hindsight",)
     assert make_baseline("adam", sg).privileged == ()
     assert make_baseline("ae", sg).privileged == ()
+    live = gym.make(LIVE, **_kw(LIVE))
+    assert make_baseline("ae", live).privileged == ("gradients",)  # no local tests there
     with pytest.raises(ValueError, match="'nearest' baseline moves knobs"):
         make_baseline("nearest", sg)
 

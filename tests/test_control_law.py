@@ -111,6 +111,18 @@ def test_batched_law_equals_each_row_run_alone(
         assert_states_equal(row(batch, i), alone[i])
 
 
+def _reference_descending(values: list[float], z: float | None) -> bool:
+    """Plain-Python t-test of a descending least-squares slope (None: no test)."""
+    n = len(values)
+    if z is None or n < 3:
+        return False
+    xm, ym = (n - 1) / 2, math.fsum(values) / n
+    sxx = math.fsum((i - xm) ** 2 for i in range(n))
+    slope = math.fsum((i - xm) * (y - ym) for i, y in enumerate(values)) / sxx
+    rss = math.fsum((y - ym - slope * (i - xm)) ** 2 for i, y in enumerate(values))
+    return -slope > z * math.sqrt(rss / ((n - 2) * sxx))
+
+
 def _reference_observe(ctl: dict, loss: float, cfg: AEConfig) -> None:
     """The law as plain Python floats (the pre-batching AEController, condensed), with
     reward = −loss and no local tests. An oracle for the tensor law."""
@@ -133,7 +145,8 @@ def _reference_observe(ctl: dict, loss: float, cfg: AEConfig) -> None:
         delta, var = (prev_l - ctl["loss_ema"]) / scale, raw_var / scale**2
         dr = ctl["reward_ema"] - prev_r
         ctl["variance"], ctl["delta_loss"] = var, delta
-        ctl["plateau_count"] = ctl["plateau_count"] + 1 if abs(delta) <= cfg.plateau_tol else 0
+        flat = abs(delta) <= cfg.plateau_tol and not _reference_descending(h, cfg.plateau_trend_z)
+        ctl["plateau_count"] = ctl["plateau_count"] + 1 if flat else 0
         f = cfg.up if delta > cfg.eps else cfg.down / (1 + cfg.var_damping * var)
         ctl["alpha"] = min(max(ctl["alpha"] * f, 0.3 * ctl["alpha0"]), 3.0 * ctl["alpha0"])
         mu = ctl["momentum"] + cfg.momentum_step if dr > 0 else ctl["momentum"] * 0.9
@@ -235,3 +248,41 @@ def test_batched_law_reads_nothing_back_to_the_host() -> None:
         law.reset_state(state, ~mask, CFG)
     names = {e.name for e in prof.events()}
     assert not names & SYNC_OPS
+
+
+def _plateau_counts(losses: list[list[float]], cfg: AEConfig) -> list[int]:
+    """Each row's plateau count and σ after feeding its losses (one row per list)."""
+    state = law.init_state(len(losses), 0.1, cfg)
+    for t in range(len(losses[0])):
+        state = law.observe(state, torch.tensor([row[t] for row in losses]), None, cfg)
+    return state.plateau_count.tolist()
+
+
+def test_slow_steady_descent_is_not_a_plateau_but_a_flat_or_noisy_one_is() -> None:
+    # Relative steps of 2e-4 < plateau_tol (1e-3): the |Δℓ| test alone calls it flat.
+    slow = [1.0 * (1 - 2e-4) ** t for t in range(40)]
+    flat = [0.5] * 40
+    gen = torch.Generator().manual_seed(0)
+    noisy = (0.5 + 1e-4 * torch.randn(40, generator=gen, dtype=torch.float64)).tolist()
+    slow_c, flat_c, noisy_c = _plateau_counts([slow, flat, noisy], CFG)
+    assert slow_c == 0
+    assert flat_c == 39
+    assert noisy_c >= CFG.plateau_steps  # no significant trend: a plateau
+    # The old rule (|Δℓ| alone) counted the slow descent as a plateau from its first step.
+    old = AEConfig(plateau_trend_z=None)
+    assert _plateau_counts([slow], old) == [39]
+
+
+def test_window_descending_is_a_slope_t_test() -> None:
+    window = torch.tensor(
+        [[3.0, 2.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0], [0.0, 1.0, 2.0, 3.0], [0.0, 0.0, 5.0, 4.0]],
+        dtype=torch.float64,
+    )
+    count = torch.tensor([4, 4, 4, 2])
+    got = law.window_descending(window, count, 2.0).tolist()
+    assert got == [True, False, False, False]  # the last row has only 2 valid values
+    # Noisy descent 3, 1, 2, 0: slope −0.8, residuals ±0.3, ±0.9 -> SE = √(1.8 / (2·5))
+    # ≈ 0.424, t ≈ 1.89: significant at z = 1.8, not at z = 2.
+    noisy = torch.tensor([[3.0, 1.0, 2.0, 0.0]], dtype=torch.float64)
+    assert law.window_descending(noisy, torch.tensor([4]), 1.8).item()
+    assert not law.window_descending(noisy, torch.tensor([4]), 2.0).item()

@@ -76,6 +76,7 @@ CASES = {
         ["--agents", "static", "--n-targets", "1", "--duration-s", "0.25", "--num-cpus", "1"],
         True,
     ),
+    "ae_ablation.py": (["--n-targets", "1", "--duration-s", "0.25"], True),
 }
 
 

@@ -75,9 +75,14 @@ class AEConfig:
     :param sigma0: σ0, initial dither strength relative to D(θ), in [sigma_min, sigma_max].
     :param sigma_min: lower σ bound, in [0, 1].
     :param sigma_max: upper σ bound, in [sigma_min, 1].
-    :param plateau_steps: p, plateau length (steps with ``|Δℓ| <= plateau_tol``) after
-        which σ is boosted, in [1, 100000].
+    :param plateau_steps: p, plateau length (consecutive flat steps, see
+        ``plateau_trend_z``) after which σ is boosted, in [1, 100000].
     :param plateau_tol: tolerance of "Δℓ ≈ 0", in [0, 1000].
+    :param plateau_trend_z: a step is flat only if, besides ``|Δℓ| <= plateau_tol``,
+        the last ``var_window`` losses show no significant descent (least-squares
+        slope within ``plateau_trend_z`` standard errors, see
+        :func:`aegym.control.law.window_descending`), so a slow steady descent never
+        raises the dither; in [0, 1000], or None for the ``|Δℓ|`` test alone.
     :param plateau_boost: factor on σ per plateau step, in [1, 10].
     :param sigma_var_damping: λσ, variance cut ``σ / (1 + λσ·v)``, in [0, 100].
     :param sigma_decay: off plateaus σ relaxes back to σ0 by this factor per step
@@ -131,6 +136,7 @@ class AEConfig:
     sigma_max: float = 1e-1
     plateau_steps: int = 5
     plateau_tol: float = 1e-3
+    plateau_trend_z: float | None = 2.0
     plateau_boost: float = 1.5
     sigma_var_damping: float = 5.0
     sigma_decay: float = 0.9
@@ -179,6 +185,8 @@ class AEConfig:
         num("sigma0", self.sigma0, self.sigma_min, self.sigma_max)
         _check_integer("plateau_steps", self.plateau_steps, 1, 100_000)
         num("plateau_tol", self.plateau_tol, 0.0, 1000.0)
+        if self.plateau_trend_z is not None:
+            num("plateau_trend_z", self.plateau_trend_z, 0.0, 1000.0)
         num("plateau_boost", self.plateau_boost, 1.0, 10.0)
         num("sigma_var_damping", self.sigma_var_damping, 0.0, 100.0)
         num("sigma_decay", self.sigma_decay, 0.0, 1.0, low_open=True)

@@ -73,7 +73,8 @@ def next_momentum(mu: float, delta_reward: float, cfg: AEConfig) -> float:
 
 
 def next_plateau_count(count: int, delta_loss: float, cfg: AEConfig) -> int:
-    """Consecutive plateau steps: ``count + 1`` if ``|Δℓ| <= plateau_tol`` else 0."""
+    """Consecutive plateau steps by the ``|Δℓ| <= plateau_tol`` test alone (the window's
+    trend test, :func:`aegym.control.law.window_descending`, needs the loss window)."""
     return int(law.next_plateau_count(_row(count, torch.long), _row(delta_loss), cfg).item())
 
 

@@ -139,9 +139,46 @@ def next_momentum(mu: Tensor, delta_reward: Tensor, cfg: AEConfig) -> Tensor:
     return _clip(mu, 0.0, cfg.momentum_max)
 
 
-def next_plateau_count(count: Tensor, delta_loss: Tensor, cfg: AEConfig) -> Tensor:
-    """Consecutive plateau steps: ``count + 1`` if ``|Δℓ| <= plateau_tol`` else 0."""
-    return (count + 1).masked_fill_(delta_loss.abs() > cfg.plateau_tol, 0)
+def window_descending(window: Tensor, count: Tensor, z: float) -> Tensor:
+    """Whether each row's last ``n`` values descend significantly: ``[B]`` bool.
+
+    Least-squares line ``ℓ_i ≈ a + b·i`` through the valid values; the descent is
+    significant when ``−b > z·SE(b)`` with ``SE(b)² = Σ r_i² / ((n − 2)·Σ (i − ī)²)``
+    (a t-test of the slope). A clean slow descent (no noise: SE = 0) is significant
+    however slow; an exactly flat window (b = 0) is not; n < 3 never is.
+
+    :param window: ``[B, k]`` recent values, oldest first (as :func:`window_variance`).
+    :param count: ``[B]`` number of valid values, in [0, k].
+    :param z: the threshold in standard errors, >= 0.
+    """
+    k = window.shape[-1]
+    valid = torch.arange(k, device=window.device) >= (k - count)[:, None]
+    n = count.to(window.dtype).clamp_min(1.0)
+    x = torch.arange(k, device=window.device, dtype=window.dtype).expand_as(window)
+    x_mean = x.masked_fill(~valid, 0.0).sum(-1) / n
+    y_mean = window.masked_fill(~valid, 0.0).sum(-1) / n
+    dx = (x - x_mean[:, None]).masked_fill(~valid, 0.0)
+    dy = (window - y_mean[:, None]).masked_fill(~valid, 0.0)
+    sxx = (dx * dx).sum(-1).clamp_min(TINY)
+    slope = (dx * dy).sum(-1) / sxx
+    resid = (dy - slope[:, None] * dx).masked_fill(~valid, 0.0)
+    se = ((resid * resid).sum(-1) / ((n - 2.0).clamp_min(1.0) * sxx)).sqrt()
+    return (-slope > z * se) & (count >= 3) & slope.isfinite()
+
+
+def next_plateau_count(
+    count: Tensor, delta_loss: Tensor, cfg: AEConfig, descending: Tensor | None = None
+) -> Tensor:
+    """Consecutive plateau steps: ``count + 1`` if the step is flat, else 0.
+
+    Flat means ``|Δℓ| <= plateau_tol`` and, where ``descending`` is given (see
+    :func:`window_descending`), no significant descent over the variance window — so
+    a slow but steady descent is not a plateau however small its steps.
+    """
+    flat = delta_loss.abs() <= cfg.plateau_tol
+    if descending is not None:
+        flat = flat & ~descending
+    return (count + 1).masked_fill_(~flat, 0)
 
 
 def success_factor(success_rate: Tensor, pending: Tensor, cfg: AEConfig) -> Tensor:
@@ -204,7 +241,7 @@ class LawState(NamedTuple):
     :param delta_loss: Δℓ_t as the law saw it (relative when ``cfg.relative``).
     :param delta_reward: Δr_t.
     :param variance: v_t as the law saw it (relative when ``cfg.relative``).
-    :param plateau_count: consecutive steps with ``|Δℓ| <= plateau_tol``.
+    :param plateau_count: consecutive flat steps (:func:`next_plateau_count`).
     :param grad_norm: ‖g_t‖₂ as reported (not used by the law).
     :param update_norm: ‖u_t‖₂ of the last gradient update.
     :param success_rate: EMA of the local-test success fraction.
@@ -350,7 +387,12 @@ def observe(
     if cfg.relative:
         delta, variance = relative_signals(delta, variance, state.loss_ema)
     delta_reward = reward_ema - state.reward_ema
-    plateau = next_plateau_count(state.plateau_count, delta, cfg)
+    descending = (
+        None
+        if cfg.plateau_trend_z is None
+        else window_descending(window, count, cfg.plateau_trend_z)
+    )
+    plateau = next_plateau_count(state.plateau_count, delta, cfg, descending)
     gains = state.alpha, state.momentum, state.sigma, state.success_pending
     if adapt:
         gains = (
@@ -547,5 +589,6 @@ __all__ = [
     "reset_state",
     "signals_at",
     "success_factor",
+    "window_descending",
     "window_variance",
 ]

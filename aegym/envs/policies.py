@@ -23,6 +23,52 @@ from aegym.control import law, plant
 from aegym.control.config import AEConfig
 from aegym.envs.scheduler import SchedulerConfig, ae_law_action
 
+#: Most candidate renders in one batched call (memory: audio and features of each).
+_RENDER_CHUNK = 1024
+
+
+@torch.no_grad()
+def candidate_distances(core: Any, cand: torch.Tensor) -> torch.Tensor:
+    """Distances ``[B, K]`` of candidate free knobs ``cand [B, K, F]`` of every episode
+    (privileged renders; the core's state is unchanged). Note cores (SoundMatch) render
+    all ``B·K`` in batched calls (``render_distance`` with repeated rows); others
+    (SoundMatchLive) call ``distance_at`` once per candidate column."""
+    b, k, f = cand.shape
+    cand = cand.to(core.free_knobs)
+    if hasattr(core, "render_distance"):
+        flat = cand.reshape(b * k, f)
+        rows = torch.arange(b, device=flat.device).repeat_interleave(k)
+        parts = [
+            core.render_distance(flat[lo : lo + _RENDER_CHUNK], rows[lo : lo + _RENDER_CHUNK])[0]
+            for lo in range(0, b * k, _RENDER_CHUNK)
+        ]
+        out = torch.cat(parts).reshape(b, k)
+    else:
+        out = torch.stack([core.distance_at(cand[:, j]) for j in range(k)], 1)
+    return torch.where(out.isfinite(), out, torch.inf).cpu()
+
+
+class RowView:
+    """``render_distance`` and ``free_knobs`` of a subset ``rows`` of a note core's rows."""
+
+    def __init__(self, core: Any, rows: torch.Tensor) -> None:
+        self.core, self.rows = core, rows.to(core.free_knobs.device)
+        self.free_knobs = core.free_knobs[self.rows]
+
+    def render_distance(self, free: torch.Tensor, rows: torch.Tensor) -> Any:
+        return self.core.render_distance(free, self.rows[rows])
+
+
+def row_distances(core: Any, cand: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Distances ``[R, K]`` of candidates ``cand [R, K, F]`` of the episodes ``rows [R]``
+    (a :data:`aegym.control.plant.ProbeEval`): only those rows are rendered on note
+    cores; other cores render the whole batch (the other rows at their knobs)."""
+    if hasattr(core, "render_distance"):
+        return candidate_distances(RowView(core, rows), cand)
+    full = core.free_knobs.detach()[:, None].expand(-1, cand.shape[1], -1).clone()
+    full[rows.to(full.device)] = cand.to(full)
+    return candidate_distances(core, full)[rows.cpu()]
+
 
 class DifferentiableCore(Protocol):
     """What :class:`AEGradientPolicy` needs from a knob env's batched core."""
@@ -37,15 +83,21 @@ class DifferentiableCore(Protocol):
 
 
 class AELawPolicy:
-    """The AE adaptive law acting in ``AEGym/SchedulerGains-v1``."""
+    """The AE adaptive law acting in ``AEGym/SchedulerGains-v1``.
 
-    def __init__(self, config: SchedulerConfig) -> None:
+    :param config: the env's settings (decode the observation).
+    :param law_config: the law's constants (None: the env's ``config.law``); see
+        :func:`aegym.envs.scheduler.ae_law_action`.
+    """
+
+    def __init__(self, config: SchedulerConfig, law_config: AEConfig | None = None) -> None:
         self.config = config
+        self.law_config = law_config
 
     def __call__(self, obs: np.ndarray, episode_start: np.ndarray | None = None) -> np.ndarray:
-        """``obs [14]`` or ``[B, 14]`` -> action of the same batch shape."""
+        """``obs [19]`` or ``[B, 19]`` -> action of the same batch shape."""
         obs = np.asarray(obs, dtype=np.float32)
-        act = ae_law_action(obs, self.config)
+        act = ae_law_action(obs, self.config, self.law_config)
         return act[0] if obs.ndim == 1 else act
 
 
@@ -54,15 +106,21 @@ class AEGradientPolicy:
 
     Per episode: ``g = ∇_θ d(θ)``; one step of the AE plant
     (:func:`aegym.control.plant.step`: Adam with β1 = μ and the exact bias correction
-    ``1 − Π μ_t``, plus the dither ``σ·max(RMS θ, floor)·η``) gives the move Δθ; the
-    action is ``clip(Δθ / max_move)``. A batched
-    :class:`~aegym.control.law.LawState` observes each episode's distance and adapts
-    (α, μ, σ) by the seed's law.
+    ``1 − Π μ_t``, plus the dither ``min(σ·max(RMS θ, floor), RMS u)·η``) gives the new
+    θ; every ``config.test_every`` steps a local test renders ``config.n_probes``
+    probes around θ (:func:`aegym.control.plant.local_test`, privileged renders against
+    the target) and a winning probe is averaged in (``config.rho``). The action is
+    ``clip((θ_new − θ) / max_move)``. A batched :class:`~aegym.control.law.LawState`
+    observes each episode's distance (and the tests' success) and adapts (α, μ, σ) by
+    the seed's law.
 
     :param core: the env's batched core (``env.unwrapped.core`` or a vector env's core).
     :param alpha0: reference step size in normalized knob units.
-    :param config: AE law constants (``update_rule`` is ignored: Adam is used).
-    :param seed: seed of the dither noise.
+    :param config: AE law constants (``update_rule`` is ignored: Adam is used;
+        ``n_probes = 0`` switches the local tests off).
+    :param seed: seed of the dither and probe noise.
+    :param adapt: False freezes the law (α = α0, μ = μ0, σ = σ0 throughout): the
+        plain plant with the same constants, for ablations.
     """
 
     def __init__(
@@ -71,12 +129,16 @@ class AEGradientPolicy:
         alpha0: float = 0.05,
         config: AEConfig | None = None,
         seed: int = 0,
+        adapt: bool = True,
     ) -> None:
         self.core = core
         self.alpha0 = alpha0
         self.config = config or AEConfig()
         self.plant_config = replace(self.config, update_rule="adam")
+        self.adapt = adapt
         self.generator = torch.Generator().manual_seed(seed)
+        #: Rows that ran a local test at the last call (``n_probes`` renders each).
+        self.tested = torch.zeros(core.batch, dtype=torch.bool)
         self.reset_all()
 
     def reset_all(self) -> None:
@@ -89,8 +151,30 @@ class AEGradientPolicy:
         self.plant = plant.reset_plant(self.plant, m)
         self.law = law.reset_state(self.law, m, self.config)
 
-    def _noise(self, theta: torch.Tensor) -> torch.Tensor:
-        return torch.randn(theta.shape, generator=self.generator)
+    def _noise(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.randn(shape, generator=self.generator)
+
+    def _local_test(
+        self, theta: torch.Tensor, dist: torch.Tensor, good: torch.Tensor
+    ) -> plant.ProbeResult | None:
+        """Probe the rows due for a test (every ``test_every`` observations)."""
+        cfg = self.config
+        due = good & (self.law.step % cfg.test_every == 0)
+        if cfg.n_probes == 0 or not bool(due.any()):
+            self.tested = torch.zeros_like(due)
+            return None
+        probes = plant.local_test(
+            theta,
+            dist,
+            self._noise((theta.shape[0], cfg.n_probes, theta.shape[1])),
+            lambda cand, rows: row_distances(self.core, cand, rows),
+            self.plant_config,
+            bounds=(0.0, 1.0),
+            mask=due,
+        )
+        self.tested = probes.tested
+        self.law = law.record_local_test(self.law, probes.success, cfg, mask=probes.tested)
+        return probes
 
     def __call__(self, obs: np.ndarray, episode_start: np.ndarray | None = None) -> np.ndarray:
         if episode_start is not None:
@@ -98,9 +182,11 @@ class AEGradientPolicy:
         dist, grad = self.core.loss_and_grad()
         dist, grad = dist.detach().cpu(), grad.detach().cpu().float()
         seen = dist.isfinite()
-        self.law = law.observe(self.law, dist, None, self.config, mask=seen)
-        s = self.law
+        self.law = law.observe(self.law, dist, None, self.config, mask=seen, adapt=self.adapt)
         theta = self.core.knobs[:, self.core.free_idx].detach().cpu()
+        good = seen & grad.isfinite().all(-1)
+        probes = self._local_test(theta, dist, good)
+        s = self.law
         moved = plant.step(
             self.plant,
             theta,
@@ -109,10 +195,12 @@ class AEGradientPolicy:
             s.momentum,
             s.sigma,
             self.plant_config,
-            noise=self._noise(theta),
-            mask=seen & grad.isfinite().all(-1),
+            noise=self._noise(tuple(theta.shape)),
+            bounds=(0.0, 1.0),
+            mask=good,
+            probes=probes,
         )
         self.plant = moved.state
-        action = (moved.move / self.core.config.max_move).clamp(-1.0, 1.0)
+        action = ((moved.theta - theta) / self.core.config.max_move).clamp(-1.0, 1.0)
         action = action.numpy().astype(np.float32)
         return action[0] if np.asarray(obs).ndim == 1 else action

@@ -165,7 +165,11 @@ class SchedulerConfig:
     @property
     def test_every_env_steps(self) -> int:
         """The law's local-test period (in gradient steps) in env steps."""
-        return max(1, math.ceil(self.law.test_every / self.inner_steps))
+        return self.env_steps(self.law.test_every)
+
+    def env_steps(self, gradient_steps: int) -> int:
+        """A period in gradient steps rounded up to whole env steps (at least 1)."""
+        return max(1, math.ceil(gradient_steps / self.inner_steps))
 
     @property
     def alpha_bounds(self) -> tuple[float, float]:
@@ -521,17 +525,26 @@ def decode_observation(obs: torch.Tensor | np.ndarray, cfg: SchedulerConfig) -> 
     )
 
 
-def ae_law_action(obs: torch.Tensor | np.ndarray, cfg: SchedulerConfig) -> np.ndarray:
+def ae_law_action(
+    obs: torch.Tensor | np.ndarray, cfg: SchedulerConfig, law_config: AEConfig | None = None
+) -> np.ndarray:
     """The AE controller's adaptive law as a policy in SchedulerGains' action space.
 
     From the observed signals: ``α' = next_alpha(α, f_α(Δℓ, v))``,
     ``μ' = next_momentum(μ, Δr)``, ``σ' = next_sigma(σ, plateau, v, success)``; then
     ``a = (log2(α'/α), -log2((1-μ')/(1-μ)), log4(σ'/σ), ±1)`` clipped to [-1, 1], with
     the local test (+1) every ``law.test_every`` gradient steps (rounded up to env
-    steps). Returns ``[B, 4]`` float32.
+    steps; never when the policy's ``n_probes`` is 0 — the env runs the probes with its
+    own constants). Returns ``[B, 4]`` float32.
+
+    :param cfg: the env's settings (they decode the observation: its signals were
+        filtered by ``cfg.law``).
+    :param law_config: the policy's law constants (ε, u, d, λ, α bounds, μ and σ
+        rules, test period); None: ``cfg.law``. The signal filters (β, k, relative,
+        plateau tolerance) are the env's and cannot be changed by a policy.
     """
     d = decode_observation(obs, cfg)
-    c = cfg.law
+    c = cfg.law if law_config is None else law_config
     rows = d.alpha.shape[0]
     a_new = law.next_alpha(
         d.alpha,
@@ -543,7 +556,7 @@ def ae_law_action(obs: torch.Tensor | np.ndarray, cfg: SchedulerConfig) -> np.nd
     mu_new = law.next_momentum(d.momentum, d.delta_reward, c).clamp_max(cfg.momentum_max)
     pending = torch.ones(rows, dtype=torch.bool)
     s_new = law.next_sigma(d.sigma, d.plateau_count.long(), d.variance, d.success_rate, pending, c)
-    test = d.step.long() % cfg.test_every_env_steps == 0
+    test = (d.step.long() % cfg.env_steps(c.test_every) == 0) & (c.n_probes > 0)
     out = torch.stack(
         [
             torch.log2(a_new / d.alpha),

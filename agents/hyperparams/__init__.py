@@ -23,7 +23,9 @@ inside the grid (distance 2.47 vs 2.77 at 1/32 and 2.89 at 2). Rerun with
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -162,7 +164,58 @@ AE_ALPHA0 = 0.05
 #: moves lag in the wrong direction. Measured over 64 steps, seeds 1–4 (the default
 #: then μ = 0.5): returns −20.0 / −26.8 / −39.7 / −38.4 (mean −31.2) vs +19.4 / −14.9
 #: / +24.1 / −36.8 (mean −2.1); static −40.3. The episodic envs keep the defaults.
-AE_TRACKING_LAW = AEConfig(momentum0=0.5, momentum_step=0.0)
+#: No local tests there either: the target glides every step, so a probe judged
+#: against this window's distance is stale by the next one.
+AE_TRACKING_LAW = AEConfig(momentum0=0.5, momentum_step=0.0, n_probes=0)
+
+#: Where ``python -m agents tune-ae --write`` stores the tuned AE law per env kind.
+AE_TUNED_PATH = Path(__file__).with_name("ae_law.json")
+#: Env kinds of the AE baseline: SoundMatch tiers (tuned on SoundMatch-Easy-v1's
+#: train set), the tracking env (:data:`AE_TRACKING_LAW`), SchedulerGains.
+AE_KINDS: tuple[str, ...] = ("sound_match", "live", "scheduler")
+
+
+@dataclass(frozen=True)
+class AELawSettings:
+    """The AE baseline's constants on one kind of env.
+
+    :param config: the law's constants.
+    :param alpha0: reference step of the knob envs' gradient policy (None: :data:`AE_ALPHA0`).
+    :param search: how they were found (the tuning run's record), None for defaults.
+    """
+
+    config: AEConfig
+    alpha0: float | None = None
+    search: dict[str, Any] | None = None
+
+
+def load_ae_tuning(path: Path = AE_TUNED_PATH) -> dict[str, Any]:
+    """The tuning file's contents (``{}`` when there is none)."""
+    if not path.exists():
+        return {}
+    return json.loads(path.read_text())
+
+
+def ae_law_settings(kind: str, path: Path = AE_TUNED_PATH) -> AELawSettings:
+    """The AE baseline's settings for an env kind (one of :data:`AE_KINDS`): the tuned
+    ones from ``ae_law.json`` where tuned, else the defaults (``AEConfig()``); the
+    tracking env always uses :data:`AE_TRACKING_LAW`.
+
+    :raises ValueError: unknown kind.
+    """
+    if kind not in AE_KINDS:
+        raise ValueError(f"unknown AE env kind {kind!r}; allowed: {', '.join(AE_KINDS)}")
+    if kind == "live":
+        return AELawSettings(AE_TRACKING_LAW)
+    entry = load_ae_tuning(path).get(kind)
+    if entry is None:
+        return AELawSettings(AEConfig())
+    return AELawSettings(
+        AEConfig.from_dict({**AEConfig().to_dict(), **entry["config"]}),
+        entry.get("alpha0"),
+        entry.get("search"),
+    )
+
 
 #: Candidate constant learning rates of the Adam baseline (units of α0).
 ADAM_LR_GRID: tuple[float, ...] = (0.03125, 0.0625, 0.125, 0.25, 0.5, 1.0, 2.0)
