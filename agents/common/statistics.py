@@ -249,6 +249,18 @@ def _mean_statistic(
     return mean_stat
 
 
+def _finite_episodes(
+    values: Sequence[float] | np.ndarray,
+    targets: Sequence[object] | np.ndarray,
+    runs: Sequence[object] | np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Per-episode values with their targets and runs, non-finite values dropped."""
+    x = np.asarray(values, dtype=np.float64)
+    keep = np.isfinite(x)
+    run = None if runs is None else np.asarray(runs)[keep]
+    return x[keep], np.asarray(targets)[keep], run
+
+
 def summarize(
     values: Sequence[float],
     targets: Sequence[object],
@@ -268,11 +280,7 @@ def summarize(
     :param n_boot: bootstrap resamples.
     :param seed: resampling seed.
     """
-    x = np.asarray(values, dtype=np.float64)
-    keep = np.isfinite(x)
-    tgt = np.asarray(targets)[keep]
-    run = None if runs is None else np.asarray(runs)[keep]
-    x = x[keep]
+    x, tgt, run = _finite_episodes(values, targets, runs)
     if x.size == 0:
         return MetricSummary(math.nan, math.nan, math.nan, 0, method="none")
     t_code, n_t = _codes(tgt, x.size)
@@ -445,11 +453,7 @@ def performance_profile(
     :param n_boot: bootstrap resamples.
     :param seed: resampling seed.
     """
-    x = np.asarray(values, dtype=np.float64)
-    keep = np.isfinite(x)
-    tgt = np.asarray(targets)[keep]
-    run = None if runs is None else np.asarray(runs)[keep]
-    x = x[keep]
+    x, tgt, run = _finite_episodes(values, targets, runs)
     tau = tuple(float(t) for t in taus)
     if x.size == 0:
         nan = tuple(math.nan for _ in tau)
