@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from aegym.audio_io import atomic_write_bytes
 from aegym.control.config import AEConfig
 from agents.baselines import (
     AEBaseline,
@@ -108,6 +109,19 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     return 0
+
+
+def import_optuna(command: str) -> Any:
+    """Optuna (the optional ``[tune]`` extra), or an ImportError naming ``command`` and
+    the install command.
+
+    :param command: the ``python -m agents`` command that needs it (for the message).
+    """
+    try:
+        import optuna
+    except ImportError as err:
+        raise ImportError(f'{command} needs Optuna: pip install -e ".[tune]"') from err
+    return optuna
 
 
 # --------------------------------------------------------------------------------------
@@ -214,12 +228,9 @@ def tune_ae(
     :param progress: print one line per trial.
     :param timeout_s: start no new trial after this many seconds (None: run all).
     :param env_kwargs: env keyword arguments.
-    :raises ImportError: without ``optuna`` (``pip install "aegym[tune]"``).
+    :raises ImportError: without ``optuna`` (:func:`import_optuna`).
     """
-    try:
-        import optuna
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError('tune-ae needs optuna: pip install "aegym[tune]"') from exc
+    optuna = import_optuna("tune-ae")
     family = env_family(env_id)
     kind = "scheduler" if family == "scheduler" else "sound_match"
     if family not in ("knob", "scheduler") or "Live" in env_id:
@@ -336,12 +347,13 @@ def main_ae(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(entry, indent=2))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({**entry, "all_trials": res.trials}, f, indent=2)
+        record = json.dumps({**entry, "all_trials": res.trials}, indent=2)
+        atomic_write_bytes(args.json, record.encode())
     if args.write:
         table = load_ae_tuning()
         table[res.kind] = entry
-        AE_TUNED_PATH.write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")
+        text = json.dumps(table, indent=2, sort_keys=True) + "\n"
+        atomic_write_bytes(AE_TUNED_PATH, text.encode())
     return 0
 
 

@@ -32,6 +32,7 @@ from agents.common.cli import parse_args
 from agents.common.envs import check_env_id
 from agents.evaluate import EvalArgs, evaluate
 from agents.train import TrainArgs, train
+from agents.tune import import_optuna
 
 if TYPE_CHECKING:
     import optuna
@@ -79,17 +80,6 @@ def check_tune_args(args: TuneRLArgs) -> None:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
     if not args.seeds:
         raise ValueError("seeds must name at least one episode seed")
-
-
-def import_optuna() -> Any:
-    """Optuna, or an ImportError naming the install command."""
-    try:
-        import optuna
-    except ImportError as err:
-        raise ImportError(
-            'tune-rl needs Optuna: pip install -e ".[tune]" (or pip install optuna)'
-        ) from err
-    return optuna
 
 
 def sample_ppo(trial: optuna.Trial, n_envs: int) -> dict[str, Any]:
@@ -141,7 +131,7 @@ def tune_rl(args: TuneRLArgs) -> dict[str, Any]:
     :raises ImportError: Optuna is missing.
     """
     check_tune_args(args)
-    optuna = import_optuna()
+    optuna = import_optuna("tune-rl")
     from agents.hyperparams import get_settings
 
     out = Path(args.out)

@@ -9,7 +9,8 @@ import pytest
 
 from agents.common.envs import FAST_ENV_KWARGS
 from agents.train import check_hyperparams
-from agents.tune_rl import TuneRLArgs, check_tune_args, import_optuna, sample_ppo, tune_rl
+from agents.tune import import_optuna
+from agents.tune_rl import TuneRLArgs, check_tune_args, sample_ppo, tune_rl
 
 ENV = "AEGym/SoundMatch-Easy-v1"
 
@@ -34,8 +35,8 @@ def test_bad_arguments_are_named(kwargs, word):
 
 def test_missing_optuna_names_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)
-    with pytest.raises(ImportError, match=r"pip install -e \"\.\[tune\]\""):
-        import_optuna()
+    with pytest.raises(ImportError, match=r"tune-rl needs Optuna: pip install -e \"\.\[tune\]\""):
+        import_optuna("tune-rl")
 
 
 @pytest.mark.parametrize("n_envs", [1, 2, 8])
