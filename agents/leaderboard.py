@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aegym.audio_io import atomic_write_bytes
 from agents.baselines import BASELINE_FAMILIES, BASELINE_NAMES
 from agents.common.cli import parse_args
 from agents.common.envs import FAST_ENV_KWARGS, env_family
@@ -376,8 +377,8 @@ def leaderboard(args: LeaderboardArgs) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     tiers = [run_tier(TIERS[t], args, models.get(TIERS[t].env_id, [])) for t in args.tiers]
     data = {"n_targets": args.n_targets, "seeds": list(args.seeds), "tiers": tiers}
-    (out / "leaderboard.json").write_text(json.dumps(data, indent=1, default=str))
-    (out / "leaderboard.md").write_text(format_leaderboard(data))
+    atomic_write_bytes(out / "leaderboard.json", json.dumps(data, indent=1, default=str).encode())
+    atomic_write_bytes(out / "leaderboard.md", format_leaderboard(data).encode())
     return data
 
 
