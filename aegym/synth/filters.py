@@ -542,10 +542,7 @@ class _AllPole(torch.autograd.Function):
             grad = grad.contiguous()  # the loops step over contiguous rows
         if _compiled.enabled(y):
             lam, sum1, sum2 = _compiled.allpole_adjoint(grad, grad_tail, a1, a2, y)
-            # dL/da_j = -Σ_n λ[n] y[n-j], where y[-1] = h1 and y[-2] = h2.
-            grad_a1 = -sum1 - lam[0] * h1
-            grad_a2 = -sum2 - lam[0] * h2
-            return lam, *_history_grads(lam, a1, a2, h1, grad_a1, grad_a2, grad_h1_tail)
+            return lam, *_coefficient_grads(lam, a1, a2, h1, h2, sum1, sum2, grad_h1_tail)
         if _fused_loops(y):
             lam = _reverse_fused_loop(grad, grad_tail, a1, a2, n)
         else:
@@ -553,23 +550,25 @@ class _AllPole(torch.autograd.Function):
             if grad_tail is not None:
                 full[-2:] += grad_tail[: min(2, n)].flip(0)
             lam = _allpole_rowwise(full.flip(0), a1, a2).flip(0)
-        # dL/da_j = -Σ_n λ[n] y[n-j], where y[-1] = h1 and y[-2] = h2.
-        grad_a1 = -(lam[1:] * y[:-1]).sum(0) - lam[0] * h1
-        grad_a2 = -(lam[2:] * y[:-2]).sum(0) - lam[0] * h2
-        return lam, *_history_grads(lam, a1, a2, h1, grad_a1, grad_a2, grad_h1_tail)
+        sum1, sum2 = (lam[1:] * y[:-1]).sum(0), (lam[2:] * y[:-2]).sum(0)
+        return lam, *_coefficient_grads(lam, a1, a2, h1, h2, sum1, sum2, grad_h1_tail)
 
 
-def _history_grads(
+def _coefficient_grads(
     lam: torch.Tensor,
     a1: torch.Tensor,
     a2: torch.Tensor,
     h1: torch.Tensor,
-    grad_a1: torch.Tensor,
-    grad_a2: torch.Tensor,
+    h2: torch.Tensor,
+    sum1: torch.Tensor,
+    sum2: torch.Tensor,
     grad_h1_tail: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The end of :class:`_AllPole`'s backward, shared by both loops: adds the ``λ[1] y[-1]``
-    term to ``dL/da2`` -> ``(dL/da1, dL/da2, dL/dh1, dL/dh2)``."""
+    """The end of :class:`_AllPole`'s backward, shared by both loops, from the adjoint
+    ``λ`` and ``sum_j = Σ_{n>=j} λ[n] y[n-j]``: ``dL/da_j = -Σ_n λ[n] y[n-j]`` with
+    ``y[-1] = h1``, ``y[-2] = h2`` -> ``(dL/da1, dL/da2, dL/dh1, dL/dh2)``."""
+    grad_a1 = -sum1 - lam[0] * h1
+    grad_a2 = -sum2 - lam[0] * h2
     grad_h1 = -a1 * lam[0]
     if lam.shape[0] > 1:
         grad_a2 = grad_a2 - lam[1] * h1
