@@ -11,8 +11,8 @@ budget) is worse than the median of earlier trials at that point.
 The study is stored in ``OUT/study.log`` (Optuna's journal file), so an interrupted
 tuning resumes where it stopped with the same command; every trial's run folder is kept
 under ``OUT/trials``. The result (``OUT/tuning.json``: best hyperparameters, every trial)
-is what :data:`agents.hyperparams.TUNED` records — copy the printed ``hyperparams`` there
-to make them the defaults. Optuna is an optional dependency (``pip install -e
+is what :data:`agents.hyperparams.PPO_TUNED_EASY` records — copy the printed ``hyperparams``
+there to make them the defaults. Optuna is an optional dependency (``pip install -e
 ".[tune]"``).
 
     python -m agents tune-rl --env-id AEGym/SoundMatch-Easy-v1 --algo ppo --trials 16 \\
