@@ -163,9 +163,7 @@ def _knob_settings(n_steps: int, batch_size: int, gamma: float) -> MappingProxyT
     return MappingProxyType(
         {
             "ppo": AlgoSettings(8, _ppo_tuned(n_steps, batch_size, gamma)),
-            "shaped_ppo": AlgoSettings(
-                8, _ppo_tuned(n_steps, batch_size, gamma), _SHAPING_KNOB
-            ),
+            "shaped_ppo": AlgoSettings(8, _ppo_tuned(n_steps, batch_size, gamma), _SHAPING_KNOB),
             "a2c": AlgoSettings(8, _a2c(8, gamma)),
             "sac": AlgoSettings(4, _sac(gamma, 1000, 1)),
         }
