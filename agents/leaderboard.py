@@ -124,6 +124,23 @@ class LeaderboardArgs:
     """most episodes side by side in one vector env"""
 
 
+def tier_for(env_id: str, env_kwargs: dict[str, Any]) -> Tier:
+    """The tier an env id and its keyword arguments belong to: the first of
+    :data:`TIERS` on that env whose own keyword arguments ``env_kwargs`` repeats; else an
+    unnamed tier titled by the env id, without success or normalized score (its targets
+    are not known to be in-domain).
+
+    :param env_id: the env.
+    :param env_kwargs: the env keyword arguments of the evaluation.
+    """
+    for tier in TIERS.values():
+        if tier.env_id == env_id and all(
+            env_kwargs.get(k) == v for k, v in tier.env_kwargs.items()
+        ):
+            return tier
+    return Tier("custom", env_id, dict(env_kwargs), False, env_id)
+
+
 def applicable_baselines(tier: Tier, names: list[str]) -> list[str]:
     """The baselines of ``names`` that exist for the tier's env family (the oracle only
     on in-domain tiers: elsewhere no true knobs exist).

@@ -2,8 +2,11 @@
 
 ``python -m agents.main`` (or ``aegym-bench``) trains the default agent on the default
 env, evaluates it with the AE baseline and the other baselines on a subset of the test
-targets (the same episodes for every agent), prints the results table and writes the
-report (``report.html`` with the table, plots and audio). Sized for a 2-core CPU: the
+targets (the same episodes for every agent), prints the tier's table in the leaderboard's
+format (:func:`agents.leaderboard.format_tier_table`: budgets, privileged access,
+normalized-score IQM, success with exact CIs, final distance), the computed "who wins"
+sentence and the paired comparisons, and writes the report (``report.html`` with the
+table, plots and audio). Sized for a 2-core CPU: the
 defaults (shaped PPO, 30k steps on SoundMatch-Easy-v1, 24 in-domain test targets × 2
 seeds) took 7 min 10 s on one (training 388 s at ~78 steps/s — the KL reference costs an
 AE gradient per step —, evaluation and report ~35 s); every size is an argument.
@@ -17,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from agents.common.cli import parse_args
-from agents.common.envs import check_env_id, env_family
+from agents.common.envs import check_env_id
 from agents.common.registry import check_algo
-from agents.evaluate import EvalArgs, EvalResult, evaluate
-from agents.report import format_comparisons, format_table
+from agents.evaluate import NORMALIZATION, EvalArgs, EvalResult, evaluate
+from agents.leaderboard import format_tier_table, tier_for, who_wins
+from agents.report import format_comparisons
 from agents.train import TrainArgs, TrainResult, train
 
 
@@ -36,8 +40,9 @@ class BenchArgs:
     """training steps"""
     seed: int = 0
     """training seed"""
-    baselines: list[str] = field(default_factory=lambda: ["ae", "static", "random"])
-    """baselines to compare with ("adam" is added on SchedulerGains)"""
+    baselines: list[str] = field(default_factory=lambda: ["ae", "adam", "static", "random"])
+    """baselines to compare with (on in-domain tiers the oracle joins as the normalized
+    score's reference)"""
     n_targets: int = 24
     """test targets, spread evenly over the env's part of the test set (Easy: 64 in-domain)"""
     seeds: list[int] = field(default_factory=lambda: [0, 1])
@@ -95,13 +100,11 @@ def bench(args: BenchArgs) -> BenchResult:
             progress=args.progress,
         )
     )
-    baselines = list(args.baselines)
-    if env_family(args.env_id) == "scheduler" and "adam" not in baselines:
-        baselines.append("adam")
+    tier = tier_for(args.env_id, args.env_kwargs)
     evaluation = evaluate(
         EvalArgs(
             env_id=args.env_id,
-            agents=[f"{args.algo}:{trained.model_path}", *baselines],
+            agents=[f"{args.algo}:{trained.model_path}", *args.baselines],
             target_set="test",
             n_targets=args.n_targets,
             seeds=args.seeds,
@@ -109,6 +112,7 @@ def bench(args: BenchArgs) -> BenchResult:
             output_dir=str(out / "report"),
             n_showcase=args.n_showcase,
             native_vec=args.native_vec,
+            normalize=tier.in_domain and args.env_id in NORMALIZATION,
         )
     )
     report = out / "report" / "report.html"
@@ -127,17 +131,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}")
         return 2
     ev = result.evaluation
+    tier = tier_for(ev.env_id, args.env_kwargs)
     print()
     print(
         f"{ev.env_id}: {len(ev.target_indices)} test targets x {len(ev.seeds)} seeds; "
         f"{args.algo} trained {result.train.num_timesteps} steps in {result.train.wall_s:.0f}s"
     )
-    print(format_table(ev))
+    print(format_tier_table(ev, tier))
+    print()
+    print(who_wins(ev, tier.title)[0])
     if ev.comparisons:
         print()
         print(format_comparisons(ev))
-    best = min(ev.agents, key=lambda a: a.metrics["final_distance"].mean)
-    print(f"\nlowest final distance: {best.label}")
     print(f"report: {result.report}")
     print(f"wall time: {result.wall_s:.0f}s")
     return 0

@@ -123,13 +123,17 @@ def test_bench_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ]  # fmt: skip
     assert bench_main(argv) == 0
     out = capsys.readouterr().out
-    assert "| a2c |" in out and "| ae |" in out and "wall time:" in out
+    assert "| a2c |" in out and "| ae |" in out and "| adam |" in out and "wall time:" in out
+    # the leaderboard's format: its columns and the computed who-wins sentence
+    assert "| agent | training seeds | privileged | budget per episode |" in out
+    assert "normalized score IQM ↑ | success ↑ | final distance ↓ |" in out
+    assert "\nEasy (4 knobs, in-domain): " in out
     page = (tmp_path / "report" / "report.html").read_text()
     assert "<audio" in page and "<img" in page
 
 
 @pytest.mark.slow
-def test_bench_scheduler_adds_adam(tmp_path: Path) -> None:
+def test_bench_scheduler_compares_with_adam_and_the_oracle(tmp_path: Path) -> None:
     res = bench(
         BenchArgs(
             env_id="AEGym/SchedulerGains-v1",
@@ -143,4 +147,7 @@ def test_bench_scheduler_adds_adam(tmp_path: Path) -> None:
             progress=False,
         )
     )
-    assert [a.label for a in res.evaluation.agents] == ["ppo", "ae", "static", "random", "adam"]
+    labels = [a.label for a in res.evaluation.agents]
+    assert labels[:5] == ["ppo", "ae", "adam", "static", "random"]
+    assert "oracle" in labels  # the normalized score's reference joins
+    assert "normalized_score" in res.evaluation.agents[0].metrics

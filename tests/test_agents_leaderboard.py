@@ -16,6 +16,7 @@ from agents.leaderboard import (
     applicable_baselines,
     main,
     pool_runs,
+    tier_for,
     who_wins,
 )
 from agents.train import TrainArgs, train
@@ -36,6 +37,17 @@ def test_applicable_baselines_per_tier() -> None:
         "adam",
         "oracle",
     ]
+
+
+def test_tier_for_an_evaluation() -> None:
+    assert tier_for(SM, {}) is TIERS["easy"]
+    assert tier_for(SM, {"duration_s": 0.25}) is TIERS["easy"]
+    full = "AEGym/SoundMatch-Full-v1"
+    assert tier_for(full, {"target_kinds": ["in_domain"]}) is TIERS["full"]
+    assert tier_for(full, {"target_kinds": ["out_of_domain", "wav"]}) is TIERS["full-ood"]
+    # Full with its whole target set mixes in- and out-of-domain: no success column.
+    mixed = tier_for(full, {})
+    assert mixed.name == "custom" and not mixed.in_domain and mixed.title == full
 
 
 def _write_run(folder: Path, env_id: str, algo: str) -> str:
