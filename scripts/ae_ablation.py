@@ -13,12 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from aegym.audio_io import atomic_write_bytes
 from aegym.control.config import AEConfig
 from agents.baselines import AdamKnobBaseline, AEBaseline, EpisodeSet
+from agents.common.statistics import compare
 from agents.hyperparams import AE_ALPHA0, ae_law_settings
 from agents.tune import ae_ablations
 
@@ -64,15 +68,25 @@ def main() -> None:
                 flush=True,
             )
         out["episodes"] = len(ep.specs)
-    full = np.array(out["variants"]["tuned full"]["final_distance"])
-    for v in out["variants"].values():
-        diff = np.array(v["final_distance"]) - full
-        v["paired_mean_diff_vs_tuned_full"] = float(diff.mean())
-        v["lower_than_tuned_full"] = int((diff < -1e-6).sum())
+    targets = [spec.target_index for spec in ep.specs]
+    full = out["variants"]["tuned full"]["final_distance"]
+    print(
+        "\n| variant | mean final distance | success | renders/episode "
+        "| Δ vs tuned full [95 % CI] | verdict |"
+    )
+    print("|---|---|---|---|---|---|")
+    for name, v in out["variants"].items():
+        # paired on the same episodes, CI resampling targets (lower distance is better)
+        c = compare(v["final_distance"], full, targets, "final_distance", higher_is_better=False)
+        v["vs_tuned_full"] = asdict(c)
+        print(
+            f"| {name} | {v['mean_final_distance']:.3f} | {v['success']:.1%} | "
+            f"{v['renders_per_episode']:.0f} | {c.diff:+.3f} [{c.diff_low:+.3f}, "
+            f"{c.diff_high:+.3f}] | {c.verdict} |"
+        )
     out["wall_s"] = time.perf_counter() - t0
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
+        atomic_write_bytes(Path(args.json), json.dumps(out, indent=2).encode())
 
 
 if __name__ == "__main__":

@@ -95,6 +95,31 @@ def test_local_test_judges_at_the_probed_theta_and_averages_in_winners() -> None
     assert torch.equal(mixed[1:], stepped[1:])
 
 
+@pytest.mark.parametrize("tested", [[True, False, True], [False, False, False], [True] * 3])
+def test_dense_local_test_equals_the_gathered_one(tested: list[bool]) -> None:
+    # The accelerator form (every row evaluated, verdicts masked: no host sync) gives
+    # the result of the CPU form that renders only the tested rows.
+    cfg = AEConfig(probe_scale=0.1, n_probes=3)
+    gen = torch.Generator().manual_seed(3)
+    theta, loss = torch.rand(3, 2, generator=gen), torch.ones(3)
+    noise = torch.randn(3, 3, 2, generator=gen)
+    table = torch.tensor([[2.0, 0.5, 0.9], [0.3, 0.2, 4.0], [3.0, float("nan"), 1.0]])
+    rows_seen: list[list[int]] = []
+
+    def evaluate(probes: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        rows_seen.append(rows.tolist())
+        return table[rows]
+
+    mask = torch.tensor(tested)
+    args = (theta, loss, noise, evaluate, cfg, (0.0, 1.0), mask)
+    sparse = plant.local_test(*args, dense=False)
+    dense = plant.local_test(*args, dense=True)
+    assert rows_seen[-1] == [0, 1, 2]  # dense: every row rendered
+    for a, b in zip(sparse, dense, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
+    assert plant.dense_probes("cpu") is False and plant.dense_probes("cuda") is True
+
+
 def test_masked_rows_keep_theta_and_memory() -> None:
     state = plant.init_plant(3, 2)
     theta, grad = torch.rand(3, 2), torch.randn(3, 2)

@@ -232,6 +232,33 @@ def test_local_test_compares_probes_with_the_loss_at_the_same_theta(monkeypatch)
         torch.testing.assert_close(loss, fresh, rtol=1e-5, atol=1e-6)
 
 
+def test_dense_local_tests_give_the_same_episodes(monkeypatch):
+    """The accelerator path (every episode's probes rendered in the last inner step,
+    verdicts masked, no host sync) plays the same episodes as the CPU path."""
+    actions = np.random.default_rng(0).uniform(-1, 1, (4, 3, 4)).astype(np.float32)
+    actions[:, 0, 3] = -1.0  # a step where no episode tests
+
+    def play():
+        envs = gym.make_vec(
+            ENV_ID, num_envs=3, vectorization_mode="vector_entry_point", duration_s=0.25
+        )
+        obs, _ = envs.reset(seed=5)
+        out = [obs]
+        for a in actions:
+            obs, reward, *_ = envs.step(a)
+            out += [obs, reward]
+        envs.close()
+        return out
+
+    sparse = play()
+    asked = []
+    monkeypatch.setattr(sched.plant, "dense_probes", lambda device: asked.append(device) or True)
+    dense = play()
+    assert len(asked) >= 2 * len(actions)  # the env step and its local tests asked
+    for a, b in zip(sparse, dense, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_truncates_after_episode_steps():
     env = make(episode_steps=2, inner_steps=4, success_distance=1e-6)
     env.reset(seed=0)

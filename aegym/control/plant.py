@@ -219,6 +219,15 @@ def judge(probe_losses: Tensor, loss: Tensor) -> Verdict:
     )
 
 
+def dense_probes(device: torch.device | str) -> bool:
+    """Whether local tests on ``device`` evaluate every row (masked afterwards) rather
+    than gathering the tested rows: on accelerators, where gathering them
+    (``nonzero``) and deciding whether any row tests would stop the host until the
+    device catches up; on CPU that costs nothing and the untested rows' probe renders
+    are skipped."""
+    return torch.device(device).type != "cpu"
+
+
 def local_test(
     theta: Tensor,
     loss: Tensor,
@@ -227,32 +236,47 @@ def local_test(
     cfg: AEConfig,
     bounds: Bounds = None,
     mask: Tensor | None = None,
+    dense: bool | None = None,
 ) -> ProbeResult:
     """Probe ``θ [B, D]`` (whose loss is ``loss [B]``) with ``noise [B, n, D]``.
 
-    Only the rows in ``mask`` are probed and evaluated (gathering them is the one host
-    sync here); ``evaluate`` gets their probes ``[R, n, D]`` and row indices ``[R]``.
+    Only the rows in ``mask`` are probed: ``evaluate`` gets their probes ``[R, n, D]``
+    and row indices ``[R]`` (gathering them is a host sync). ``dense=True`` evaluates
+    every row and keeps the verdicts of the tested ones (no host sync, the same
+    result); ``None`` chooses by device (:func:`dense_probes`).
     """
     batch = theta.shape[0]
+    dense = dense_probes(theta.device) if dense is None else dense
     if mask is None:
-        rows = torch.arange(batch, device=theta.device)
         tested = torch.ones(batch, dtype=torch.bool, device=theta.device)
     else:
         tested = mask.to(device=theta.device, dtype=torch.bool)
-        rows = tested.nonzero().flatten()
     best, best_loss = theta.clone(), torch.full((batch,), torch.nan, device=theta.device)
     win = torch.zeros(batch, dtype=torch.bool, device=theta.device)
     success = torch.zeros(batch, device=theta.device)
-    if rows.numel() == 0:
-        return ProbeResult(best, best_loss, win, success, tested)
+    if mask is None or dense:
+        rows = torch.arange(batch, device=theta.device)
+    else:
+        rows = tested.nonzero().flatten()
+        if rows.numel() == 0:
+            return ProbeResult(best, best_loss, win, success, tested)
     probes = probe(theta[rows], noise[rows], cfg, bounds)
     verdict = judge(evaluate(probes, rows), loss[rows])
     picked = probes[torch.arange(rows.numel(), device=theta.device), verdict.index]
-    return ProbeResult(
+    result = ProbeResult(
         best=best.index_copy(0, rows, picked),
         best_loss=best_loss.index_copy(0, rows, verdict.best_loss.to(best_loss.dtype)),
         win=win.index_copy(0, rows, verdict.win),
         success=success.index_copy(0, rows, verdict.success),
+        tested=tested,
+    )
+    if mask is None or not dense:
+        return result
+    return ProbeResult(  # untested rows as if never probed
+        best=where_rows(tested, result.best, best),
+        best_loss=torch.where(tested, result.best_loss, best_loss),
+        win=result.win & tested,
+        success=torch.where(tested, result.success, success),
         tested=tested,
     )
 
