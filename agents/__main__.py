@@ -46,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
+    if command in COMMANDS:
+        from agents.common.cli import keep_freed_memory
+
+        keep_freed_memory()
     if command == "train":
         from agents.train import main as run
     elif command == "evaluate":

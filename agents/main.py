@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.common.cli import parse_args
+from agents.common.cli import keep_freed_memory, parse_args
 from agents.common.envs import check_env_id
 from agents.common.registry import check_algo
 from agents.evaluate import NORMALIZATION, EvalArgs, EvalResult, evaluate
@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     :param argv: command-line words (None: ``sys.argv``).
     """
     args = parse_args(BenchArgs, argv, prog="python -m agents.main")
+    keep_freed_memory()
     try:
         result = bench(args)
     except (ValueError, OSError) as err:  # OSError: an output folder that is a file, ...

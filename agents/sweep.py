@@ -66,7 +66,7 @@ from typing import Any
 
 from aegym.audio_io import atomic_write_bytes
 from agents.baselines import BASELINE_NAMES, check_baseline
-from agents.common.cli import build_parser
+from agents.common.cli import build_parser, keep_freed_memory
 from agents.common.envs import check_env_id, check_env_kwargs
 from agents.common.registry import ALGOS
 from agents.common.runs import RUN_CONFIG, latest_checkpoint, saved_timesteps
@@ -499,6 +499,7 @@ def run_cell(cell: Cell, cells_dir: str | Path) -> dict[str, Any]:
     :param cell: the cell.
     :param cells_dir: the sweep's ``cells`` folder (shared by every node).
     """
+    keep_freed_memory()  # a worker process runs many cells
     t0 = time.perf_counter()
     cell_dir = Path(cells_dir) / cell.cell_id
     spec = cell.to_dict()

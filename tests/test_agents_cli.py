@@ -151,3 +151,19 @@ def test_bench_scheduler_compares_with_adam_and_the_oracle(tmp_path: Path) -> No
     assert labels[:5] == ["ppo", "ae", "adam", "static", "random"]
     assert "oracle" in labels  # the normalized score's reference joins
     assert "normalized_score" in res.evaluation.agents[0].metrics
+
+
+def test_commands_keep_freed_memory_unless_told_not_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    import aegym.memory
+    from agents.common.cli import RETAIN_MEMORY_ENV, keep_freed_memory
+
+    calls: list[int] = []
+    monkeypatch.setattr(aegym.memory, "retain_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.delenv(RETAIN_MEMORY_ENV, raising=False)
+    assert keep_freed_memory() is True and calls == [1]
+    monkeypatch.setenv(RETAIN_MEMORY_ENV, "0")
+    assert keep_freed_memory() is False and calls == [1]
+    # the dispatcher asks for it before running a command
+    monkeypatch.delenv(RETAIN_MEMORY_ENV)
+    assert agents_main(["train", "--algo", "nope"]) == 2
+    assert calls == [1, 1]

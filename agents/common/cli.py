@@ -14,6 +14,7 @@ import dataclasses
 import inspect
 import itertools
 import json
+import os
 import textwrap
 import types
 import typing
@@ -21,6 +22,23 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+#: Set to "0" to leave the C allocator's settings alone in agents' commands.
+RETAIN_MEMORY_ENV = "AEGYM_RETAIN_FREED_MEMORY"
+
+
+def keep_freed_memory() -> bool:
+    """Called by agents' command-line entry points (and sweep workers), which are
+    long batched runs: keep freed memory in the process
+    (:func:`aegym.memory.retain_freed_memory`), so env steps reuse their buffers'
+    pages instead of faulting fresh ones in every step; aegym itself never changes the
+    allocator. ``AEGYM_RETAIN_FREED_MEMORY=0`` opts out. Returns whether it is on.
+    """
+    if os.environ.get(RETAIN_MEMORY_ENV, "1") == "0":
+        return False
+    from aegym.memory import retain_freed_memory
+
+    return retain_freed_memory()
 
 
 def field_docs(cls: type) -> dict[str, str]:
