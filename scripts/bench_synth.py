@@ -30,6 +30,7 @@ from collections.abc import Callable
 import torch
 
 from aegym.features import FeatureConfig, FeatureEncoder, spectral_distance
+from aegym.memory import retain_freed_memory
 from aegym.synth import SynthConfig, Voice
 from aegym.synth._compiled import compiled_kernels
 
@@ -269,7 +270,15 @@ def main(argv: list[str] | None = None) -> None:
         help='side by side with torchsynth\'s Voice (pip install -e ".[bench]")',
     )
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds of --torchsynth")
+    parser.add_argument(
+        "--retain-freed-memory",
+        action="store_true",
+        help="keep freed memory in the process first (aegym.memory.retain_freed_memory; "
+        "both synths benefit)",
+    )
     args = parser.parse_args(argv)
+    if args.retain_freed_memory and not retain_freed_memory():
+        raise SystemExit("--retain-freed-memory needs glibc's mallopt")
     if args.threads:
         torch.set_num_threads(args.threads)
     load = os.getloadavg()[0]  # before the run: the benchmark itself adds its threads
@@ -284,6 +293,7 @@ def main(argv: list[str] | None = None) -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "device": args.device,
+        "retain_freed_memory": args.retain_freed_memory,
         "sample_rate": args.sample_rate,
         "duration_s": args.duration_s,
         # Other processes skew CPU timings (intra-op threads wait for each other).
