@@ -221,7 +221,10 @@ def who_wins(result: EvalResult, tier_title: str) -> tuple[str, list[dict[str, A
     stat = "IQM" if metric == "normalized_score" else "mean"
     lead = f"{leader.label} ({label} {stat} {_rank_value(leader, metric):.2f})"
     tied = [c["b"] for c in comps if c["comparison"].verdict != "better"]
-    closest: Comparison = comps[0]["comparison"]
+    # The interval quoted: against the best-ranked agent the leader does not beat, else
+    # against the runner-up.
+    quoted = next((c for c in comps if c["comparison"].verdict != "better"), comps[0])
+    closest: Comparison = quoted["comparison"]
     ci = "Δ " + format_interval(closest.diff, closest.diff_low, closest.diff_high, _signed)
     if not tied:
         sentence = (
@@ -234,7 +237,7 @@ def who_wins(result: EvalResult, tier_title: str) -> tuple[str, list[dict[str, A
         sentence = (
             f"{tier_title}: {lead} leads but is not clearly better than "
             f"{', '.join(tied)} (paired {label}, 95 % CI of the difference includes 0; "
-            f"vs {comps[0]['b']}: {ci})" + (f"; it beats {', '.join(beaten)}." if beaten else ".")
+            f"vs {quoted['b']}: {ci})" + (f"; it beats {', '.join(beaten)}." if beaten else ".")
         )
     return sentence, comps
 

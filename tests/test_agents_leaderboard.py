@@ -111,6 +111,19 @@ def test_who_wins_from_paired_comparisons() -> None:
     assert tied and tied <= {"clear", "close"}
 
 
+def test_who_wins_quotes_the_agent_it_does_not_beat() -> None:
+    # The runner-up by score is beaten on every episode; a lower-ranked, noisy agent is
+    # not: the sentence quotes the interval against the noisy one.
+    base = list(np.random.default_rng(1).uniform(0.0, 0.5, 8))
+    lead = _agent("lead", [b + 0.4 for b in base])
+    runner = _agent("runner", [b + 0.39 for b in base])
+    noisy = _agent("noisy", [b + 0.3 + (0.3 if i // 2 % 2 else -0.3) for i, b in enumerate(base)])
+    sentence, comps = who_wins(_result([runner, noisy, lead]), "Easy")
+    assert [c["b"] for c in comps] == ["runner", "noisy"]
+    assert "not clearly better than noisy" in sentence and "vs noisy: Δ" in sentence
+    assert "it beats runner" in sentence
+
+
 def test_leaderboard_end_to_end_tiny(tmp_path: Path) -> None:
     runs = []
     for seed in (0, 1):
