@@ -8,8 +8,8 @@ normalized-score IQM, success with exact CIs, final distance), the computed "who
 sentence and the paired comparisons, and writes the report (``report.html`` with the
 table, plots and audio). Sized for a 2-core CPU: the
 defaults (shaped PPO, 30k steps on SoundMatch-Easy-v1, 24 in-domain test targets × 2
-seeds) took 7 min 10 s on one (training 388 s at ~78 steps/s — the KL reference costs an
-AE gradient per step —, evaluation and report ~35 s); every size is an argument.
+seeds) took 3 min 30 s on one (training 178 s; the KL reference costs an AE gradient per
+step); every size is an argument.
 """
 
 from __future__ import annotations
