@@ -91,3 +91,14 @@ def test_tune_ae_command_writes_the_table(tmp_path, monkeypatch) -> None:
     best = min(t["mean_final_distance"] for t in trials)
     assert entry["search"]["train_mean_final_distance"] == pytest.approx(best)
     assert ae_law_settings("sound_match", path).alpha0 == entry["alpha0"]
+
+
+def test_shipped_tuning_uses_only_validated_searches() -> None:
+    # SchedulerGains' search did not validate on held-out train episodes: recorded
+    # under "rejected", and the ae baseline there keeps the default constants.
+    from agents.hyperparams import load_ae_tuning
+
+    shipped = load_ae_tuning()
+    assert "scheduler" not in shipped and "validation" in shipped["rejected"]["scheduler"]
+    assert ae_law_settings("scheduler").config == AEConfig()
+    assert ae_law_settings("sound_match").search is not None

@@ -201,6 +201,9 @@ AE_ALPHA0 = 0.05
 AE_TRACKING_LAW = AEConfig(momentum0=0.5, momentum_step=0.0, n_probes=0)
 
 #: Where ``python -m agents tune-ae --write`` stores the tuned AE law per env kind.
+#: Entries under its ``"rejected"`` key are searches that did not validate on held-out
+#: *train* episodes and are not used (SchedulerGains: the search's gain did not
+#: replicate on 96 other train episodes, so its ``ae`` baseline keeps the defaults).
 AE_TUNED_PATH = Path(__file__).with_name("ae_law.json")
 #: Env kinds of the AE baseline: SoundMatch tiers (tuned on SoundMatch-Easy-v1's
 #: train set), the tracking env (:data:`AE_TRACKING_LAW`), SchedulerGains.
