@@ -95,6 +95,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 import aegym
 from agents.baselines import BASELINE_NAMES, check_baseline, make_baseline
+from agents.common.checks import check_count
 from agents.common.cli import parse_args
 from agents.common.envs import (
     check_env_id,
@@ -455,14 +456,10 @@ def validate_args(args: EvalArgs) -> None:
         raise ValueError("agents must name at least one agent")
     if not args.seeds:
         raise ValueError("seeds must list at least one seed")
-    for name, value in (("n_showcase", args.n_showcase),):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-    for name, value in (("max_parallel", args.max_parallel), ("n_targets", args.n_targets)):
-        if value is None and name == "n_targets":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_count("n_showcase", args.n_showcase, 0)
+    check_count("max_parallel", args.max_parallel)
+    if args.n_targets is not None:
+        check_count("n_targets", args.n_targets)
     for spec in args.agents:
         if spec in BASELINE_NAMES:
             check_baseline(spec, env_id)

@@ -66,6 +66,7 @@ from typing import Any
 
 from aegym.audio_io import atomic_write_bytes
 from agents.baselines import BASELINE_NAMES, check_baseline
+from agents.common.checks import check_count
 from agents.common.cli import build_parser, keep_freed_memory
 from agents.common.envs import check_env_id, check_env_kwargs
 from agents.common.registry import ALGOS
@@ -117,16 +118,10 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "set"
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 def _check_ints(name: str, values: Any) -> tuple[int, ...]:
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
         raise ValueError(f"{name} must be a non-empty list of integers, got {values!r}")
-    out = tuple(_check_int(f"{name} entry", v, 0) for v in values)
+    out = tuple(check_count(f"{name} entry", v, 0) for v in values)
     if len(set(out)) != len(out):
         raise ValueError(f"{name} must not repeat a value, got {list(values)!r}")
     return out
@@ -184,7 +179,7 @@ class AgentSpec:
                     f"({', '.join(ALGOS)}), not the baseline {self.agent!r}"
                 )
         if self.n_envs is not None:
-            _check_int(f"agent {self.name!r}: n_envs", self.n_envs, 1)
+            check_count(f"agent {self.name!r}: n_envs", self.n_envs, 1)
 
     @property
     def trainable(self) -> bool:
@@ -264,11 +259,11 @@ class SweepGrid:
         set_(self, "seeds", _check_ints("seeds", self.seeds))
         set_(self, "eval_seeds", _check_ints("eval_seeds", self.eval_seeds))
         set_(self, "target_sets", _check_strs("target_sets", self.target_sets))
-        _check_int("total_timesteps", self.total_timesteps, 1)
-        _check_int("checkpoint_every", self.checkpoint_every, 1)
-        _check_int("n_showcase", self.n_showcase, 0)
+        check_count("total_timesteps", self.total_timesteps, 1)
+        check_count("checkpoint_every", self.checkpoint_every, 1)
+        check_count("n_showcase", self.n_showcase, 0)
         if self.n_targets is not None:
-            _check_int("n_targets", self.n_targets, 1)
+            check_count("n_targets", self.n_targets, 1)
         if not isinstance(self.env_kwargs, dict):
             raise ValueError(f"env_kwargs must be a mapping, got {self.env_kwargs!r}")
         for env_id in self.env_ids:
@@ -748,9 +743,9 @@ def sweep(
         raise ValueError(f"cpus_per_cell must be > 0, got {cpus_per_cell!r}")
     if not (isinstance(gpus_per_cell, (int, float)) and gpus_per_cell >= 0):
         raise ValueError(f"gpus_per_cell must be >= 0, got {gpus_per_cell!r}")
-    _check_int("max_retries", max_retries, 0)
+    check_count("max_retries", max_retries, 0)
     if num_cpus is not None:
-        _check_int("num_cpus", num_cpus, 1)
+        check_count("num_cpus", num_cpus, 1)
     root = Path(output_dir).resolve()
     cells_dir = root / "cells"
     _write_json(root / "grid.json", grid.to_dict())

@@ -61,6 +61,7 @@ import aegym
 from aegym.audio_io import atomic_write_bytes
 from agents.baselines import BaselinePolicy, make_baseline
 from agents.common.callbacks import EnvSignalsCallback, TqdmCallback
+from agents.common.checks import check_count
 from agents.common.cli import parse_args
 from agents.common.envs import (
     check_env_id,
@@ -152,12 +153,6 @@ class TrainResult:
     num_timesteps: int
     wall_s: float
     checkpoints: tuple[Path, ...]
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def allowed_hyperparams(algo: str) -> tuple[str, ...]:
@@ -305,11 +300,11 @@ def check_settings(args: TrainArgs) -> None:
     """
     check_env_id(args.env_id)
     check_algo(args.algo)
-    _positive_int("total_timesteps", args.total_timesteps)
-    _positive_int("checkpoint_every", args.checkpoint_every)
-    _positive_int("torch_threads", args.torch_threads)
+    check_count("total_timesteps", args.total_timesteps)
+    check_count("checkpoint_every", args.checkpoint_every)
+    check_count("torch_threads", args.torch_threads)
     if args.n_envs is not None:
-        _positive_int("n_envs", args.n_envs)
+        check_count("n_envs", args.n_envs)
     check_env_kwargs(args.env_id, args.env_kwargs)
     check_hyperparams(args.algo, args.hyperparams)
     if not isinstance(args.shaping, dict):

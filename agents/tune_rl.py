@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aegym.audio_io import atomic_write_bytes
+from agents.common.checks import check_count
 from agents.common.cli import parse_args
 from agents.common.envs import check_env_id
 from agents.evaluate import EvalArgs, evaluate
@@ -75,9 +76,7 @@ def check_tune_args(args: TuneRLArgs) -> None:
     if args.algo not in TUNABLE_ALGOS:
         raise ValueError(f"algo must be one of {', '.join(TUNABLE_ALGOS)}, got {args.algo!r}")
     for name in ("trials", "timesteps", "n_targets", "torch_threads"):
-        value = getattr(args, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        check_count(name, getattr(args, name))
     if not args.seeds:
         raise ValueError("seeds must name at least one episode seed")
 

@@ -40,7 +40,7 @@ def test_ids_and_families() -> None:
         ValueError, match=r"unknown env id 'AEGym/Foo-v9'; allowed: AEGym/SoundMatch-Easy-v1"
     ):
         check_env_id("AEGym/Foo-v9")
-    with pytest.raises(ValueError, match="n_envs must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="n_envs must be a positive integer, got 0"):
         make_vec_env(SM, 0)
 
 

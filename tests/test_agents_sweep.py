@@ -209,10 +209,10 @@ def test_nothing_but_agents_sweep_imports_ray() -> None:
         ({"agents": ({"agent": "ppo", "name": "a/b"},)}, r"agent name 'a/b'"),
         ({"seeds": ()}, r"seeds must be a non-empty list"),
         ({"seeds": (0, 0)}, r"seeds must not repeat"),
-        ({"total_timesteps": 0}, r"total_timesteps must be an integer >= 1"),
+        ({"total_timesteps": 0}, r"total_timesteps must be a positive integer"),
         ({"env_ids": ("AEGym/Nope-v1",)}, r"Nope"),
         ({"env_kwargs": {"duraton_s": 1}}, r"unknown env_kwargs 'duraton_s'"),
-        ({"n_targets": 0}, r"n_targets must be an integer >= 1"),
+        ({"n_targets": 0}, r"n_targets must be a positive integer"),
     ],
 )
 def test_grid_is_validated(change, match) -> None:
@@ -257,7 +257,7 @@ def test_grid_files_and_command_line_overrides(tmp_path) -> None:
         ({"cpus_per_cell": 0}, r"cpus_per_cell must be > 0, got 0"),
         ({"gpus_per_cell": -0.5}, r"gpus_per_cell must be >= 0, got -0.5"),
         ({"max_retries": -1}, r"max_retries must be an integer >= 0, got -1"),
-        ({"num_cpus": 0}, r"num_cpus must be an integer >= 1, got 0"),
+        ({"num_cpus": 0}, r"num_cpus must be a positive integer, got 0"),
     ],
 )
 def test_sweep_resources_are_validated_before_anything_runs(kwargs, match, tmp_path) -> None:

@@ -22,6 +22,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 import aegym
 from aegym.envs import ENV_SPECS
+from agents.common.checks import check_count
 
 EnvFamily = Literal["knob", "scheduler"]
 
@@ -107,8 +108,7 @@ def make_vec_env(
     :raises ValueError: unknown env id or ``n_envs < 1``.
     """
     check_env_id(env_id)
-    if isinstance(n_envs, bool) or not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
-        raise ValueError(f"n_envs must be an int >= 1, got {n_envs!r}")
+    n_envs = check_count("n_envs", n_envs)
     if native and native_vec_available():
         from aegym.vector import make_sb3_vec_env
 
