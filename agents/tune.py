@@ -1,8 +1,10 @@
 """``python -m agents tune-adam`` / ``tune-ae``: tune the Adam and AE baselines on train targets.
 
 ``tune-ae`` (:func:`tune_ae`, :func:`main_ae`) searches the AE law's constants with
-Optuna's TPE sampler and stores the winner per env kind in
-``agents/hyperparams/ae_law.json`` (``--write``), which the ``ae`` baseline reads.
+Optuna's TPE sampler, checks the winner against the defaults on held-out *train*
+episodes (:func:`validate_ae`: other targets and seeds than the search's) and, with
+``--write``, stores it per env kind in ``agents/hyperparams/ae_law.json``, which the
+``ae`` baseline reads — under the file's ``"rejected"`` key when the check fails.
 
 ``tune-adam``:
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -33,8 +35,10 @@ from agents.baselines import (
     tune_adam_knob_lr,
     tune_adam_lr,
 )
+from agents.common.checks import check_count
 from agents.common.cli import parse_args
 from agents.common.envs import env_family
+from agents.common.statistics import compare
 from agents.hyperparams import (
     ADAM_KNOB_LR_GRID,
     ADAM_LR_GRID,
@@ -275,6 +279,39 @@ def tune_ae(
     )
 
 
+def validate_ae(
+    env_id: str,
+    config: AEConfig,
+    alpha0: float | None,
+    n_targets: int,
+    seeds: list[int],
+    native: bool = True,
+    **env_kwargs: Any,
+) -> dict[str, Any]:
+    """The held-out check of a tuned AE law: the defaults and ``config`` play the same
+    *train* episodes (``n_targets`` spread evenly × ``seeds``, meant to differ from the
+    search's), compared pairwise on final distance with a target-clustered CI
+    (:func:`agents.common.statistics.compare`). ``passed`` only when the tuned law is
+    better with the CI excluding 0 — a search's gain that does not replicate on other
+    episodes is noise fitted by the search.
+
+    :return: JSON-ready record (means, success rates, the comparison, ``passed``).
+    """
+    out: dict[str, Any] = {"n_targets": n_targets, "seeds": list(seeds)}
+    with EpisodeSet(env_id, n_targets, seeds, native, **env_kwargs) as episodes:
+        targets = [spec.target_index for spec in episodes.specs]
+        dist = {}
+        for name, cfg, a0 in (("default", AEConfig(), None), ("tuned", config, alpha0)):
+            res = episodes.score(lambda v, c=cfg, a=a0: AEBaseline(v, alpha0=a, config=c))
+            dist[name] = [e.final_distance for e in episodes.episodes]
+            out[f"{name}_mean_final_distance"] = res.mean_final_distance
+            out[f"{name}_success"] = res.success_rate
+    c = compare(dist["tuned"], dist["default"], targets, "final_distance", higher_is_better=False)
+    out["tuned_minus_default"] = asdict(c)
+    out["passed"] = c.verdict == "better"
+    return out
+
+
 @dataclass
 class TuneAEArgs:
     """Tune the AE law's constants on an env's train targets (Optuna TPE, seeded)."""
@@ -291,8 +328,14 @@ class TuneAEArgs:
     """seed of the TPE sampler"""
     timeout_s: float | None = None
     """start no new trial after this many seconds (the trials run so far count)"""
+    validate_targets: int = 48
+    """held-out check: train targets (spread evenly) on which the winner must beat the
+    defaults before --write uses it (0: no check)"""
+    validate_seeds: list[int] = field(default_factory=lambda: [100, 101])
+    """episode seeds of the held-out check (other than --seeds: other episodes)"""
     write: bool = False
-    """store the winner in agents/hyperparams/ae_law.json (read by the `ae` baseline)"""
+    """store the winner in agents/hyperparams/ae_law.json (read by the `ae` baseline) if
+    it passes the held-out check, else under its "rejected" key"""
     json: str | None = None
     """write the whole search record (every trial) here"""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -310,8 +353,11 @@ def main_ae(argv: list[str] | None = None) -> int:
     :param argv: command-line words (None: ``sys.argv``).
     """
     args = parse_args(TuneAEArgs, argv, prog="python -m agents tune-ae")
-    if args.trials < 1:
-        print(f"error: trials must be >= 1, got {args.trials}")
+    try:
+        check_count("trials", args.trials)
+        check_count("validate_targets", args.validate_targets, 0)
+    except ValueError as err:
+        print(f"error: {err}")
         return 2
     torch.set_num_threads(args.torch_threads)
     t0 = time.perf_counter()
@@ -345,13 +391,36 @@ def main_ae(argv: list[str] | None = None) -> int:
         "alpha0": alpha0,
         "search": search,
     }
+    passed = True
+    if args.validate_targets > 0:
+        entry["validation"] = validate_ae(
+            args.env_id,
+            cfg,
+            alpha0,
+            args.validate_targets,
+            args.validate_seeds,
+            args.native_vec,
+            **args.env_kwargs,
+        )
+        passed = entry["validation"]["passed"]
     print(json.dumps(entry, indent=2))
     if args.json:
         record = json.dumps({**entry, "all_trials": res.trials}, indent=2)
         atomic_write_bytes(args.json, record.encode())
     if args.write:
         table = load_ae_tuning()
-        table[res.kind] = entry
+        rejected = table.setdefault("rejected", {})
+        if passed:
+            table[res.kind] = entry
+            rejected.pop(res.kind, None)
+        else:
+            rejected[res.kind] = entry
+            print(
+                f"held-out check failed: the {res.kind} constants are stored under "
+                "'rejected' and the ae baseline keeps what it used before"
+            )
+        if not rejected:
+            del table["rejected"]
         text = json.dumps(table, indent=2, sort_keys=True) + "\n"
         atomic_write_bytes(AE_TUNED_PATH, text.encode())
     return 0

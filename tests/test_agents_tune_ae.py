@@ -78,12 +78,13 @@ def test_tune_ae_command_writes_the_table(tmp_path, monkeypatch) -> None:
     record = tmp_path / "search.json"
     argv = [
         "--env-id", "AEGym/SoundMatch-Easy-v1", "--trials", "2", "--n-targets", "1",
-        "--env-kwargs", '{"duration_s": 0.25}',
+        "--env-kwargs", '{"duration_s": 0.25}', "--validate-targets", "0",
         "--write", "--json", str(record),
     ]  # fmt: skip
     assert tune.main_ae(argv) == 0
     table = json.loads(path.read_text())
     entry = table["sound_match"]
+    assert "rejected" not in table and "validation" not in entry
     assert entry["search"]["trials"] == 2 and entry["search"]["episodes"] == 1
     assert entry["search"]["command"].startswith("python -m agents tune-ae --env-id")
     trials = json.loads(record.read_text())["all_trials"]
@@ -102,3 +103,46 @@ def test_shipped_tuning_uses_only_validated_searches() -> None:
     assert "scheduler" not in shipped and "validation" in shipped["rejected"]["scheduler"]
     assert ae_law_settings("scheduler").config == AEConfig()
     assert ae_law_settings("sound_match").search is not None
+
+
+@pytest.mark.parametrize("passed", [True, False])
+def test_tune_ae_writes_only_what_passes_the_held_out_check(tmp_path, monkeypatch, passed):
+    path = tmp_path / "ae_law.json"
+    monkeypatch.setattr(tune, "AE_TUNED_PATH", path)
+    monkeypatch.setattr(tune, "load_ae_tuning", lambda: {"sound_match": {"config": {}}})
+    seen = {}
+
+    def fake_validate(env_id, config, alpha0, n_targets, seeds, native, **kw):
+        seen.update(n_targets=n_targets, seeds=seeds)
+        return {"passed": passed}
+
+    monkeypatch.setattr(tune, "validate_ae", fake_validate)
+    argv = [
+        "--env-id", "AEGym/SoundMatch-Easy-v1", "--trials", "1", "--n-targets", "1",
+        "--env-kwargs", '{"duration_s": 0.25}', "--write",
+    ]  # fmt: skip
+    assert tune.main_ae(argv) == 0
+    assert seen == {"n_targets": 48, "seeds": [100, 101]}  # the defaults: other episodes
+    table = json.loads(path.read_text())
+    if passed:
+        assert table["sound_match"]["validation"] == {"passed": True}
+        assert "rejected" not in table
+    else:  # the earlier entry stays in use; the failed search is kept for the record
+        assert table["sound_match"] == {"config": {}}
+        assert table["rejected"]["sound_match"]["validation"] == {"passed": False}
+
+
+def test_validate_ae_compares_on_the_same_held_out_episodes() -> None:
+    fast = {"duration_s": 0.25}
+    same = tune.validate_ae("AEGym/SoundMatch-Easy-v1", AEConfig(), None, 2, [7], **fast)
+    # the defaults against themselves: identical episodes, no difference, not passed
+    assert same["default_mean_final_distance"] == same["tuned_mean_final_distance"]
+    assert same["tuned_minus_default"]["diff"] == 0.0 and same["passed"] is False
+    assert same["n_targets"] == 2 and same["seeds"] == [7]
+
+
+def test_tune_ae_bad_counts(capsys) -> None:
+    assert tune.main_ae(["--trials", "0"]) == 2
+    assert "trials must be a positive integer, got 0" in capsys.readouterr().out
+    assert tune.main_ae(["--validate-targets", "-1"]) == 2
+    assert "validate_targets must be an integer >= 0, got -1" in capsys.readouterr().out
