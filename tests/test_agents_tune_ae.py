@@ -103,6 +103,7 @@ def test_shipped_tuning_uses_only_validated_searches() -> None:
     assert "scheduler" not in shipped and "validation" in shipped["rejected"]["scheduler"]
     assert ae_law_settings("scheduler").config == AEConfig()
     assert ae_law_settings("sound_match").search is not None
+    assert shipped["sound_match"]["validation"]["passed"] is True
 
 
 @pytest.mark.parametrize("passed", [True, False])
