@@ -12,8 +12,9 @@ measures the final distance of
     speed (×2 per step) from each episode's α0_ep, then hold (the same k for every
     episode) — (b) sets α before the first step, which no policy can,
 (d) the AE law policy (:func:`aegym.envs.scheduler.ae_law_action`) with the env's
-    default constants and, when ``python -m agents tune-ae`` has stored a tuned law
-    (``agents/hyperparams/ae_law.json``), the tuned law and its ablations
+    default constants and the ablations of the law the ``ae`` baseline uses — the tuned
+    one when ``python -m agents tune-ae`` has stored it in
+    ``agents/hyperparams/ae_law.json``, else the defaults
     (:func:`agents.tune.ae_ablations`; the frozen law is row (a)).
 
 Headroom = (a − c) / a. The grid runs batched through ``SchedulerCore`` (the env's
@@ -86,7 +87,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--ramp-k-min", type=int, default=-3, help="ramps to α0·2^k from k")
     p.add_argument("--ramp-k-max", type=int, default=1, help="... to k")
-    p.add_argument("--no-tuned", action="store_true", help="skip the tuned law's rows")
+    p.add_argument("--no-tuned", action="store_true", help="skip the law's ablation rows")
     p.add_argument("--terminate", action="store_true", help="keep the success termination")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
@@ -110,10 +111,13 @@ def main() -> None:
     ramp_ks = list(range(args.ramp_k_min, args.ramp_k_max + 1))
     law_variants = {"ae_law_default": cfg.law}
     tuned = ae_law_settings("scheduler")
-    if tuned.search is not None and not args.no_tuned:
+    # Ablations of the law the ae baseline uses: the tuned one where stored, else the
+    # defaults (whose "full" row is ae_law_default).
+    in_use = "default" if tuned.search is None else "tuned"
+    if not args.no_tuned:
         for name, (law_config, adapt) in ae_ablations(tuned.config).items():
-            if adapt:  # the frozen law holds the gains: row (a)
-                law_variants[f"ae_law_tuned_{name}"] = law_config
+            if adapt and not (in_use == "default" and name == "full"):  # frozen: row (a)
+                law_variants[f"ae_law_{in_use}_{name}"] = law_config
     total = n * (len(grid) + 1 + len(ramp_ks) + len(law_variants))
     with tqdm(total=total, unit="episode") as bar:
         default = run_constant_gains(
