@@ -11,6 +11,14 @@ count of the synth's own recursions, which run outside aten (per voice and sampl
 the ladder's binomial FIR 9, two all-pole sections × two passes at 4 each, two
 wavetable reads at 8 each). Elementwise ops are not counted (memory-bound).
 
+Because FFTs and small matrix products never run at the large-GEMM rate, and most of a
+step is elementwise, the script also measures the step's *op-class floor*: the step's
+own FFT and matrix-product calls replayed alone (same shapes, same process), plus the
+bytes its other (non-view) aten ops read and write, at this machine's copy bandwidth,
+plus the recursion kernels' traffic. ``x floor`` = step time / that floor: how far the
+step is from what its current op mix allows here (1x = every op at its class's speed,
+nothing else), whereas ``x ideal`` is against the GEMM rate.
+
 Also per step: minor page faults (``getrusage``: fresh pages the allocator took from
 the kernel) and aten calls (``torch.profiler``). Both the compiled ladder kernels (the
 CPU default) and the PyTorch loops are timed, interleaved step by step.
@@ -33,6 +41,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile
+from torch.utils import _pytree as pytree
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 import aegym  # noqa: F401  (registers the ids)
@@ -75,6 +85,82 @@ def gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
     return 2 * size**3 / best / 1e9
 
 
+MATMUL_OPS = {"mm", "bmm", "addmm", "baddbmm", "mv", "addmv", "dot", "_scaled_mm"}
+FFT_OPS = {"_fft_r2c", "_fft_c2r", "_fft_c2c"}
+# Recursion kernels (outside aten) per voice and sample: four all-pole passes, each
+# reading and writing one float32.
+RECURSION_BYTES_PER_SAMPLE = 4 * 2 * 4
+
+
+def _tensor_bytes(t: torch.Tensor) -> int:
+    """Bytes of the distinct elements of ``t`` (a broadcast dimension counts once)."""
+    n = math.prod(size for size, stride in zip(t.shape, t.stride(), strict=True) if stride)
+    return n * t.element_size()
+
+
+class OpClassCounter(TorchDispatchMode):
+    """Records one step's FFT and matrix-product calls (to replay alone) and the bytes
+    every other non-view aten op reads and writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.replay: list[tuple[Any, tuple, dict]] = []
+        self.elementwise_bytes = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        name = func.overloadpacket.__name__
+        if name in MATMUL_OPS or name in FFT_OPS:
+            self.replay.append((func, *_like((args, kwargs))))
+        elif not func.is_view:
+            tensors = [
+                t
+                for t in pytree.tree_leaves((args, kwargs, out))
+                if isinstance(t, torch.Tensor) and t.device.type == "cpu"
+            ]
+            self.elementwise_bytes += sum(_tensor_bytes(t) for t in tensors)
+        return out
+
+
+def _like(tree: Any) -> Any:
+    """``tree`` with every tensor replaced by a fresh random one of its shape and dtype."""
+
+    def fresh(t: Any) -> Any:
+        if not isinstance(t, torch.Tensor):
+            return t
+        if t.is_complex():
+            return torch.randn(t.shape, dtype=t.dtype)
+        return torch.randn(t.shape, dtype=t.dtype) if t.is_floating_point() else t.clone()
+
+    return pytree.tree_map(fresh, tree)
+
+
+def copy_bandwidth_gbs(n_bytes: int = 64 << 20, repeats: int = 5) -> float:
+    """This machine's copy bandwidth (GB/s of bytes read + written), best of ``repeats``."""
+    src = torch.rand(n_bytes // 4)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n_bytes / best / 1e9
+
+
+def replay_ms(calls: list[tuple[Any, tuple, dict]], repeats: int = 5) -> float:
+    """Wall ms of ``calls`` run back to back, best of ``repeats`` (after a warm-up)."""
+    best = math.inf
+    for i in range(repeats + 1):
+        t0 = time.perf_counter()
+        for func, args, kwargs in calls:
+            func(*args, **kwargs)
+        if i:
+            best = min(best, time.perf_counter() - t0)
+    return best * 1e3
+
+
 def make_env(n: int, duration_s: float, seed: int) -> Any:
     envs = gym.make_vec(
         ENV_ID, num_envs=n, vectorization_mode="vector_entry_point", duration_s=duration_s
@@ -94,7 +180,21 @@ def count_step(envs: Any, action: np.ndarray, duration_s: float) -> dict[str, fl
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         envs.step(action)
     aten = sum(1 for e in prof.events() if e.name.startswith("aten::"))
-    return {"flops_counted": counted, "flops_recursions": analytic, "aten_calls": aten}
+    with OpClassCounter() as classes:
+        envs.step(action)
+    fft = [c for c in classes.replay if c[0].overloadpacket.__name__ in FFT_OPS]
+    matmul = [c for c in classes.replay if c[0].overloadpacket.__name__ not in FFT_OPS]
+    return {
+        "flops_counted": counted,
+        "flops_recursions": analytic,
+        "aten_calls": aten,
+        "fft_calls": len(fft),
+        "fft_replay_ms": replay_ms(fft),
+        "matmul_calls": len(matmul),
+        "matmul_replay_ms": replay_ms(matmul),
+        "elementwise_bytes": classes.elementwise_bytes,
+        "recursion_bytes": RECURSION_BYTES_PER_SAMPLE * samples,
+    }
 
 
 def bench(n: int, duration_s: float, steps: int, seed: int) -> dict[str, Any]:
@@ -145,11 +245,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     gflops = gemm_gflops()
+    bandwidth = copy_bandwidth_gbs()
     rows = []
-    print(f"machine GEMM rate: {gflops:.1f} GFLOP/s at {torch.get_num_threads()} threads")
+    print(
+        f"machine GEMM rate: {gflops:.1f} GFLOP/s, copy bandwidth {bandwidth:.1f} GB/s, "
+        f"at {torch.get_num_threads()} threads"
+    )
     print(
         f"{'N':>5} {'GFLOP/step':>11} {'ideal ms':>9} {'step ms':>8} {'x ideal':>8} "
-        f"{'torch-loops ms':>15} {'x ideal':>8} {'faults/step':>12} {'aten/step':>10}"
+        f"{'torch-loops ms':>15} {'x ideal':>8} {'faults/step':>12} {'aten/step':>10} "
+        f"{'floor ms':>9} {'x floor':>8}"
     )
     for n in args.num_envs:
         row = bench(n, args.duration_s, args.steps, args.seed)
@@ -158,13 +263,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         row["ideal_ms"] = flops / (gflops * 1e9) * 1e3
         row["x_ideal"] = row["step_ms_compiled"] / row["ideal_ms"]
         row["x_ideal_torch_loops"] = row["step_ms_torch"] / row["ideal_ms"]
+        row["elementwise_ms"] = row["elementwise_bytes"] / (bandwidth * 1e9) * 1e3
+        row["recursion_ms"] = row["recursion_bytes"] / (bandwidth * 1e9) * 1e3
+        row["floor_ms"] = (
+            row["fft_replay_ms"]
+            + row["matmul_replay_ms"]
+            + row["elementwise_ms"]
+            + row["recursion_ms"]
+        )
+        row["x_floor"] = row["step_ms_compiled"] / row["floor_ms"]
         rows.append(row)
         print(
             f"{n:>5} {row['gflop_per_step']:>11.3f} {row['ideal_ms']:>9.2f} "
             f"{row['step_ms_compiled']:>8.1f} {row['x_ideal']:>7.1f}x "
             f"{row['step_ms_torch']:>15.1f} {row['x_ideal_torch_loops']:>7.1f}x "
-            f"{row['page_faults_per_step_compiled']:>12.0f} {row['aten_calls']:>10.0f}",
+            f"{row['page_faults_per_step_compiled']:>12.0f} {row['aten_calls']:>10.0f} "
+            f"{row['floor_ms']:>9.2f} {row['x_floor']:>7.1f}x",
             flush=True,
+        )
+        print(
+            f"      floor = FFTs {row['fft_replay_ms']:.2f} ms ({row['fft_calls']} calls) "
+            f"+ matrix products {row['matmul_replay_ms']:.2f} ms ({row['matmul_calls']}) "
+            f"+ elementwise {row['elementwise_bytes'] / 1e6:.0f} MB "
+            f"({row['elementwise_ms']:.2f} ms) + recursions {row['recursion_ms']:.2f} ms"
         )
     result = {
         "meta": {
@@ -174,6 +295,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "gemm_gflops": gflops,
+            "copy_bandwidth_gbs": bandwidth,
         },
         "rows": rows,
     }

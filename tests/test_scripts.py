@@ -103,3 +103,32 @@ def test_script_runs_and_writes_json(script, args, tmp_path):
 
 def test_every_script_is_covered():
     assert {p.name for p in (ROOT / "scripts").glob("*.py")} == set(CASES)
+
+
+def _load_script(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_step_op_classes():
+    """The floor's parts: matrix products and FFTs recorded for replay, every other
+    non-view op's bytes (inputs and outputs, a broadcast dimension once), views free."""
+    import torch
+
+    bench_step = _load_script("bench_step")
+    a, b = torch.ones(8, 4), torch.ones(4, 3)
+    row, signal = torch.ones(1, 3), torch.ones(2, 16)
+    with bench_step.OpClassCounter() as counter:
+        product = a @ b  # recorded, no bytes
+        torch.fft.rfft(signal)  # recorded, no bytes
+        _ = product.T[1:]  # views: nothing
+        product + row.expand(8, 3)  # 96 + 12 + 96 bytes
+    names = [func.overloadpacket.__name__ for func, _, _ in counter.replay]
+    assert names == ["mm", "_fft_r2c"]
+    assert counter.elementwise_bytes == 96 + 12 + 96
+    assert bench_step.replay_ms(counter.replay, repeats=1) > 0
+    assert bench_step._tensor_bytes(torch.ones(5, 1).expand(5, 7)) == 20
