@@ -146,7 +146,9 @@ def compare_torchsynth(
 
     Render is one batch under ``no_grad``; forward+backward is the gradient of the
     spectral distance (to a fixed target, same encoder for both) w.r.t. every knob:
-    aegym's ``[B, 20]`` unit knobs, torchsynth's 78 ``[B]`` parameters. torchsynth's
+    aegym's ``[B, 20]`` unit knobs, torchsynth's 78 ``[B]`` parameters; voice
+    forward+backward is the same gradient of a fixed random projection of the audio
+    (the synths alone, without the shared encoder). torchsynth's
     ``Signal`` output is viewed as a plain tensor before the encoder so that both
     encoders run the same ops. Reports medians over ``rounds`` and the median of the
     per-round time ratios (torchsynth / aegym: > 1 when aegym is faster).
@@ -193,6 +195,19 @@ def compare_torchsynth(
             audio = ts_voice()[0].as_subclass(torch.Tensor)
             spectral_distance(enc(audio), target).sum().backward()
 
+        # The synths alone: the gradient of a fixed projection of the audio, no encoder.
+        weights = torch.randn(bsz, round(duration_s * sample_rate), generator=gen).to(device)
+
+        def aegym_voice_fwd_bwd(knobs=knobs, weights=weights):
+            u = knobs.clone().requires_grad_(True)
+            (voice(u) * weights).sum().backward()
+
+        def ts_voice_fwd_bwd(ts_voice=ts_voice, ts_params=ts_params, weights=weights):
+            ts_voice.synthconfig.no_grad = False
+            for p in ts_params:
+                p.grad = None
+            (ts_voice()[0].as_subclass(torch.Tensor) * weights).sum().backward()
+
         def torch_path(fn: Callable[[], object]) -> Callable[[], object]:
             def call() -> None:
                 with compiled_kernels(False):
@@ -203,6 +218,7 @@ def compare_torchsynth(
         candidates = {
             "render": (aegym_render, ts_render),
             "forward_backward": (aegym_fwd_bwd, ts_fwd_bwd),
+            "voice_fwd_bwd": (aegym_voice_fwd_bwd, ts_voice_fwd_bwd),
         }
         row: dict = {"batch": bsz}
         audio_s = bsz * duration_s
@@ -240,7 +256,7 @@ def print_comparison(rows: list[dict]) -> None:
         f"{'torch-path xRT':>15} {'ratio':>7} {'aegym faults':>13} {'ts faults':>10}"
     )
     for r in rows:
-        for name in ("render", "forward_backward"):
+        for name in ("render", "forward_backward", "voice_fwd_bwd"):
             print(
                 f"{r['batch']:>5} {name:>16} {r[f'{name}_aegym_x_realtime']:>10.0f} "
                 f"{r[f'{name}_torchsynth_x_realtime']:>15.0f} {r[f'{name}_ratio']:>6.2f}x "

@@ -132,3 +132,15 @@ def test_bench_step_op_classes():
     assert counter.elementwise_bytes == 96 + 12 + 96
     assert bench_step.replay_ms(counter.replay, repeats=1) > 0
     assert bench_step._tensor_bytes(torch.ones(5, 1).expand(5, 7)) == 20
+
+
+def test_bench_synth_side_by_side_with_torchsynth():
+    """The torchsynth comparison times render, forward+backward through the encoder and
+    the synths alone, each with a positive ratio (skipped without the bench extra)."""
+    bench_synth = _load_script("bench_synth")
+    if bench_synth.import_torchsynth() is None:
+        pytest.skip(bench_synth.TORCHSYNTH_HINT)
+    (row,) = bench_synth.compare_torchsynth([2], 16_000, 0.25, rounds=1, device="cpu")
+    for name in ("render", "forward_backward", "voice_fwd_bwd"):
+        assert row[f"{name}_ratio"] > 0
+        assert row[f"{name}_aegym_ms"] > 0 and row[f"{name}_torchsynth_ms"] > 0
