@@ -206,7 +206,9 @@ def test_wavetable_bank_equals_ramp_and_table_reads(monkeypatch, chunk_samples):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
 
 
-def test_wavetable_bank_gradcheck(monkeypatch):
+@pytest.mark.parametrize("compiled", [False, True])
+def test_wavetable_bank_gradcheck(monkeypatch, compiled):
+    monkeypatch.setattr(_compiled, "_state", {"on": compiled})
     monkeypatch.setattr(oscillators, "_BANK_CHUNK_SAMPLES", 40)  # two voices per chunk
     tables = torch.randn(3, 2, 17, dtype=F64, requires_grad=True)
     # Slow phases over few samples: the finite differences stay within one table step.
@@ -217,6 +219,45 @@ def test_wavetable_bank_gradcheck(monkeypatch):
         return oscillators._WavetableBank.apply(t, d, s, 20, 4)  # five blocks of four
 
     assert gradcheck(fn, (tables, dt, start), eps=1e-7, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("block", [4, 60])  # time-major blocks, and one plain block
+def test_compiled_bank_adjoint_equals_the_torch_backward(dtype, block):
+    """The compiled adjoint (the CPU default) recomputes each read's position with the
+    forward's float ops: the torch backward's gradients up to summation order."""
+    gen = torch.Generator().manual_seed(3)
+    tables = torch.randn(5, 2, 33, generator=gen, dtype=dtype, requires_grad=True)
+    dt = (0.3 * torch.rand(5, 2, generator=gen, dtype=dtype)).requires_grad_()
+    start = torch.rand(5, 2, generator=gen, dtype=dtype, requires_grad=True)
+    w = torch.randn(5, 60 // block, block, generator=gen, dtype=dtype)
+    grads = {}
+    for on in (False, True):
+        with _compiled.compiled_kernels(on):
+            out = oscillators._WavetableBank.apply(tables, dt, start, 60, block)
+            grads[on] = torch.autograd.grad((out * w).sum(), (tables, dt, start))
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {}
+    for a, b in zip(grads[True], grads[False], strict=True):
+        torch.testing.assert_close(a, b, **tol)
+
+
+def test_compiled_bank_adjoint_is_the_same_on_any_number_of_threads(monkeypatch):
+    """Voices are split over threads whole, so the thread count changes nothing."""
+    monkeypatch.setattr(_compiled, "_MIN_ROWS_PER_WORKER", 1)
+    gen = torch.Generator().manual_seed(4)
+    tables = torch.randn(7, 2, 65, generator=gen)
+    dt, start = 0.2 * torch.rand(7, 2, generator=gen), torch.rand(7, 2, generator=gen)
+    grad = torch.randn(7, 10, 16, generator=gen)
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 3):
+            torch.set_num_threads(threads)
+            results.append(_compiled.bank_adjoint(tables, dt, start, grad))
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
 
 
 def test_scaled_fir_values_and_gradcheck():

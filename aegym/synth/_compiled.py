@@ -17,8 +17,10 @@ CUDA tensors always take the PyTorch path (its parallel form runs on the GPU).
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
+import itertools
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -138,6 +140,47 @@ def _affine_scan_adjoint_py(mats, s0, out, grad, lam, grad_mats, grad_s0):  # pr
             grad_s0[j, b] = acc
 
 
+def _bank_adjoint_py(  # pragma: no cover - compiled
+    tables, dt, start, n, consts, grad, g_tab, g_dt, g_start, lo, hi
+):
+    """Adjoint of the wavetable bank (``oscillators._WavetableBank``) for voices
+    ``lo:hi``: ``grad [B, K, N]`` (any strides; sample ``k·N + j``), ``n`` the sample
+    indices as floats, ``consts = (L, L - 1)`` in the tables' dtype. Each read's
+    position is recomputed with the forward's float ops in the same order, then
+    ``dL/dt[i] += g (1 - frac)``, ``dL/dt[i + 1] += g frac`` into ``g_tab`` (zeros on
+    entry) and ``dL/dstart = Σ g (t[i+1] - t[i]) L``, ``dL/ddt = Σ (that) n`` (float64
+    sums) into ``g_start``/``g_dt``. Voices are independent: any split of the rows over
+    threads gives the same numbers."""
+    n_osc = tables.shape[1]
+    nblk, block = grad.shape[1], grad.shape[2]
+    size, top = consts[0], consts[1]
+    for b in range(lo, hi):
+        for v in range(n_osc):
+            d = dt[b, v]
+            s = start[b, v]
+            t = tables[b, v]
+            gt = g_tab[b, v]
+            acc_start = 0.0
+            acc_dt = 0.0
+            for j in range(block):
+                for k in range(nblk):
+                    m = n[k * block + j]
+                    pos = m * d + s
+                    pos = (pos - np.floor(pos)) * size
+                    index = min(np.floor(pos), top)
+                    frac = pos - index
+                    i = int(index)
+                    g = grad[b, k, j]
+                    g_phase = (t[i + 1] - t[i]) * g * size
+                    acc_start += g_phase
+                    acc_dt += g_phase * m
+                    g_hi = frac * g
+                    gt[i] += g - g_hi
+                    gt[i + 1] += g_hi
+            g_start[b, v] = acc_start
+            g_dt[b, v] = acc_dt
+
+
 @functools.cache
 def _kernel(name: str) -> Any:
     """The compiled form of kernel ``name`` (compiled on first use, cached on disk)."""
@@ -202,3 +245,65 @@ def affine_scan_adjoint(
         _np(mats), _np(s0), _np(out), _np(grad), lam.numpy(), grad_mats.numpy(), grad_s0.numpy()
     )
     return grad_mats, lam, grad_s0
+
+
+# Voices per worker below which the bank adjoint runs on the calling thread only.
+_MIN_ROWS_PER_WORKER = 4
+_pool: dict[str, Any] = {}
+
+
+def _workers(n: int) -> Any:
+    """A thread pool of ``n`` workers for nogil kernels, recreated after a fork (a
+    pool inherited from the parent has no threads)."""
+    key = (os.getpid(), n)
+    if _pool.get("key") != key:
+        _pool["key"] = key
+        _pool["executor"] = concurrent.futures.ThreadPoolExecutor(
+            n, thread_name_prefix="aegym-kernel"
+        )
+    return _pool["executor"]
+
+
+def _split_rows(kernel: Any, rows: int, *args: Any) -> None:
+    """Run ``kernel(*args, lo, hi)`` over ``0:rows``, split over up to
+    ``torch.get_num_threads()`` threads (the kernel releases the GIL)."""
+    n = min(torch.get_num_threads(), rows // _MIN_ROWS_PER_WORKER)
+    if n <= 1:
+        kernel(*args, 0, rows)
+        return
+    bounds = [rows * i // n for i in range(n + 1)]
+    futures = [_workers(n).submit(kernel, *args, lo, hi) for lo, hi in itertools.pairwise(bounds)]
+    for future in futures:
+        future.result()
+
+
+def bank_adjoint(
+    tables: torch.Tensor, dt: torch.Tensor, start: torch.Tensor, grad: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients of the wavetable bank's output ``[B, K, N]`` w.r.t. ``tables
+    [B, V, L+1]``, ``dt`` and ``start [B, V]`` (see :func:`_bank_adjoint_py`)."""
+    bsz = tables.shape[0]
+    size = tables.shape[-1] - 1
+    n = torch.arange(grad.shape[1] * grad.shape[2], dtype=tables.dtype)
+    consts = torch.tensor([size, size - 1], dtype=tables.dtype)
+    g_tab = torch.zeros(tables.shape, dtype=tables.dtype)
+    g_dt = np.zeros(dt.shape)
+    g_start = np.zeros(start.shape)
+    g = grad.detach()
+    if any(stride < 0 for stride in g.stride()):  # pragma: no cover - numpy views need >= 0
+        g = g.contiguous()
+    _split_rows(
+        _kernel("bank_adjoint"),
+        bsz,
+        _np(tables),
+        _np(dt),
+        _np(start),
+        n.numpy(),
+        consts.numpy(),
+        g.numpy(),
+        g_tab.numpy(),
+        g_dt,
+        g_start,
+    )
+    to = functools.partial(torch.as_tensor, dtype=dt.dtype)
+    return g_tab, to(g_dt), to(g_start)

@@ -22,6 +22,7 @@ import math
 
 import torch
 
+from aegym.synth import _compiled
 from aegym.synth._grad import straight_through_clamp
 
 TABLE_SIZE = 2048
@@ -211,6 +212,8 @@ class _WavetableBank(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         tables, dt, start = ctx.saved_tensors
+        if _compiled.enabled(grad):  # one compiled loop: no index or weight tensors
+            return (*_compiled.bank_adjoint(tables, dt, start, grad), None, None)
         bsz, n_osc, size = tables.shape[0], tables.shape[1], tables.shape[-1] - 1
         n_samples = grad.shape[1] * grad.shape[2]
         n = torch.arange(n_samples, device=tables.device, dtype=tables.dtype)
