@@ -8,6 +8,12 @@ arithmetic in the same order as torchaudio's ``lfilter`` loop (products rounded,
 differences; no fused multiply-adds), so the forward equals it bit for bit (the
 PyTorch step loop uses fused multiply-adds: equal up to rounding).
 
+The wavetable bank's backward is one compiled loop too (:func:`bank_adjoint`): each
+read's position recomputed with the forward's float ops, its two table entries'
+gradients accumulated in place (PyTorch needs index and weight tensors and two
+``scatter_add_`` per oscillator). It releases the GIL and splits whole voices over
+``torch.get_num_threads()`` threads, so its numbers do not depend on the thread count.
+
 numba is imported on first use (it is a dependency of librosa, hence of aegym, but
 costs ~0.5 s to import). The kernels run when :func:`enabled` says so: on CPU tensors,
 with numba importable, and unless switched off by ``AEGYM_COMPILED_KERNELS=0`` or
