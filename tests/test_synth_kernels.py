@@ -223,25 +223,29 @@ def test_wavetable_bank_gradcheck(monkeypatch, compiled):
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 @pytest.mark.parametrize("block", [4, 60])  # time-major blocks, and one plain block
-def test_compiled_bank_adjoint_equals_the_torch_backward(dtype, block):
-    """The compiled adjoint (the CPU default) recomputes each read's position with the
-    forward's float ops: the torch backward's gradients up to summation order."""
+def test_compiled_bank_equals_the_torch_path(dtype, block):
+    """The compiled forward (the CPU default) gives the PyTorch path's values bit for
+    bit (same position ops, lerp's fused multiply-adds); the compiled adjoint recomputes
+    each read's position the same way: the torch backward's gradients up to summation
+    order."""
     gen = torch.Generator().manual_seed(3)
     tables = torch.randn(5, 2, 33, generator=gen, dtype=dtype, requires_grad=True)
     dt = (0.3 * torch.rand(5, 2, generator=gen, dtype=dtype)).requires_grad_()
     start = torch.rand(5, 2, generator=gen, dtype=dtype, requires_grad=True)
     w = torch.randn(5, 60 // block, block, generator=gen, dtype=dtype)
-    grads = {}
+    grads, outs = {}, {}
     for on in (False, True):
         with _compiled.compiled_kernels(on):
             out = oscillators._WavetableBank.apply(tables, dt, start, 60, block)
             grads[on] = torch.autograd.grad((out * w).sum(), (tables, dt, start))
+        outs[on] = out.detach()
+    assert torch.equal(outs[True], outs[False])
     tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {}
     for a, b in zip(grads[True], grads[False], strict=True):
         torch.testing.assert_close(a, b, **tol)
 
 
-def test_compiled_bank_adjoint_is_the_same_on_any_number_of_threads(monkeypatch):
+def test_compiled_bank_is_the_same_on_any_number_of_threads(monkeypatch):
     """Voices are split over threads whole, so the thread count changes nothing."""
     monkeypatch.setattr(_compiled, "_MIN_ROWS_PER_WORKER", 1)
     gen = torch.Generator().manual_seed(4)
@@ -253,7 +257,9 @@ def test_compiled_bank_adjoint_is_the_same_on_any_number_of_threads(monkeypatch)
     try:
         for threads in (1, 3):
             torch.set_num_threads(threads)
-            results.append(_compiled.bank_adjoint(tables, dt, start, grad))
+            out = torch.empty(16, 7, 10).permute(1, 2, 0)  # time-major, like the voice's
+            _compiled.bank_forward(tables, dt, start, out)
+            results.append((out, *_compiled.bank_adjoint(tables, dt, start, grad)))
     finally:
         torch.set_num_threads(before)
     for a, b in zip(*results, strict=True):

@@ -146,6 +146,72 @@ def _affine_scan_adjoint_py(mats, s0, out, grad, lam, grad_mats, grad_s0):  # pr
             grad_s0[j, b] = acc
 
 
+def _fma_intrinsic(numba: Any) -> Any:
+    """``_fma(a, b, c) = a·b + c`` rounded once (LLVM's ``fma``), as a numba intrinsic:
+    PyTorch's vectorised ``lerp`` uses fused multiply-adds, which a plain numba
+    expression (products rounded, then sums) does not reproduce."""
+    from llvmlite import ir
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def fma(typingctx, a, b, c):  # pragma: no cover - runs inside the compiler
+        if not (isinstance(a, numba.types.Float) and a == b and b == c):
+            return None
+
+        def codegen(context, builder, signature, args):
+            ty = context.get_value_type(signature.return_type)
+            name = "llvm.fma.f32" if a.bitwidth == 32 else "llvm.fma.f64"
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ty, [ty, ty, ty]), name
+            )
+            return builder.call(fn, args)
+
+        return a(a, b, c), codegen
+
+    return fma
+
+
+def _fma_python(a: Any, b: Any, c: Any) -> Any:  # pragma: no cover - replaced when compiling
+    """Placeholder for ``_fma`` until :func:`_kernel` installs the intrinsic."""
+    return a * b + c
+
+
+_fma = _fma_python
+
+
+def _bank_forward_py(tables, dt, start, n, consts, out, lo, hi):  # pragma: no cover - compiled
+    """The wavetable bank (``oscillators._WavetableBank``) for voices ``lo:hi`` into
+    ``out [B, K, N]`` (any strides; sample ``k·N + j``): per oscillator the read
+    position with the same float ops as the PyTorch path, then ``torch.lerp``'s formula
+    (``w (e - a) + a`` for ``|w| < 0.5``, else ``(w - 1)(e - a) + e``, fused), summed
+    over oscillators in order — the PyTorch path's values bit for bit.
+    ``consts = (L, L - 1, 1)`` in the tables' dtype."""
+    n_osc = tables.shape[1]
+    nblk, block = out.shape[1], out.shape[2]
+    size, top, one = consts[0], consts[1], consts[2]
+    for b in range(lo, hi):
+        for j in range(block):
+            for k in range(nblk):
+                m = n[k * block + j]
+                acc = consts[0] - consts[0]
+                for v in range(n_osc):
+                    pos = m * dt[b, v] + start[b, v]
+                    pos = (pos - np.floor(pos)) * size
+                    index = min(np.floor(pos), top)
+                    frac = pos - index
+                    i = int(index)
+                    lo_val = tables[b, v, i]
+                    hi_val = tables[b, v, i + 1]
+                    diff = hi_val - lo_val
+                    if abs(frac) < 0.5:
+                        val = _fma(frac, diff, lo_val)
+                    else:
+                        val = _fma(frac - one, diff, hi_val)
+                    acc = val if v == 0 else acc + val
+                out[b, k, j] = acc
+
+
 def _bank_adjoint_py(  # pragma: no cover - compiled
     tables, dt, start, n, consts, grad, g_tab, g_dt, g_start, lo, hi
 ):
@@ -191,6 +257,8 @@ def _bank_adjoint_py(  # pragma: no cover - compiled
 def _kernel(name: str) -> Any:
     """The compiled form of kernel ``name`` (compiled on first use, cached on disk)."""
     numba = _numba()
+    if _fma is _fma_python:
+        globals()["_fma"] = _fma_intrinsic(numba)
     return numba.njit(cache=True, nogil=True, boundscheck=False)(globals()[f"_{name}_py"])
 
 
@@ -281,6 +349,26 @@ def _split_rows(kernel: Any, rows: int, *args: Any) -> None:
     futures = [_workers(n).submit(kernel, *args, lo, hi) for lo, hi in itertools.pairwise(bounds)]
     for future in futures:
         future.result()
+
+
+def bank_forward(
+    tables: torch.Tensor, dt: torch.Tensor, start: torch.Tensor, out: torch.Tensor
+) -> None:
+    """The wavetable bank's output written into ``out [B, K, N]`` (see
+    :func:`_bank_forward_py`), whole voices split over threads."""
+    size = tables.shape[-1] - 1
+    n = torch.arange(out.shape[1] * out.shape[2], dtype=tables.dtype)
+    consts = torch.tensor([size, size - 1, 1], dtype=tables.dtype)
+    _split_rows(
+        _kernel("bank_forward"),
+        tables.shape[0],
+        _np(tables),
+        _np(dt),
+        _np(start),
+        n.numpy(),
+        consts.numpy(),
+        out.numpy(),
+    )
 
 
 def bank_adjoint(

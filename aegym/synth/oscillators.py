@@ -188,6 +188,10 @@ class _WavetableBank(torch.autograd.Function):
             out = tables.new_empty(bsz, 1, n_samples)
         else:
             out = tables.new_empty(block, bsz, n_blocks).permute(1, 2, 0)
+        ctx.save_for_backward(tables, dt, start)
+        if _compiled.enabled(tables):  # one compiled loop, the same values
+            _compiled.bank_forward(tables, dt, start, out)
+            return out
         pairs = _entry_pairs(tables)
         step = _bank_chunks(n_osc, size, n_samples)
         for i in range(0, bsz, step):
@@ -206,7 +210,6 @@ class _WavetableBank(torch.autograd.Function):
                     acc.add_(torch.lerp(a, b, frac))
             assert acc is not None
             out[rows] = acc.view(-1, n_blocks, block)
-        ctx.save_for_backward(tables, dt, start)
         return out
 
     @staticmethod
