@@ -9,7 +9,7 @@ import torch
 import torchaudio.functional as AF
 from torch.autograd import gradcheck
 
-from aegym.synth import _compiled, filters, oscillators
+from aegym.synth import SynthConfig, Voice, _compiled, filters, oscillators
 from aegym.synth.filters import ladder_filter, tpt_step
 from aegym.synth.oscillators import phase_ramp, read_table, wavetable_bank
 
@@ -371,6 +371,35 @@ def test_allpole_gradcheck_on_the_gpu_path(monkeypatch, torch_loops, n):
     for a, b in zip(filters._AllPole.apply(*args), fused, strict=True):
         torch.testing.assert_close(a, b)
     assert gradcheck(filters._AllPole.apply, [a.requires_grad_() for a in args])
+
+
+@pytest.mark.parametrize("n", [1, 2, 9])
+def test_compiled_cascades_equal_two_allpole_passes_bit_for_bit(n):
+    """The no-gradient kernels of the ladder (zero-state end states; the corrected pass
+    without its intermediate buffer) compute what two :func:`_compiled.allpole` calls do."""
+    gen = torch.Generator().manual_seed(n)
+    x = torch.randn(n, 6, generator=gen)
+    a1, a2, b1, b2 = (0.9 * torch.rand(6, generator=gen) - 0.45 for _ in range(4))
+    hist = torch.randn(4, 6, generator=gen)
+    zero = torch.zeros(6)
+    v = _compiled.allpole(x, a1, a2, zero, zero)
+    y = _compiled.allpole(v, b1, b2, zero, zero)
+    v_end, y_end = _compiled.zero_state_ends(x, a1, a2, b1, b2)
+    assert torch.equal(v_end, filters._last_two(v, zero))
+    assert torch.equal(y_end, filters._last_two(y, zero))
+    v = _compiled.allpole(x, a1, a2, hist[0], hist[1])
+    y = _compiled.allpole(v, b1, b2, hist[2], hist[3])
+    assert torch.equal(_compiled.cascade(x, a1, a2, b1, b2, hist), y)
+
+
+def test_voice_renders_the_same_with_and_without_gradients():
+    """Without gradients the ladder takes its buffer-free kernels and the shaper works
+    in place: the audio is the same bit for bit."""
+    voice = Voice(SynthConfig(duration_s=0.1))
+    knobs = voice.knob_space.random_unit(5, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        audio = voice(knobs)
+    assert torch.equal(audio, voice(knobs.clone().requires_grad_()).detach())
 
 
 def test_compiled_allpole_is_lfilter_and_the_unfused_loop_bit_for_bit():

@@ -79,6 +79,54 @@ def _allpole_forward_py(x, a1, a2, h1, h2, y):  # pragma: no cover - compiled
             y[i, j] = (x[i, j] - a2[j] * y[i - 2, j]) - a1[j] * y[i - 1, j]
 
 
+def _zero_state_ends_py(x, a1, a2, b1, b2, ends):  # pragma: no cover - compiled
+    """Two all-pole sections in cascade from rest, ``v = allpole(x; a)``,
+    ``y = allpole(v; b)`` over ``x [N, R]``, keeping only their last two outputs:
+    ``ends [4, R]`` = ``(v[N-1], v[N-2], y[N-1], y[N-2])`` (zero before the block). The
+    same arithmetic as :func:`_allpole_forward_py` twice, without the ``[N, R]`` outputs."""
+    n, r = x.shape
+    for j in range(r):
+        ends[0, j] = 0.0
+        ends[1, j] = 0.0
+        ends[2, j] = 0.0
+        ends[3, j] = 0.0
+    for i in range(n):
+        for j in range(r):
+            v = (x[i, j] - a2[j] * ends[1, j]) - a1[j] * ends[0, j]
+            ends[1, j] = ends[0, j]
+            ends[0, j] = v
+            y = (v - b2[j] * ends[3, j]) - b1[j] * ends[2, j]
+            ends[3, j] = ends[2, j]
+            ends[2, j] = y
+
+
+def _cascade_forward_py(x, a1, a2, b1, b2, hist, y):  # pragma: no cover - compiled
+    """Two all-pole sections in cascade, ``v = allpole(x; a, hist[0:2])``,
+    ``y = allpole(v; b, hist[2:4])``, into ``y [N, R]``: :func:`_allpole_forward_py`
+    twice with the same arithmetic, ``v`` kept per row instead of as an ``[N, R]``
+    buffer (``v1``/``v2`` hold ``v[i-1]``/``v[i-2]``)."""
+    n, r = x.shape
+    v1 = np.empty(r, x.dtype)
+    v2 = np.empty(r, x.dtype)
+    for j in range(r):
+        v = (x[0, j] - a1[j] * hist[0, j]) - a2[j] * hist[1, j]
+        y[0, j] = (v - b1[j] * hist[2, j]) - b2[j] * hist[3, j]
+        v2[j] = hist[0, j]
+        v1[j] = v
+    if n > 1:
+        for j in range(r):
+            v = (x[1, j] - a2[j] * v2[j]) - a1[j] * v1[j]
+            y[1, j] = (v - b2[j] * hist[2, j]) - b1[j] * y[0, j]
+            v2[j] = v1[j]
+            v1[j] = v
+    for i in range(2, n):
+        for j in range(r):
+            v = (x[i, j] - a2[j] * v2[j]) - a1[j] * v1[j]
+            y[i, j] = (v - b2[j] * y[i - 2, j]) - b1[j] * y[i - 1, j]
+            v2[j] = v1[j]
+            v1[j] = v
+
+
 def _allpole_adjoint_py(grad, has_grad, tail, a1, a2, y, lam, acc1, acc2):  # pragma: no cover
     """Adjoint of :func:`_allpole_forward_py`: ``λ[m] = (g[m] - a2 λ[m+2]) - a1 λ[m+1]``
     backwards from ``λ[N] = λ[N+1] = 0``, where ``g`` is ``grad`` (zero unless
@@ -273,6 +321,32 @@ def allpole(
     ``x [N, R]`` with history ``y[-1] = h1``, ``y[-2] = h2`` (no autograd)."""
     y = torch.empty_like(x, memory_format=torch.contiguous_format)
     _kernel("allpole_forward")(_np(x), _np(a1), _np(a2), _np(h1), _np(h2), y.numpy())
+    return y
+
+
+def zero_state_ends(
+    x: torch.Tensor, a1: torch.Tensor, a2: torch.Tensor, b1: torch.Tensor, b2: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """End states ``(v[N-1], v[N-2])``, ``(y[N-1], y[N-2])`` ``[2, R]`` of two all-pole
+    sections in cascade from rest over ``x [N, R]`` (no autograd; no full-size output)."""
+    ends = torch.empty(4, x.shape[1], dtype=x.dtype)
+    _kernel("zero_state_ends")(_np(x), _np(a1), _np(a2), _np(b1), _np(b2), ends.numpy())
+    return ends[:2], ends[2:]
+
+
+def cascade(
+    x: torch.Tensor,
+    a1: torch.Tensor,
+    a2: torch.Tensor,
+    b1: torch.Tensor,
+    b2: torch.Tensor,
+    hist: torch.Tensor,
+) -> torch.Tensor:
+    """Two all-pole sections in cascade over ``x [N, R]`` with histories ``hist [4, R]``
+    = ``(v[-1], v[-2], y[-1], y[-2])`` -> ``y`` (no autograd; the same values as two
+    :func:`allpole` calls, without the intermediate ``[N, R]`` buffer)."""
+    y = torch.empty_like(x, memory_format=torch.contiguous_format)
+    _kernel("cascade_forward")(_np(x), _np(a1), _np(a2), _np(b1), _np(b2), _np(hist), y.numpy())
     return y
 
 

@@ -881,9 +881,16 @@ def _ladder_core(
     if row_gain is not None:
         gain = gain * row_gain
     w, x_end = _ScaledFIR.apply(xt, gain)
-    # 1. zero-state pass, every block from rest: only its end state is used.
-    v_zs, v_end = _section(w, a1[0], a2[0])
-    _, y_end = _section(v_zs, a1[1], a2[1])
+    # 1. zero-state pass, every block from rest: only its end state is used (without
+    # gradients, the compiled kernel keeps nothing else).
+    needs_grad = torch.is_grad_enabled() and (
+        w.requires_grad or a1.requires_grad or a2.requires_grad
+    )
+    if _compiled.enabled(w) and not needs_grad:
+        v_end, y_end = _compiled.zero_state_ends(w, a1[0], a2[0], a1[1], a2[1])
+    else:
+        v_zs, v_end = _section(w, a1[0], a2[0])
+        _, y_end = _section(v_zs, a1[1], a2[1])
     # 2. hand-over in TPT coordinates, in float64 (tiny: O(rows)).
     f64 = torch.float64
     g = torch.tan(math.pi * clamp_cutoff(cutoff_hz.to(f64), sample_rate) / sample_rate)
@@ -905,8 +912,11 @@ def _ladder_core(
     # 3. corrected pass: each block from its TPT start state, as section histories.
     hists = _histories_from_numerator(_numerator_from_tpt(starts, hand), a1d, a2d)
     hists = hists.to(xt.dtype)
-    v, _ = _section(w, a1[0], a2[0], hists[0:2])
-    y, _ = _section(v, a1[1], a2[1], hists[2:4])
+    if _compiled.enabled(w) and not (needs_grad or hists.requires_grad):
+        y = _compiled.cascade(w, a1[0], a2[0], a1[1], a2[1], hists)
+    else:
+        v, _ = _section(w, a1[0], a2[0], hists[0:2])
+        y, _ = _section(v, a1[1], a2[1], hists[2:4])
     return y, FilterState(ends[-1].T.to(xt.dtype))
 
 

@@ -46,8 +46,23 @@ class _NoisyDrive(torch.autograd.Function):
 
 
 def noisy_drive(
-    x: torch.Tensor, noise: torch.Tensor, level: torch.Tensor, gain: torch.Tensor
+    x: torch.Tensor,
+    noise: torch.Tensor,
+    level: torch.Tensor,
+    gain: torch.Tensor,
+    overwrite: bool = False,
 ) -> torch.Tensor:
     """``tanh(gain · (x + level · noise))``: ``soft_clip(x + level·noise)`` times
-    ``tanh(gain)`` (see :class:`_NoisyDrive`)."""
+    ``tanh(gain)`` (see :class:`_NoisyDrive`).
+
+    ``overwrite=True`` lets it compute in ``x``'s memory and return ``x`` when no
+    gradient is needed (same ops, same values): for a caller that owns ``x``.
+    """
+    grads = torch.is_grad_enabled() and any(t.requires_grad for t in (x, noise, level, gain))
+    if (
+        overwrite
+        and not grads
+        and x.shape == torch.broadcast_shapes(x.shape, noise.shape, level.shape, gain.shape)
+    ):
+        return x.addcmul_(level, noise).mul_(gain).tanh_()
     return _NoisyDrive.apply(x, noise, level, gain)

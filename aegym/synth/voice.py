@@ -231,7 +231,8 @@ class Voice(nn.Module):
         # Noise and shaper, soft_clip(x + noise) = tanh(g (x + noise)) / tanh(g): the
         # division goes into the filter's input gain.
         drive = torch.pow(10.0, k("drive_db") / 20.0)
-        x = noisy_drive(x, noise, k("noise_level")[:, None, None], drive[:, None, None])
+        level = k("noise_level")[:, None, None]
+        x = noisy_drive(x, noise, level, drive[:, None, None], overwrite=True)
         # Filter with its envelope at control rate.
         t0 = state.time_s
         if isinstance(t0, torch.Tensor):  # per-voice note times [B]: envelopes [B, T]
