@@ -5,6 +5,8 @@ import torch
 from conftest import peak_frequency
 
 from aegym.synth.oscillators import (
+    build_tables,
+    harmonic_taper,
     morph_oscillator,
     morph_weights,
     naive_saw,
@@ -114,3 +116,33 @@ def test_morph_weights_keep_gradient_on_waves_and_ends():
     )
     assert bool((jac.abs().sum(0) > 0).all())  # every shape moves some weight
     assert torch.allclose(jac.sum(0), torch.zeros(45), atol=1e-6)  # weights still sum to 1
+
+
+def test_tables_are_their_fourier_series():
+    """Each table is the tapered Fourier series of its mix, summed directly in float64:
+    sine, triangle (cosines), saw (sines) and the pulse ``saw(φ) - saw(φ + 1 - w) -
+    (2w - 1)``."""
+    gen = torch.Generator().manual_seed(0)
+    freq = torch.tensor([55.0, 440.0, 3000.0, 7000.0])
+    weights = morph_weights(torch.rand(4, generator=gen))
+    width = 0.1 + 0.8 * torch.rand(4, generator=gen)
+    size = 256
+    tables = build_tables(freq, weights, width, SR, size=size)
+    assert torch.equal(tables[:, -1], tables[:, 0])
+    f64 = torch.float64
+    h = torch.arange(1, size // 2, dtype=f64)  # harmonics 1 .. L/2 - 1
+    phi = torch.arange(size, dtype=f64)[:, None] / size
+    taper = harmonic_taper(freq.double(), SR, h.numel())
+    tri = torch.where(h % 2 == 1, -(8 / math.pi**2) / h**2, torch.zeros_like(h))
+    saw = -(2 / math.pi) / h
+    for b in range(4):
+        w0, w1, w2, w3 = weights[b].double()
+        shift = 1.0 - float(width[b])
+        terms = (
+            w1 * tri * torch.cos(2 * math.pi * h * phi)
+            + (w2 + w3) * saw * torch.sin(2 * math.pi * h * phi)
+            - w3 * saw * torch.sin(2 * math.pi * h * (phi + shift))
+        )
+        terms[:, 0] += w0 * torch.sin(2 * math.pi * phi[:, 0])
+        ref = (terms * taper[b]).sum(-1) - w3 * (2 * float(width[b]) - 1)
+        torch.testing.assert_close(tables[b, :-1].double(), ref, atol=2e-6, rtol=0)

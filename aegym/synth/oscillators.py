@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.nn import functional as F
 
 from aegym.synth import _compiled
 from aegym.synth._grad import straight_through_clamp
@@ -95,17 +96,23 @@ def build_tables(
     """
     n_h = size // 2 - 1
     spectra = wave_spectra(n_h, freq_hz.device, freq_hz.dtype)  # [3, 2, H]
-    # x = dc + Σ_h (c_h cos + s_h sin)(2πhφ) = dc + Re Σ_h (c_h - i s_h) e^{2πihφ}
-    basis = torch.complex(spectra[:, 1], -spectra[:, 0])  # [3, H]
-    mixed = weights[:, :3].to(basis.dtype) @ basis  # [B, H]
+    # x = dc + Σ_h (c_h cos + s_h sin)(2πhφ) = dc + Re Σ_h (c_h - i s_h) e^{2πihφ}, with
+    # the waves' coefficients (sine: s_1; triangle: c_h; saw: s_h) mixed in real
+    # arithmetic. The pulse's saw shifted by 1 - w multiplies the saw's -i s_h by
+    # 1 - e^{iθ_h}, θ_h = 2πh(1 - w): real part -s_h sin θ_h, imaginary -s_h (1 - cos θ_h).
     h = torch.arange(1, n_h + 1, device=freq_hz.device, dtype=freq_hz.dtype)
-    shift = torch.polar(torch.ones_like(h), 2 * math.pi * h * (1.0 - width)[:, None])
-    mixed = mixed + weights[:, 3:] * basis[2] * (1.0 - shift)
-    mixed = mixed * harmonic_taper(freq_hz, sample_rate, n_h)
-    dc = -(weights[:, 3] * (2.0 * width - 1.0))
+    theta = (2 * math.pi * h) * (1.0 - width)[:, None]
+    saw = spectra[2, 0]
+    pulse = weights[:, 3:] * saw  # [B, H]
     # irfft(X)[n] = (1/L)(X_0 + 2 Re Σ_h X_h e^{2πihn/L}), so X_0 = L·dc, X_h = L/2·coef.
-    dc_bin = torch.complex(dc * size, torch.zeros_like(dc))[:, None]
-    spec = torch.cat([dc_bin, mixed * (size / 2), torch.zeros_like(mixed[:, :1])], -1)
+    gain = harmonic_taper(freq_hz, sample_rate, n_h) * (size / 2)
+    real = (weights[:, 1:2] * spectra[1, 1] - pulse * torch.sin(theta)) * gain
+    sines = weights[:, 0:1] * spectra[0, 0] + weights[:, 2:3] * saw
+    imag = (-sines - pulse * (1.0 - torch.cos(theta))) * gain
+    dc = -(weights[:, 3] * (2.0 * width - 1.0)) * size
+    # Bins 0 (dc) and L/2 (Nyquist, no harmonic there) padded in as zeros.
+    spec = torch.complex(F.pad(real, (1, 1)), F.pad(imag, (1, 1)))
+    spec[:, 0] = dc
     table = torch.fft.irfft(spec, n=size)
     return torch.cat([table, table[:, :1]], -1)
 
