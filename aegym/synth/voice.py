@@ -228,6 +228,9 @@ class Voice(nn.Module):
             noise = self.noise[pos % self.noise.numel()].view(bsz, nblk, block)
         else:
             noise = read_noise(self.noise, state.noise_pos, n_pad).view(1, nblk, block)
+        # Stored time-major like x, so the noise mix and shaper run over contiguous
+        # memory (a strided read of the noise made them several times slower).
+        noise = noise.permute(2, 0, 1).contiguous().permute(1, 2, 0)
         # Noise and shaper, soft_clip(x + noise) = tanh(g (x + noise)) / tanh(g): the
         # division goes into the filter's input gain.
         drive = torch.pow(10.0, k("drive_db") / 20.0)
