@@ -12,7 +12,9 @@ The wavetable bank's backward is one compiled loop too (:func:`bank_adjoint`): e
 read's position recomputed with the forward's float ops, its two table entries'
 gradients accumulated in place (PyTorch needs index and weight tensors and two
 ``scatter_add_`` per oscillator). It releases the GIL and splits whole voices over
-``torch.get_num_threads()`` threads, so its numbers do not depend on the thread count.
+``torch.get_num_threads()`` threads (B = 256 at 2 threads: 30 vs 42 ms), so its numbers
+do not depend on the thread count. The bank's forward is one loop too, on the calling
+thread, with PyTorch's exact values.
 
 numba is imported on first use (it is a dependency of librosa, hence of aegym, but
 costs ~0.5 s to import). The kernels run when :func:`enabled` says so: on CPU tensors,
@@ -429,19 +431,13 @@ def bank_forward(
     tables: torch.Tensor, dt: torch.Tensor, start: torch.Tensor, out: torch.Tensor
 ) -> None:
     """The wavetable bank's output written into ``out [B, K, N]`` (see
-    :func:`_bank_forward_py`), whole voices split over threads."""
+    :func:`_bank_forward_py`). On the calling thread: split over two threads it was no
+    faster here (torch's OpenMP workers spin on the other core after each op)."""
     size = tables.shape[-1] - 1
     n = torch.arange(out.shape[1] * out.shape[2], dtype=tables.dtype)
     consts = torch.tensor([size, size - 1, 1], dtype=tables.dtype)
-    _split_rows(
-        _kernel("bank_forward"),
-        tables.shape[0],
-        _np(tables),
-        _np(dt),
-        _np(start),
-        n.numpy(),
-        consts.numpy(),
-        out.numpy(),
+    _kernel("bank_forward")(
+        _np(tables), _np(dt), _np(start), n.numpy(), consts.numpy(), out.numpy(), 0, tables.shape[0]
     )
 
 
