@@ -135,14 +135,36 @@ def _allpole_adjoint_py(grad, has_grad, tail, a1, a2, y, lam, acc1, acc2):  # pr
     ``has_grad``) plus ``tail [2, R]`` at samples ``N-1``, ``N-2``. ``lam [N+2, R]``
     gets ``λ`` in its first N rows (the last two must be zero on entry). Also
     accumulates (float64) ``acc1 = Σ_{m>=1} λ[m] y[m-1]``, ``acc2 = Σ_{m>=2} λ[m] y[m-2]``,
-    the coefficient gradients' sums."""
+    the coefficient gradients' sums. The rows without the tail, ``N-3 .. 2``, run as one
+    fused pass per row (λ and both sums), which the compiler vectorizes; the (at most
+    four) edge rows take the general path."""
     n, r = y.shape
-    for m in range(n - 1, -1, -1):
-        if m >= n - 2:  # the tail enters here
+    for m in range(n - 1, max(n - 3, -1), -1):  # the tail enters here
+        for j in range(r):
+            src = grad[m, j] + tail[n - 1 - m, j] if has_grad else tail[n - 1 - m, j]
+            lam[m, j] = (src - a2[j] * lam[m + 2, j]) - a1[j] * lam[m + 1, j]
+        if m >= 1:
             for j in range(r):
-                src = grad[m, j] + tail[n - 1 - m, j] if has_grad else tail[n - 1 - m, j]
-                lam[m, j] = (src - a2[j] * lam[m + 2, j]) - a1[j] * lam[m + 1, j]
-        elif has_grad:
+                acc1[j] += lam[m, j] * y[m - 1, j]
+        if m >= 2:
+            for j in range(r):
+                acc2[j] += lam[m, j] * y[m - 2, j]
+    if has_grad:
+        for m in range(n - 3, 1, -1):
+            for j in range(r):
+                lm = (grad[m, j] - a2[j] * lam[m + 2, j]) - a1[j] * lam[m + 1, j]
+                lam[m, j] = lm
+                acc1[j] += lm * y[m - 1, j]
+                acc2[j] += lm * y[m - 2, j]
+    else:
+        for m in range(n - 3, 1, -1):
+            for j in range(r):
+                lm = -(a2[j] * lam[m + 2, j]) - a1[j] * lam[m + 1, j]
+                lam[m, j] = lm
+                acc1[j] += lm * y[m - 1, j]
+                acc2[j] += lm * y[m - 2, j]
+    for m in range(min(1, n - 3), -1, -1):  # head rows, no tail
+        if has_grad:
             for j in range(r):
                 lam[m, j] = (grad[m, j] - a2[j] * lam[m + 2, j]) - a1[j] * lam[m + 1, j]
         else:
@@ -151,9 +173,6 @@ def _allpole_adjoint_py(grad, has_grad, tail, a1, a2, y, lam, acc1, acc2):  # pr
         if m >= 1:
             for j in range(r):
                 acc1[j] += lam[m, j] * y[m - 1, j]
-        if m >= 2:
-            for j in range(r):
-                acc2[j] += lam[m, j] * y[m - 2, j]
 
 
 def _affine_scan_py(mats, vecs, s0, out):  # pragma: no cover - compiled
