@@ -4,6 +4,10 @@ Each kernel is checked against the straightforward composition it replaces (valu
 often bit for bit) and by float64 ``gradcheck``.
 """
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 import torchaudio.functional as AF
@@ -264,6 +268,41 @@ def test_compiled_bank_is_the_same_on_any_number_of_threads(monkeypatch):
         torch.set_num_threads(before)
     for a, b in zip(*results, strict=True):
         assert torch.equal(a, b)
+
+
+def test_compiled_bank_threads_survive_fork_and_thread_count_changes():
+    """A process forked after the kernel's thread pool started gets its own pool (an
+    inherited one has no threads and would hang), and changing the thread count
+    replaces the pool instead of leaking its threads."""
+    script = textwrap.dedent(
+        """
+        import multiprocessing as mp, threading, torch
+        from aegym.synth import _compiled
+        _compiled._MIN_ROWS_PER_WORKER = 1
+        args = (torch.randn(6, 2, 33), 0.2 * torch.rand(6, 2), torch.rand(6, 2),
+                torch.randn(6, 4, 16))
+        torch.set_num_threads(2)
+        ref = _compiled.bank_adjoint(*args)
+        def child(q):
+            torch.set_num_threads(2)
+            q.put(all(torch.equal(a, b) for a, b in zip(_compiled.bank_adjoint(*args), ref)))
+        ctx = mp.get_context("fork")
+        q = ctx.Queue()
+        p = ctx.Process(target=child, args=(q,))
+        p.start()
+        p.join(60)
+        assert p.exitcode == 0 and q.get(timeout=5)
+        for n in (3, 2):
+            torch.set_num_threads(n)
+            _compiled.bank_adjoint(*args)
+        names = [t.name for t in threading.enumerate() if t.name.startswith("aegym-kernel")]
+        assert len(names) <= 2, names
+        print("ok")
+        """
+    )
+    command = [sys.executable, "-c", script]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
 
 
 def test_scaled_fir_values_and_gradcheck():

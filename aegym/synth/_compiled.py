@@ -426,6 +426,9 @@ def _workers(n: int) -> Any:
     pool inherited from the parent has no threads)."""
     key = (os.getpid(), n)
     if _pool.get("key") != key:
+        old = _pool.get("executor")
+        if old is not None and _pool["key"][0] == key[0]:  # thread count changed
+            old.shutdown(wait=False)
         _pool["key"] = key
         _pool["executor"] = concurrent.futures.ThreadPoolExecutor(
             n, thread_name_prefix="aegym-kernel"
