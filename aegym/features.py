@@ -153,10 +153,35 @@ def _stft_frame_count(n_samples: int, n_fft: int, hop_length: int) -> int:
     return 1 + (n_samples + 2 * (n_fft // 2) - n_fft) // hop_length
 
 
+class _Workspace:
+    """Chunk-sized buffers reused across the chunks of one call (a fresh ~2 MB buffer per
+    chunk and op costs page faults: ~1,100 per encoder call at N = 64, 0.25 s).
+    ``get(name, shape, dtype, like)`` returns the first ``shape[0]`` rows of a buffer
+    allocated for the largest chunk (contiguous: a slice of the first dimension)."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        self.buffers: dict[str, torch.Tensor] = {}
+
+    def get(
+        self, name: str, shape: tuple[int, ...], dtype: torch.dtype, like: torch.Tensor
+    ) -> torch.Tensor:
+        buf = self.buffers.get(name)
+        if buf is None:
+            buf = like.new_empty((self.rows, *shape[1:]), dtype=dtype)
+            self.buffers[name] = buf
+        return buf[: shape[0]]
+
+
 def _overlap_add(
-    frames: torch.Tensor, window: torch.Tensor, hop_length: int, length: int
+    frames: torch.Tensor,
+    window: torch.Tensor,
+    hop_length: int,
+    length: int,
+    work: _Workspace,
 ) -> torch.Tensor:
-    """``Σ_j window · frames[:, j]`` placed at ``j·hop_length``: ``[C, F, N] -> [C, length]``.
+    """``Σ_j window · frames[:, j]`` placed at ``j·hop_length``: ``[C, F, N] -> [C, length]``
+    (a view of ``work``'s buffer ``"sum"``, valid until the next call).
 
     The adjoint of windowed framing. With ``b = gcd(N, hop)`` both frames and signal are
     sequences of ``b``-sample blocks, so the sum is ``N / b`` strided in-place adds
@@ -165,7 +190,7 @@ def _overlap_add(
     n_chunk, n_frames, n_fft = frames.shape
     b = math.gcd(n_fft, hop_length)
     q, s = n_fft // b, hop_length // b
-    out = frames.new_zeros(n_chunk, -(-length // b), b)
+    out = work.get("sum", (n_chunk, -(-length // b), b), frames.dtype, frames).zero_()
     parts, win = frames.view(n_chunk, n_frames, q, b), window.view(q, b)
     for k in range(q):
         out[:, k : k + s * (n_frames - 1) + 1 : s].addcmul_(parts[:, :, k], win[k])
@@ -226,11 +251,18 @@ def _band_plan(melfb: torch.Tensor) -> _BandPlan:
     return _BandPlan(tuple(groups), tuple(segments))
 
 
-def _windowed_spectra(audio: torch.Tensor, window: torch.Tensor, hop_length: int) -> torch.Tensor:
-    """``rfft`` of the centered, zero-padded, windowed frames: ``[C, T] -> [C, F, K]``."""
+def _windowed_spectra(
+    audio: torch.Tensor,
+    window: torch.Tensor,
+    hop_length: int,
+    work: _Workspace,
+) -> torch.Tensor:
+    """``rfft`` of the centered, zero-padded, windowed frames: ``[C, T] -> [C, F, K]``
+    (the windowed frames go to ``work``'s buffer ``"frames"``)."""
     pad = window.shape[0] // 2
     frames = F.pad(audio, (pad, pad)).unfold(-1, window.shape[0], hop_length)
-    return torch.fft.rfft(frames * window)
+    windowed = torch.mul(frames, window, out=work.get("frames", frames.shape, frames.dtype, audio))
+    return torch.fft.rfft(windowed)  # (with out= the FFT runs ~9 % slower here)
 
 
 class _MelPower(torch.autograd.Function):
@@ -275,11 +307,13 @@ class _MelPower(torch.autograd.Function):
         # and let the mel product sum each pair, with every filterbank row doubled.
         fb2_t = melfb.T.repeat_interleave(2, dim=1)
         spectra = []
+        work = _Workspace(chunk)
         for i in range(0, bsz, chunk):
-            spec = _windowed_spectra(audio[i : i + chunk], window, hop_length)
+            spec = _windowed_spectra(audio[i : i + chunk], window, hop_length, work)
             if keep_spectra:
                 spectra.append(spec)
-            squares = torch.view_as_real(spec).square()
+            parts = torch.view_as_real(spec)
+            squares = torch.square(parts, out=work.get("squares", parts.shape, parts.dtype, audio))
             rows = squares.view(-1, 2 * n_bins)
             mel_t = torch.cat(
                 [
@@ -319,11 +353,13 @@ class _MelPower(torch.autograd.Function):
         if grad_mean is not None:
             grad_mean = grad_mean * (scale / n_frames)
         grad = torch.empty_like(audio)
+        work = _Workspace(chunk)
         for j, i in enumerate(range(0, bsz, chunk)):
+            # A kept spectrum is not needed after its chunk: it takes the product in place.
             spec = (
                 spectra[j]
                 if spectra
-                else _windowed_spectra(audio[i : i + chunk], window, hop_length)
+                else _windowed_spectra(audio[i : i + chunk], window, hop_length, work)
             )
             if grad_mel is None:
                 assert grad_mean is not None
@@ -336,9 +372,11 @@ class _MelPower(torch.autograd.Function):
                 ).view(spec.shape)
                 if grad_mean is not None:
                     grad_power += grad_mean[i : i + chunk, None]
-            grad_frames = torch.fft.irfft(spec * grad_power, n=n_fft)
-            padded = _overlap_add(grad_frames, window, hop_length, n_samples + 2 * pad)
+            grad_frames = torch.fft.irfft(spec.mul_(grad_power), n=n_fft)
+            padded = _overlap_add(grad_frames, window, hop_length, n_samples + 2 * pad, work)
             grad[i : i + chunk] = padded[:, pad : pad + n_samples]
+            if spectra:
+                spectra[j] = None  # freed as soon as used
         ctx.spectra = []
         return (grad, *nones)
 

@@ -191,3 +191,24 @@ def test_chunking_does_not_change_features(enc, monkeypatch):
     for a, b in zip(whole.log_mel, chunked.log_mel, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(whole.stats(), chunked.stats())
+
+
+def test_chunked_backward_twice_and_with_a_smaller_last_chunk(enc, monkeypatch):
+    """Chunks share reused buffers (the last one smaller): gradients equal the single
+    chunk's, and a second backward through the same graph (the kept spectra were used
+    up by the first) gives the same gradient again."""
+    audio = torch.randn(5, 3000) * 0.2
+    target = enc(torch.randn(1, 3000) * 0.2)
+
+    def gradient(retain: bool = False, x: torch.Tensor | None = None):
+        x = audio.clone().requires_grad_() if x is None else x
+        loss = spectral_distance(enc(x), target).sum()
+        return x, loss, torch.autograd.grad(loss, x, retain_graph=retain)[0]
+
+    _, _, whole = gradient()
+    n_frames = features._stft_frame_count(3000, 4096, enc.config.hop_length)
+    monkeypatch.setattr(features, "_CHUNK_SAMPLES", 2 * n_frames * 4096)  # 2 + 2 + 1
+    x, loss, first = gradient(retain=True)
+    (second,) = torch.autograd.grad(loss, x)
+    torch.testing.assert_close(first, whole, rtol=1e-5, atol=1e-7)
+    assert torch.equal(first, second)
