@@ -254,7 +254,9 @@ def _bank_forward_py(tables, dt, start, n, consts, out, lo, hi):  # pragma: no c
     ``out [B, K, N]`` (any strides; sample ``k·N + j``): per oscillator the read
     position with the same float ops as the PyTorch path, then ``torch.lerp``'s formula
     (``w (e - a) + a`` for ``|w| < 0.5``, else ``(w - 1)(e - a) + e``, fused), summed
-    over oscillators in order — the PyTorch path's values bit for bit.
+    over oscillators in order — the PyTorch path's values bit for bit (where ATen runs
+    its vectorized kernels, i.e. on AVX2/AVX-512 CPUs, whose ``lerp`` fuses; on others
+    the two paths agree to rounding).
     ``consts = (L, L - 1, 1)`` in the tables' dtype."""
     n_osc = tables.shape[1]
     nblk, block = out.shape[1], out.shape[2]
