@@ -430,7 +430,7 @@ def _workers(n: int) -> Any:
     if _pool.get("key") != key:
         old = _pool.get("executor")
         if old is not None and _pool["key"][0] == key[0]:  # thread count changed
-            old.shutdown(wait=False)
+            old.shutdown(wait=True)  # idle: its threads exit at once
         _pool["key"] = key
         _pool["executor"] = concurrent.futures.ThreadPoolExecutor(
             n, thread_name_prefix="aegym-kernel"
