@@ -316,6 +316,18 @@ def format_tier_table(result: EvalResult, tier: Tier) -> str:
     return "\n".join(lines)
 
 
+def summarize(result: EvalResult, env_kwargs: dict[str, Any]) -> tuple[Tier, str, str]:
+    """An evaluation in the leaderboard's format, for commands that print one: its tier
+    (:func:`tier_for` its env id and ``env_kwargs``), its table
+    (:func:`format_tier_table`) and the computed who-wins sentence (:func:`who_wins`).
+
+    :param result: the evaluation.
+    :param env_kwargs: the env keyword arguments it ran with.
+    """
+    tier = tier_for(result.env_id, env_kwargs)
+    return tier, format_tier_table(result, tier), who_wins(result, tier.title)[0]
+
+
 def run_tier(tier: Tier, args: LeaderboardArgs, models: list[str]) -> dict[str, Any]:
     """Evaluate one tier (:func:`agents.evaluate.evaluate`) and build its table.
 

@@ -23,7 +23,7 @@ from agents.common.cli import keep_freed_memory, parse_args
 from agents.common.envs import check_env_id
 from agents.common.registry import check_algo
 from agents.evaluate import NORMALIZATION, EvalArgs, EvalResult, evaluate
-from agents.leaderboard import format_tier_table, tier_for, who_wins
+from agents.leaderboard import summarize, tier_for
 from agents.report import format_comparisons
 from agents.train import TrainArgs, TrainResult, train
 
@@ -132,15 +132,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}")
         return 2
     ev = result.evaluation
-    tier = tier_for(ev.env_id, args.env_kwargs)
+    _, table, sentence = summarize(ev, args.env_kwargs)
     print()
     print(
         f"{ev.env_id}: {len(ev.target_indices)} test targets x {len(ev.seeds)} seeds; "
         f"{args.algo} trained {result.train.num_timesteps} steps in {result.train.wall_s:.0f}s"
     )
-    print(format_tier_table(ev, tier))
+    print(table)
     print()
-    print(who_wins(ev, tier.title)[0])
+    print(sentence)
     if ev.comparisons:
         print()
         print(format_comparisons(ev))

@@ -81,7 +81,8 @@ from agents.evaluate import (
     summarize_metrics,
 )
 from agents.evaluate import validate_args as validate_eval_args
-from agents.report import format_comparisons, format_table, markdown_to_html_table, write_report
+from agents.leaderboard import summarize
+from agents.report import format_comparisons, markdown_to_html_table, write_report
 from agents.train import TrainArgs, check_settings, train
 
 #: What to install when Ray is missing.
@@ -624,9 +625,27 @@ def aggregate(grid: SweepGrid, output_dir: str | Path) -> dict[tuple[str, str], 
     return boards
 
 
+def board_summary(env_id: str, target_set: str, board: EvalResult) -> tuple[str, str, str]:
+    """A board's heading, its table in the leaderboard's format and the computed
+    who-wins sentence (:func:`agents.leaderboard.summarize`).
+
+    :param env_id: the board's env.
+    :param target_set: the board's target set.
+    :param board: the board's evaluation.
+    """
+    tier, table, sentence = summarize(board, board.env_kwargs)
+    title = f"{env_id} on {target_set}"
+    if tier.name != "custom":
+        title = f"{tier.title} — {title}"
+    return title, table, sentence
+
+
 def write_leaderboard(grid: SweepGrid, output_dir: str | Path, result: SweepResult) -> Path:
-    """``leaderboard.json``, ``.md`` and ``.html``: every board's table and paired
-    comparisons, and which cells finished, are missing or failed.
+    """``leaderboard.json``, ``.md`` and ``.html``: every board in the leaderboard's
+    format (:func:`agents.leaderboard.format_tier_table` and the computed who-wins
+    sentence, as ``python -m agents leaderboard`` and the main job print them), its
+    paired comparisons, and which cells finished, are missing or failed. Each board's
+    folder keeps evaluate's full table (``results.md``, ``report.html``).
 
     :param grid: the grid.
     :param output_dir: the sweep folder.
@@ -639,8 +658,9 @@ def write_leaderboard(grid: SweepGrid, output_dir: str | Path, result: SweepResu
         "# Leaderboard",
         "",
         f"{len(result.cells) - len(result.missing)} of {len(result.cells)} cells finished; "
-        "value [95 % CI] as in `python -m agents evaluate` (CIs resample targets and "
-        "training runs; success rates with exact Clopper–Pearson intervals).",
+        "value [95 % CI] as in `python -m agents leaderboard` (CIs resample targets and "
+        "training runs; success rates, on in-domain tiers only, with exact Clopper–Pearson "
+        "intervals).",
         "",
     ]
     page = [
@@ -650,7 +670,8 @@ def write_leaderboard(grid: SweepGrid, output_dir: str | Path, result: SweepResu
     ]
     for (env_id, target_set), board in result.boards.items():
         folder = root / "leaderboard" / f"{_slug(env_id)}__{_slug(target_set)}"
-        table, comparisons = format_table(board), format_comparisons(board)
+        title, table, sentence = board_summary(env_id, target_set, board)
+        comparisons = format_comparisons(board)
         missing = [
             c.cell_id for spec in grid.agents for c in grid.cells_of(env_id, spec)
             if c.cell_id in result.missing
@@ -665,14 +686,15 @@ def write_leaderboard(grid: SweepGrid, output_dir: str | Path, result: SweepResu
                 ],
                 "missing_cells": missing,
                 "table": table,
+                "sentence": sentence,
                 "comparisons": comparisons,
             }
         )
-        title = f"{env_id} on {target_set}"
-        md += [f"## {title}", "", table, "", comparisons, ""]
+        md += [f"## {title}", "", table, "", sentence, "", comparisons, ""]
         page += [
             f"<h2>{html.escape(title)}</h2>",
             markdown_to_html_table(table),
+            f"<p>{html.escape(sentence)}</p>",
             markdown_to_html_table(comparisons),
             f'<p><a href="{html.escape(str(folder.relative_to(root)))}/report.html">'
             "full report</a></p>",
@@ -946,7 +968,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}")
         return 2
     for (env_id, target_set), board in result.boards.items():
-        print(f"\n{env_id} on {target_set}\n{format_table(board)}")
+        title, table, sentence = board_summary(env_id, target_set, board)
+        print(f"\n{title}\n{table}\n{sentence}")
     done = len(result.cells) - len(result.missing)
     print(
         f"\n{done}/{len(result.cells)} cells finished ({len(result.ran)} run now, "

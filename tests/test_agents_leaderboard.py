@@ -14,8 +14,10 @@ from agents.evaluate import AgentResult, EvalResult, summarize_metrics
 from agents.leaderboard import (
     TIERS,
     applicable_baselines,
+    format_tier_table,
     main,
     pool_runs,
+    summarize,
     tier_for,
     who_wins,
 )
@@ -109,6 +111,17 @@ def test_who_wins_from_paired_comparisons() -> None:
     assert "it beats other" in sentence
     tied = {c["b"] for c in comps if c["comparison"].verdict != "better"}
     assert tied and tied <= {"clear", "close"}
+
+
+def test_summarize_is_the_tier_table_and_sentence() -> None:
+    """What the main job and the sweep print: the tier found from the env id and its
+    keyword arguments, that tier's table and the who-wins sentence."""
+    base = list(np.random.default_rng(2).uniform(0.0, 0.5, 8))
+    result = _result([_agent("a", base), _agent("b", [b + 0.4 for b in base])])
+    tier, table, sentence = summarize(result, {})
+    assert tier == TIERS["easy"]
+    assert table == format_tier_table(result, tier)
+    assert sentence == who_wins(result, tier.title)[0] and sentence.startswith("Easy (4 knobs")
 
 
 def test_who_wins_quotes_the_agent_it_does_not_beat() -> None:

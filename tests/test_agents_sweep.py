@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from agents.common.envs import FAST_ENV_KWARGS
+from agents.leaderboard import TIERS, format_tier_table, who_wins
 from agents.report import format_comparisons, format_table
 from agents.sweep import (
     CRASH_ENV,
@@ -105,8 +106,15 @@ def test_sweep_writes_run_folders_and_the_leaderboard(ran) -> None:
         assert (board / name).is_file(), name
     data = json.loads((root / "leaderboard.json").read_text())
     assert data["missing"] == [] and len(data["finished"]) == 4
-    assert data["boards"][0]["table"] == format_table(result.boards[(SM, "test")])
-    assert "| ppo | 2 |" in (root / "leaderboard.md").read_text()
+    board_result = result.boards[(SM, "test")]
+    tier = TIERS["easy"]
+    # The leaderboard's format: its tier table and computed sentence, then the pairs.
+    assert data["boards"][0]["table"] == format_tier_table(board_result, tier)
+    assert data["boards"][0]["sentence"] == who_wins(board_result, tier.title)[0]
+    assert data["boards"][0]["comparisons"] == format_comparisons(board_result)
+    text = (root / "leaderboard.md").read_text()
+    assert "## Easy (4 knobs, in-domain) — AEGym/SoundMatch-Easy-v1 on test" in text
+    assert "| ppo | 2 |" in text and data["boards"][0]["sentence"] in text
 
 
 @needs_ray
