@@ -90,6 +90,9 @@ def run(batch_sizes: list[int], sample_rate: int, duration_s: float, repeats: in
     return rows
 
 
+# The side-by-side's callables, in table order (keys of compare_torchsynth's rows).
+COMPARED = ("render", "forward_backward", "voice_fwd_bwd")
+
 TORCHSYNTH_HINT = 'torchsynth is not installed; for the side-by-side run: pip install -e ".[bench]"'
 
 
@@ -186,14 +189,16 @@ def compare_torchsynth(
             u = knobs.clone().requires_grad_(True)
             spectral_distance(enc(voice(u)), target).sum().backward()
 
-        def ts_fwd_bwd(ts_voice=ts_voice, ts_params=ts_params):
+        def ts_audio_with_grad(ts_voice=ts_voice, ts_params=ts_params) -> torch.Tensor:
             # torchsynth refuses no_grad=False at construction ("not explicitly
             # tested"); its graph is differentiable, so it is switched off here.
             ts_voice.synthconfig.no_grad = False
             for p in ts_params:
                 p.grad = None
-            audio = ts_voice()[0].as_subclass(torch.Tensor)
-            spectral_distance(enc(audio), target).sum().backward()
+            return ts_voice()[0].as_subclass(torch.Tensor)
+
+        def ts_fwd_bwd(audio_with_grad=ts_audio_with_grad) -> None:
+            spectral_distance(enc(audio_with_grad()), target).sum().backward()
 
         # The synths alone: the gradient of a fixed projection of the audio, no encoder.
         weights = torch.randn(bsz, round(duration_s * sample_rate), generator=gen).to(device)
@@ -202,11 +207,8 @@ def compare_torchsynth(
             u = knobs.clone().requires_grad_(True)
             (voice(u) * weights).sum().backward()
 
-        def ts_voice_fwd_bwd(ts_voice=ts_voice, ts_params=ts_params, weights=weights):
-            ts_voice.synthconfig.no_grad = False
-            for p in ts_params:
-                p.grad = None
-            (ts_voice()[0].as_subclass(torch.Tensor) * weights).sum().backward()
+        def ts_voice_fwd_bwd(audio_with_grad=ts_audio_with_grad, weights=weights) -> None:
+            (audio_with_grad() * weights).sum().backward()
 
         def torch_path(fn: Callable[[], object]) -> Callable[[], object]:
             def call() -> None:
@@ -215,7 +217,7 @@ def compare_torchsynth(
 
             return call
 
-        candidates = {
+        candidates: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
             "render": (aegym_render, ts_render),
             "forward_backward": (aegym_fwd_bwd, ts_fwd_bwd),
             "voice_fwd_bwd": (aegym_voice_fwd_bwd, ts_voice_fwd_bwd),
@@ -256,7 +258,7 @@ def print_comparison(rows: list[dict]) -> None:
         f"{'torch-path xRT':>15} {'ratio':>7} {'aegym faults':>13} {'ts faults':>10}"
     )
     for r in rows:
-        for name in ("render", "forward_backward", "voice_fwd_bwd"):
+        for name in COMPARED:
             print(
                 f"{r['batch']:>5} {name:>16} {r[f'{name}_aegym_x_realtime']:>10.0f} "
                 f"{r[f'{name}_torchsynth_x_realtime']:>15.0f} {r[f'{name}_ratio']:>6.2f}x "

@@ -288,7 +288,7 @@ def _bank_adjoint_py(  # pragma: no cover - compiled
 ):
     """Adjoint of the wavetable bank (``oscillators._WavetableBank``) for voices
     ``lo:hi``: ``grad [B, K, N]`` (any strides; sample ``k·N + j``), ``n`` the sample
-    indices as floats, ``consts = (L, L - 1)`` in the tables' dtype. Each read's
+    indices as floats, ``consts = (L, L - 1, 1)`` in the tables' dtype. Each read's
     position is recomputed with the forward's float ops in the same order, then
     ``dL/dt[i] += g (1 - frac)``, ``dL/dt[i + 1] += g frac`` into ``g_tab`` (zeros on
     entry) and ``dL/dstart = Σ g (t[i+1] - t[i]) L``, ``dL/ddt = Σ (that) n`` (float64
@@ -451,18 +451,25 @@ def _split_rows(kernel: Any, rows: int, *args: Any) -> None:
         future.result()
 
 
+def _bank_inputs(
+    tables: torch.Tensor, dt: torch.Tensor, start: torch.Tensor, n_samples: int
+) -> tuple[np.ndarray, ...]:
+    """The bank kernels' shared inputs: tables, ``dt``, ``start``, the sample indices as
+    floats and ``consts = (L, L - 1, 1)``, all in the tables' dtype."""
+    size = tables.shape[-1] - 1
+    n = torch.arange(n_samples, dtype=tables.dtype)
+    consts = torch.tensor([size, size - 1, 1], dtype=tables.dtype)
+    return _np(tables), _np(dt), _np(start), n.numpy(), consts.numpy()
+
+
 def bank_forward(
     tables: torch.Tensor, dt: torch.Tensor, start: torch.Tensor, out: torch.Tensor
 ) -> None:
     """The wavetable bank's output written into ``out [B, K, N]`` (see
     :func:`_bank_forward_py`). On the calling thread: split over two threads it was no
     faster here (torch's OpenMP workers spin on the other core after each op)."""
-    size = tables.shape[-1] - 1
-    n = torch.arange(out.shape[1] * out.shape[2], dtype=tables.dtype)
-    consts = torch.tensor([size, size - 1, 1], dtype=tables.dtype)
-    _kernel("bank_forward")(
-        _np(tables), _np(dt), _np(start), n.numpy(), consts.numpy(), out.numpy(), 0, tables.shape[0]
-    )
+    inputs = _bank_inputs(tables, dt, start, out.shape[1] * out.shape[2])
+    _kernel("bank_forward")(*inputs, out.numpy(), 0, tables.shape[0])
 
 
 def bank_adjoint(
@@ -470,28 +477,15 @@ def bank_adjoint(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients of the wavetable bank's output ``[B, K, N]`` w.r.t. ``tables
     [B, V, L+1]``, ``dt`` and ``start [B, V]`` (see :func:`_bank_adjoint_py`)."""
-    bsz = tables.shape[0]
-    size = tables.shape[-1] - 1
-    n = torch.arange(grad.shape[1] * grad.shape[2], dtype=tables.dtype)
-    consts = torch.tensor([size, size - 1], dtype=tables.dtype)
     g_tab = torch.zeros(tables.shape, dtype=tables.dtype)
     g_dt = np.zeros(dt.shape)
     g_start = np.zeros(start.shape)
     g = grad.detach()
     if any(stride < 0 for stride in g.stride()):  # pragma: no cover - numpy views need >= 0
         g = g.contiguous()
+    inputs = _bank_inputs(tables, dt, start, grad.shape[1] * grad.shape[2])
     _split_rows(
-        _kernel("bank_adjoint"),
-        bsz,
-        _np(tables),
-        _np(dt),
-        _np(start),
-        n.numpy(),
-        consts.numpy(),
-        g.numpy(),
-        g_tab.numpy(),
-        g_dt,
-        g_start,
+        _kernel("bank_adjoint"), tables.shape[0], *inputs, g.numpy(), g_tab.numpy(), g_dt, g_start
     )
     to = functools.partial(torch.as_tensor, dtype=dt.dtype)
     return g_tab, to(g_dt), to(g_start)
